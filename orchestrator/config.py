@@ -1,0 +1,219 @@
+"""Typed experiment config: YAML in, `--set a.b=c` overrides, strict validation, YAML out.
+
+The resolved config is saved with every run and is enough to rerun it (``load(save(cfg)) == cfg``).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from orchestrator.typed import ConfigError, from_dict, rng, to_dict
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "arithmetic.yaml"
+
+
+@dataclass
+class WorkloadConfig:
+    """Which task, how many prompts per round, and the task's own options (validated by the workload)."""
+    name: str = "arithmetic"
+    train_prompts: int = field(default=256, metadata=rng(1))
+    heldout_prompts: int = field(default=500, metadata=rng(1))
+    options: dict = field(default_factory=dict)
+
+    def validate(self, prefix: str) -> None:
+        from workloads import options_type  # local: keeps config importable without torch
+
+        p = f"{prefix}.options" if prefix else "options"
+        self.options = to_dict(from_dict(options_type(self.name, prefix), self.options, p))
+
+
+@dataclass
+class ModelConfig:
+    """The policy π_0: the workload's locally built base model unless `path` names a saved HF model."""
+    path: str | None = None
+    cache_dir: str = "~/.cache/svgap"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+@dataclass
+class GenerationConfig:
+    n: int = field(default=8, metadata=rng(1))
+    temperature: float = field(default=1.0, metadata=rng(0.0, 10.0, lo_open=True))
+    max_new_tokens: int = field(default=8, metadata=rng(1))
+    batch_size: int = field(default=512, metadata=rng(1))
+
+
+@dataclass
+class VerificationConfig:
+    method: Literal["tf", "qe"] = "tf"
+    threshold: float = field(default=0.5, metadata=rng(0.0, 1.0))
+    batch_size: int = field(default=512, metadata=rng(1))
+
+
+@dataclass
+class TrainingConfig:
+    """LoRA SFT on the BoN picks; the loss is U_v(t) itself (THEORY §1 step 6)."""
+    lora_rank: int = field(default=8, metadata=rng(1))
+    lora_alpha: float = field(default=16.0, metadata=rng(0.0, lo_open=True))
+    lora_dropout: float = field(default=0.0, metadata=rng(0.0, 1.0))
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                                "gate_proj", "up_proj", "down_proj"])
+    lr: float = field(default=2e-3, metadata=rng(0.0, 1.0, lo_open=True))
+    epochs: int = field(default=2, metadata=rng(1))
+    batch_size: int = field(default=32, metadata=rng(1))
+    weight_decay: float = field(default=0.0, metadata=rng(0.0))
+
+
+@dataclass
+class PoolResources:
+    """One role's actors: how many and what each asks Ray for (fractions allowed)."""
+    actors: int = field(default=1, metadata=rng(1))
+    cpus: float = field(default=1.0, metadata=rng(0.0))
+    gpus: float = field(default=0.0, metadata=rng(0.0))
+    threads: int | None = field(default=None, metadata=rng(1))
+
+
+@dataclass
+class ResourcesConfig:
+    generation: PoolResources = field(default_factory=lambda: PoolResources(actors=2, cpus=0.5))
+    verification: PoolResources = field(default_factory=lambda: PoolResources(actors=1, cpus=0.5, threads=2))
+    training: PoolResources = field(default_factory=lambda: PoolResources(actors=1, cpus=0.5, threads=2))
+    placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    timeout_s: float = field(default=600.0, metadata=rng(0.0, lo_open=True))
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow: `uri` null means $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."""
+    uri: str | None = None
+    experiment: str = "svgap"
+    run_name: str | None = None
+    out_dir: str = "runs"
+
+
+@dataclass
+class FitConfig:
+    """Online fit of the gap dynamics (THEORY §2) after every round from `min_rounds` records on."""
+    online: bool = True
+    min_rounds: int = field(default=4, metadata=rng(4))
+    quantity: Literal["total", "per_token"] = "total"
+    eps: float = field(default=0.05, metadata=rng(0.0, lo_open=True))
+
+
+@dataclass
+class StopConfig:
+    """Optional early stop: end the run when the predicted remaining gain U_s(t) - U_s,inf < this."""
+    when_predicted_gain_below: float | None = field(default=None, metadata=rng(0.0, lo_open=True))
+
+
+@dataclass
+class ExternalConfig:
+    """A limited budget of external data spread over rounds (THEORY §3)."""
+    budget: int = field(default=0, metadata=rng(0))
+    strategy: Literal["none", "early", "uniform", "late", "explicit", "planned"] = "none"
+    shares: list[float] | None = None
+    source: str = "workload"
+    gamma: float | None = field(default=None, metadata=rng(0.0, lo_open=True))
+    warmup_rounds: int = field(default=4, metadata=rng(0))
+    objective: Literal["limit", "horizon"] = "limit"
+
+
+@dataclass
+class ExperimentConfig:
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    verification: VerificationConfig = field(default_factory=VerificationConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    rounds: int = field(default=8, metadata=rng(1))
+    seed: int = 0
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    stop: StopConfig = field(default_factory=StopConfig)
+    external: ExternalConfig = field(default_factory=ExternalConfig)
+
+    def validate(self, prefix: str = "") -> None:
+        ext = self.external
+        if ext.strategy == "explicit":
+            if ext.shares is None:
+                raise ConfigError("external.shares: required when external.strategy is explicit")
+        if ext.shares is not None:
+            if len(ext.shares) != self.rounds:
+                raise ConfigError(f"external.shares: has {len(ext.shares)} entries, expected one per training "
+                                  f"round ({self.rounds})")
+            if any(s < 0 for s in ext.shares) or abs(sum(ext.shares) - 1.0) > 1e-6:
+                raise ConfigError(f"external.shares: must be non-negative and sum to 1 (sum is {sum(ext.shares):g})")
+        if ext.strategy != "none" and ext.budget < 1:
+            raise ConfigError(f"external.budget: must be >= 1 with external.strategy {ext.strategy}")
+
+
+def _parse_scalar(text: str) -> Any:
+    """`--set` values are YAML scalars/flow lists: 8, 0.5, true, null, [a, b]."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `a.b=c` overrides to a raw config mapping (before validation, so errors name the key)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. generation.n=8")
+        key, _, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {item!r}: empty key part")
+        node = data
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {key}: {p} is not a section")
+            node = nxt
+        node[parts[-1]] = _parse_scalar(raw)
+    return data
+
+
+def read_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file not found: {p}")
+    if p.is_dir():
+        raise ConfigError(f"config path is a directory, not a file: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"config file {p} is not valid YAML{where}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {p}: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p}: top level must be a mapping of sections")
+    return data
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """YAML file (default: configs/arithmetic.yaml) + overrides -> validated ExperimentConfig."""
+    data = read_yaml(path or DEFAULT_CONFIG)
+    return from_mapping(apply_overrides(data, overrides or []))
+
+
+def from_mapping(data: dict) -> ExperimentConfig:
+    return from_dict(ExperimentConfig, data)
+
+
+def dump(cfg: ExperimentConfig) -> str:
+    """Resolved config as YAML text; `from_mapping(yaml.safe_load(dump(c))) == c`."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

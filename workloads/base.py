@@ -1,0 +1,62 @@
+"""The Workload protocol: what a task gives the round loop.
+
+A workload owns its prompts (seeded train / held-out sets), its answer checker, its verifier prompt templates
+(TF and QE), reference answers from a stronger source (external data) and a base model. Everything crosses
+process boundaries as plain dataclasses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal, Protocol
+
+Split = Literal["train", "heldout"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One prompt. `id` is stable across runs (used for seeding and for 'no example used twice')."""
+    id: str
+    prompt: str
+    answer: str  # the reference answer, as response text
+
+
+@dataclass(frozen=True)
+class TFQuery:
+    """A TrueFalse verifier query, judged step by step.
+
+    The model reads `segments[0]`, then a judgment is read from its next-token distribution
+    (p(true_token) vs p(false_token)); `true_token` is appended, then `segments[1]`, another judgment, and so on.
+    s = prod_k p_k(True) / (p_k(True) + p_k(False)) -- the chain rule of "every step is correct".
+    A single-judgment template is simply one segment.
+    """
+    segments: tuple[str, ...]
+    true_token: str
+    false_token: str
+
+
+@dataclass(frozen=True)
+class QEQuery:
+    """A quality-evaluation query: grade g = index into `grade_tokens`; s = E[g] / (len(grade_tokens) - 1)."""
+    text: str
+    grade_tokens: tuple[str, ...]
+
+
+class Workload(Protocol):
+    name: str
+
+    def problems(self, split: Split, n: int, seed: int) -> list[Problem]:
+        """n seeded problems; train and held-out sets never share a problem."""
+
+    def check(self, problem: Problem, response: str) -> bool:
+        """Is `response` a correct answer to `problem`?"""
+
+    def tf_query(self, problem: Problem, response: str) -> TFQuery: ...
+
+    def qe_query(self, problem: Problem, response: str) -> QEQuery: ...
+
+    def reference(self, problem: Problem) -> str:
+        """The stronger source's answer (external data)."""
+
+    def base_model(self, cache_dir: Path, progress: Callable[[str], None] | None = None) -> Path:
+        """Directory of a `save_pretrained` model + tokenizer; built locally and cached by recipe."""
