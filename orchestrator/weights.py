@@ -1,0 +1,82 @@
+"""Weight sync: the trained LoRA adapter goes through the Ray object store with a version number.
+
+Version 0 is the base model π_0; training round t publishes version t+1 (π_{t+1}). Generation and verification
+actors merge the adapter into their base weights (W = W0 + scale·B·A, so inference pays nothing for LoRA) and
+refuse to work for a round that asks for another version than the one they hold.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.errors import SvgapError
+
+
+class StaleWeightsError(SvgapError):
+    """An actor was asked to work with a model version it does not hold."""
+
+
+@dataclass
+class AdapterUpdate:
+    """A LoRA adapter as plain arrays: module name -> (A [r, in], B [out, r]); delta W = scaling · B @ A."""
+    version: int
+    scaling: float
+    tensors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes + b.nbytes for a, b in self.tensors.values())
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically (tmp + rename) so a resume never reads half an adapter."""
+        path = Path(path)
+        arrays = {f"{k}::A": a for k, (a, _) in self.tensors.items()}
+        arrays.update({f"{k}::B": b for k, (_, b) in self.tensors.items()})
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, __version__=np.array(self.version), __scaling__=np.array(self.scaling), **arrays)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AdapterUpdate":
+        data = np.load(path)
+        names = sorted({k.rsplit("::", 1)[0] for k in data.files if "::" in k})
+        return cls(int(data["__version__"]), float(data["__scaling__"]),
+                   {n: (data[f"{n}::A"], data[f"{n}::B"]) for n in names})
+
+
+def publish(update: AdapterUpdate):
+    """Put the adapter in the object store once; every actor reads the same object (zero-copy on a node)."""
+    import ray
+
+    return ray.put(update)
+
+
+class WeightsHolder:
+    """Inside an actor: keeps the base weights of adapted modules and the version currently merged."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.version = 0
+        self._base: dict[str, "object"] = {}
+
+    def load(self, update: AdapterUpdate) -> int:
+        import torch
+
+        modules = dict(self.model.named_modules())
+        with torch.no_grad():
+            for name, (a, b) in update.tensors.items():
+                if name not in modules:
+                    raise SvgapError(f"adapter version {update.version} names module {name!r} the model lacks")
+                weight = modules[name].weight
+                if name not in self._base:
+                    self._base[name] = weight.detach().clone()
+                delta = torch.from_numpy(np.ascontiguousarray(b)).float() @ torch.from_numpy(np.ascontiguousarray(a)).float()
+                weight.copy_((self._base[name].float() + update.scaling * delta.to(weight.device)).to(weight.dtype))
+        self.version = update.version
+        return self.version
+
+    def require(self, version: int, who: str) -> None:
+        if version != self.version:
+            raise StaleWeightsError(f"{who} holds model version {self.version} but was asked to work with version "
+                                    f"{version}; refusing stale weights")
