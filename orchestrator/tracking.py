@@ -66,3 +66,109 @@ def log_metrics(run_id: str, metrics: dict[str, float], step: int, uri: str | No
     if ms:
         _client(uri).log_batch(run_id, metrics=ms)
 
+
+
+def preflight(uri: str | None = None) -> str:
+    """Check the tracking store answers before any round starts; returns the resolved URI.
+
+    An http(s) server gets a short health probe (MLflow's own client would retry for minutes); a sqlite file
+    needs a writable folder. Anything else is left to MLflow and reported in one line if it fails.
+    """
+    resolved = resolve_uri(uri)
+    if resolved.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(resolved.rstrip("/") + "/health", timeout=5) as resp:
+                if resp.status >= 400:
+                    raise SvgapError(f"tracking server {resolved} answered HTTP {resp.status} on /health")
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise SvgapError(f"tracking server {resolved} unreachable: {reason}") from None
+    elif resolved.startswith("sqlite:///"):
+        db = Path(resolved.removeprefix("sqlite:///")).expanduser()
+        folder = db.parent if str(db.parent) else Path(".")
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise SvgapError(f"tracking store {resolved}: folder {folder} does not exist or is not writable")
+    try:
+        _client(resolved).search_experiments(max_results=1)
+    except SvgapError:
+        raise
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SvgapError(f"tracking store {resolved} unusable: {first}") from None
+    return resolved
+
+
+class RunLogger:
+    """One MLflow run (optionally nested under a parent); metrics at step = round."""
+
+    def __init__(self, uri: str | None, experiment: str, run_name: str | None, params: dict,
+                 parent_run_id: str | None = None, tags: dict | None = None) -> None:
+        from mlflow.entities import Param
+
+        self.uri = resolve_uri(uri)
+        self.client = _client(self.uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        all_tags = {"mlflow.source.name": "svgap", **(tags or {})}
+        if run_name:
+            all_tags["mlflow.runName"] = run_name
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        self.run_id = self.client.create_run(exp_id, tags=all_tags, run_name=run_name).info.run_id
+        self.experiment_id = exp_id
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for s in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[s:s + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        log_metrics(self.run_id, metrics, step, self.uri)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_dict(self, data: dict, artifact_file: str) -> None:
+        self.client.log_dict(self.run_id, data, artifact_file)
+
+    def log_file(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def set_tag(self, key: str, value: str) -> None:
+        self.client.set_tag(self.run_id, key, value)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status)
+
+
+def run_metrics(run_id: str, uri: str | None = None) -> dict[str, dict[int, float]]:
+    """Every metric of a run as {name: {step: value}} (what the summary table is checked against)."""
+    run = get_run(run_id, uri)
+    return metric_series(run_id, sorted(run.data.metrics), uri)
+
+
+def child_runs(parent_run_id: str, uri: str | None = None) -> list:
+    """Runs nested under a parent (a sweep or an allocation study)."""
+    run = get_run(parent_run_id, uri)
+    return _client(uri).search_runs([run.info.experiment_id],
+                                    filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'")
+
+
+def artifact_paths(run_id: str, path: str = "", uri: str | None = None) -> list[str]:
+    """All artifact file paths of a run (recursive)."""
+    client = _client(uri)
+    out: list[str] = []
+    for f in client.list_artifacts(run_id, path or None):
+        if f.is_dir:
+            out.extend(artifact_paths(run_id, f.path, uri))
+        else:
+            out.append(f.path)
+    return out
+
+
+def ui_hint(uri: str | None = None) -> str:
+    resolved = resolve_uri(uri)
+    if resolved.startswith(("http://", "https://")):
+        return f"open {resolved} in a browser"
+    return f"mlflow ui --backend-store-uri {resolved}   (then open http://127.0.0.1:5000)"

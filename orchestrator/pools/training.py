@@ -22,6 +22,9 @@ class TrainingWorker:
         stats = self.trainer.train(examples, round_t)
         return stats, self.trainer.adapter()
 
+    def version(self) -> int:
+        return self.trainer.version
+
     def restore(self, update: AdapterUpdate) -> int:
         self.trainer.load_adapter(update)
         return self.trainer.version

@@ -1,0 +1,246 @@
+"""The controller: checks everything, owns the pools, runs rounds 0..T, writes round records, logs, fits.
+
+It is the only place that knows the order of stages. Round t measures π_t (its record), then trains on its BoN
+picks to make π_{t+1} and syncs it; the last round only measures.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from orchestrator import ray_session, tracking
+from orchestrator.config import ExperimentConfig, dump
+from orchestrator.errors import SvgapError
+from orchestrator.model_source import ModelSource
+from orchestrator.pools.generation import GenerationWorker
+from orchestrator.pools.group import ActorGroup, PoolSpec
+from orchestrator.pools.training import TrainingWorker
+from orchestrator.pools.verification import VerificationWorker
+from orchestrator.pools.worker import WorkerSpec
+from orchestrator.round import PickRow, Pools, RoundRecord, RoundRunner, derive_seed
+from orchestrator.typed import flatten, to_dict
+from orchestrator.weights import publish
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class ExperimentResult:
+    run_id: str
+    tracking_uri: str
+    out_dir: Path
+    records: list[RoundRecord]
+    fits: dict[int, dict] = field(default_factory=dict)
+    stop_reason: str | None = None
+
+
+@dataclass
+class RunFiles:
+    """The run's folder: config, one JSON record and one JSONL of training rows per round, adapters, state."""
+    root: Path
+
+    def prepare(self, cfg_text: str) -> None:
+        for sub in ("rounds", "picks", "adapters", "fits"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / "config.yaml").write_text(cfg_text)
+
+    def _atomic(self, path: Path, text: str) -> Path:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        return path
+
+    def picks(self, t: int, rows: list[PickRow]) -> Path:
+        return self._atomic(self.root / "picks" / f"round_{t:03d}.jsonl",
+                            "".join(json.dumps(asdict(r)) + "\n" for r in rows))
+
+    def record(self, rec: RoundRecord) -> Path:
+        return self._atomic(self.root / "rounds" / f"round_{rec.round:03d}.json", json.dumps(rec.to_json(), indent=1))
+
+    def fit(self, t: int, fit: dict) -> Path:
+        return self._atomic(self.root / "fits" / f"round_{t:03d}.json", json.dumps(fit, indent=1))
+
+    def state(self, last_round: int, version: int, run_id: str) -> None:
+        """Written last in a round: a resume starts from the round after `last_round` with adapter `version`."""
+        self._atomic(self.root / "state.json", json.dumps({"run_id": run_id, "last_finished_round": last_round,
+                                                           "model_version": version}))
+
+
+class Experiment:
+    def __init__(self, cfg: ExperimentConfig, *, address: str | None = None, tracking_uri: str | None = None,
+                 experiment_name: str | None = None, parent_run_id: str | None = None,
+                 progress: Callable[[str], None] = _stderr, worker_classes: dict[str, type] | None = None,
+                 on_round: Callable[[RoundRecord], None] | None = None) -> None:
+        self.cfg = cfg
+        self.address = address
+        self.uri = tracking_uri or cfg.tracking.uri
+        self.experiment_name = experiment_name or cfg.tracking.experiment
+        self.parent_run_id = parent_run_id
+        self.progress = progress
+        self.on_round = on_round
+        self.classes = {"generation": GenerationWorker, "verification": VerificationWorker,
+                        "training": TrainingWorker, **(worker_classes or {})}
+
+    # ---- checks that must pass before any round (nothing logged until they do) ----
+    def _preflight(self):
+        import workloads
+
+        cfg = self.cfg
+        workload = workloads.get(cfg.workload.name, cfg.workload.options)
+        scheduler = None
+        if cfg.external.strategy != "none":
+            from orchestrator.scheduler import build_scheduler
+
+            scheduler = build_scheduler(cfg, workload)
+        self.uri = tracking.preflight(self.uri)
+        started = ray_session.connect(self.address)
+        try:
+            ray_session.check_capacity(cfg.resources)
+        except SvgapError:
+            ray_session.shutdown(started)
+            raise
+        return workload, scheduler, started
+
+    def _pools(self, source: ModelSource) -> Pools:
+        cfg, r = self.cfg, self.cfg.resources
+
+        def spec(role: str) -> tuple[PoolSpec, WorkerSpec]:
+            res = getattr(r, role)
+            return (PoolSpec(role, res, r.placement, r.timeout_s),
+                    WorkerSpec(role, source, cfg.model.device, cfg.model.dtype, res.cpus, res.threads))
+
+        g, v, t = spec("generation"), spec("verification"), spec("training")
+        gen = ActorGroup(g[0], self.classes["generation"], g[1])
+        ver = ActorGroup(v[0], self.classes["verification"], v[1])
+        tr = ActorGroup(t[0], self.classes["training"], t[1], cfg.training, cfg.seed)
+        # Block until every actor has built its engine, so a broken model fails here, named by pool.
+        for pool in (gen, ver, tr):
+            pool.call_all("start", "version")
+        return Pools(gen, ver, tr)
+
+    def run(self) -> ExperimentResult:
+        cfg = self.cfg
+        workload, scheduler, started = self._preflight()
+        pools: Pools | None = None
+        logger: tracking.RunLogger | None = None
+        try:
+            source = ModelSource(cfg.workload.name, cfg.workload.options, cfg.model.path, cfg.model.cache_dir)
+            t0 = time.perf_counter()
+            model_dir = source.resolve(self.progress)
+            self.progress(f"model: {model_dir} ready in {time.perf_counter() - t0:.1f}s")
+            self.progress(f"starting pools: generation x{cfg.resources.generation.actors}, verification "
+                          f"x{cfg.resources.verification.actors}, training x{cfg.resources.training.actors}")
+            pools = self._pools(source)
+            heldout = workload.problems("heldout", cfg.workload.heldout_prompts, derive_seed(cfg.seed, "heldout"))
+            runner = RoundRunner(cfg, workload, pools, heldout, self.progress)
+            cfg_text = dump(cfg)
+            logger = tracking.RunLogger(self.uri, self.experiment_name, cfg.tracking.run_name,
+                                        flatten(to_dict(cfg)), self.parent_run_id)
+            logger.log_text(cfg_text, "config.yaml")
+            files = RunFiles(Path(cfg.tracking.out_dir) / logger.run_id)
+            files.prepare(cfg_text)
+            self.progress(f"MLflow run {logger.run_id} ({self.uri}); round files in {files.root}")
+            result = ExperimentResult(logger.run_id, self.uri, files.root, [])
+            self._rounds(runner, pools, logger, files, result, scheduler)
+            logger.end("FINISHED")
+            return result
+        except KeyboardInterrupt:
+            if logger:
+                logger.end("KILLED")
+            raise
+        except BaseException:
+            if logger:
+                logger.end("FAILED")
+            raise
+        finally:
+            if pools:
+                for p in (pools.generation, pools.verification, pools.training):
+                    p.shutdown()
+            ray_session.shutdown(started)
+
+    def _rounds(self, runner: RoundRunner, pools: Pools, logger, files: RunFiles, result: ExperimentResult,
+                scheduler) -> None:
+        cfg = self.cfg
+        version = 0
+        if scheduler is not None:
+            scheduler.attach(logger, files.root, self.progress)
+        for t in range(cfg.rounds + 1):
+            t_round = time.perf_counter()
+            record, picks, pick_ids = runner.measure(t, version)
+            rows = list(picks)
+            if t < cfg.rounds:
+                external = scheduler.examples(t, result.records + [record]) if scheduler else []
+                stats, update, ext_rows = runner.train(t, picks, pick_ids, external)
+                rows += ext_rows
+                t_sync = time.perf_counter()
+                ref = publish(update)
+                pools.generation.call_all("sync", "load_weights", ref)
+                pools.verification.call_all("sync", "load_weights", ref)
+                version = update.version
+                update.save(files.root / "adapters" / f"v{version:03d}.npz")
+                record.timings["train"] = stats.seconds
+                record.timings["sync"] = time.perf_counter() - t_sync
+                record.train = {"loss_first": stats.loss_first, "loss_last": stats.loss_last,
+                                "examples": stats.examples, "external": stats.external, "tokens": stats.tokens}
+                record.counts["external"] = len(ext_rows)
+                if scheduler:
+                    record.metrics.update(scheduler.metrics(t))
+            record.timings["round"] = time.perf_counter() - t_round
+            result.records.append(record)
+            files.picks(t, rows)
+            files.record(record)
+            logger.log_metrics(record.flat_metrics(), step=t)
+            logger.log_file(files.root / "picks" / f"round_{t:03d}.jsonl", "picks")
+            stop = self._fit(t, result, logger, files)
+            files.state(t, version, logger.run_id)
+            m = record.metrics
+            self.progress(f"round {t}/{cfg.rounds} done in {record.timings['round']:.1f}s: U_s {m['U_s']:.3f} "
+                          f"U_v {m['U_v']:.3f} G {m['G']:.3f} acc_s {m['acc_s']:.3f} acc_v {m['acc_v']:.3f} "
+                          f"held-out {m['heldout_acc']:.3f}")
+            if self.on_round:
+                self.on_round(record)
+            if stop:
+                result.stop_reason = stop
+                logger.set_tag("svgap.stop_reason", stop)
+                self.progress(f"stopping early: {stop}")
+                break
+
+    def _fit(self, t: int, result: ExperimentResult, logger, files: RunFiles) -> str | None:
+        """Online fit of the gap dynamics from the 4th round on; returns a stop reason when the rule fires."""
+        fc = self.cfg.fit
+        if not fc.online or len(result.records) < fc.min_rounds:
+            return None
+        from orchestrator.theory.fit import fit_gap
+
+        suffix = "" if fc.quantity == "total" else "_per_token"
+        rounds = [r.round for r in result.records]
+        try:
+            fit = fit_gap(rounds, [r.metrics["U_s" + suffix] for r in result.records],
+                          [r.metrics["U_v" + suffix] for r in result.records], eps=fc.eps,
+                          n_boot=100, seed=self.cfg.seed)
+        except SvgapError as e:
+            self.progress(f"round {t}: no fit ({e})")
+            return None
+        data = fit.to_json()
+        data["quantity"] = fc.quantity
+        result.fits[t] = data
+        files.fit(t, data)
+        logger.log_dict(data, f"fits/round_{t:03d}.json")
+        metrics = {"fit/rate": data["rate"], "fit/U_s_inf": data["U_s_inf"], "fit/U_v_inf": data["U_v_inf"],
+                   "fit/G_inf": data["G_inf"], "fit/r2_U_s": data["r2"]["U_s"], "fit/r2_U_v": data["r2"]["U_v"],
+                   "fit/r2_G": data["r2"]["G"], "fit/rounds_to_eps": data["rounds_to_eps"]["rounds"]}
+        logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=t)
+        threshold = self.cfg.stop.when_predicted_gain_below
+        if threshold is not None and data.get("verdict", "decaying") == "decaying":
+            current = result.records[-1].metrics["U_s" + suffix]
+            gain = current - data["U_s_inf"]
+            if gain < threshold:
+                return (f"predicted remaining gain U_s({t}) - U_s,inf = {gain:.4f} < {threshold:g} "
+                        f"(fit rate {data['rate']:.3f}, limit {data['U_s_inf']:.4f})")
+        return None

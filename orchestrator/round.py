@@ -1,0 +1,177 @@
+"""One round t of THEORY §1 with the current model π_t: generate, verify, select, measure, then train.
+
+`measure` computes every number of round t with π_t (before training) -- that is the round's record -- and
+`train` turns the BoN picks (plus any external examples) into π_{t+1}. Stages talk to pools with plain data.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from orchestrator.backends.base import Sample
+from orchestrator.backends.lora import TrainingExample, TrainingStats
+from orchestrator.config import ExperimentConfig
+from orchestrator.pools.group import ActorGroup
+from orchestrator.selection import best_of_n
+from orchestrator.weights import AdapterUpdate
+from workloads.base import Problem
+
+# Metrics every round logs (step = t), in the order of the summary table's source.
+ROUND_METRICS = ("U_s", "U_v", "G", "U_s_per_token", "U_v_per_token", "G_per_token", "len_s", "len_v",
+                 "acc_s", "acc_v", "pass_at_n", "heldout_acc", "fallback_rate")
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from (experiment seed, round, kind, problem id): independent of sharding and batching."""
+    h = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") & ((1 << 63) - 1)
+
+
+@dataclass
+class Pools:
+    generation: ActorGroup
+    verification: ActorGroup
+    training: ActorGroup
+
+
+@dataclass
+class PickRow:
+    """One line of a round's JSONL: a training row (BoN pick or external example) and why it is there."""
+    round: int
+    problem_id: str
+    prompt: str
+    response: str
+    external: bool
+    correct: bool | None = None
+    score: float | None = None
+    nll: float | None = None
+    length: int | None = None
+    fallback: bool | None = None
+    candidates_passing: int | None = None
+
+
+@dataclass
+class RoundRecord:
+    """Everything measured in round t with model version t; enough to resume after round t."""
+    round: int
+    version: int
+    metrics: dict[str, float]
+    timings: dict[str, float]
+    counts: dict[str, int]
+    train: dict[str, float] = field(default_factory=dict)
+
+    def flat_metrics(self) -> dict[str, float]:
+        """What goes to MLflow at step=t."""
+        out = dict(self.metrics)
+        out.update({f"time/{k}": v for k, v in self.timings.items()})
+        out.update({f"train/{k}": v for k, v in self.train.items()})
+        return out
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _mean(xs) -> float:
+    return float(np.mean(xs)) if len(xs) else float("nan")
+
+
+class RoundRunner:
+    """Runs the stages of a round on the pools; knows the stage order, not MLflow."""
+
+    def __init__(self, cfg: ExperimentConfig, workload, pools: Pools, heldout: list[Problem],
+                 progress: Callable[[str], None] = lambda s: None) -> None:
+        self.cfg, self.workload, self.pools, self.heldout, self.progress = cfg, workload, pools, heldout, progress
+
+    def _sample_refs(self, problems: list[Problem], t: int, kind: str, n: int, version: int) -> list:
+        g = self.cfg.generation
+        items = [(p.prompt, derive_seed(self.cfg.seed, t, kind, p.id)) for p in problems]
+        return self.pools.generation.submit_shards("sample", items, version, n, g.temperature, g.max_new_tokens,
+                                                   g.batch_size)
+
+    def problems(self, t: int) -> list[Problem]:
+        return self.workload.problems("train", self.cfg.workload.train_prompts, derive_seed(self.cfg.seed, t, "prompts"))
+
+    def measure(self, t: int, version: int) -> tuple[RoundRecord, list[PickRow], list[list[int]]]:
+        """Round t's record with π_t: uncertainties, scores, BoN picks (rows + their sampled token ids),
+        accuracies, held-out accuracy."""
+        cfg, wl = self.cfg, self.workload
+        problems = self.problems(t)
+        n = cfg.generation.n
+        timings: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        samples: list[list[Sample]] = self.pools.generation.gather(
+            "generate", self._sample_refs(problems, t, "train", n, version))
+        timings["generate"] = time.perf_counter() - t0
+        gen_tokens = sum(s.length for row in samples for s in row)
+        self.progress(f"round {t}: generated {len(problems)}x{n} candidates in {timings['generate']:.1f}s")
+
+        # The held-out measurement runs on the generation pool while the verification pool scores.
+        t1 = time.perf_counter()
+        heldout_refs = self._sample_refs(self.heldout, t, "heldout", 1, version)
+        method = cfg.verification.method
+        make = wl.tf_query if method == "tf" else wl.qe_query
+        queries = [make(p, s.text) for p, row in zip(problems, samples) for s in row]
+        flat_scores = self.pools.verification.map_shards("verify", "score", queries, version, method,
+                                                         cfg.verification.batch_size)
+        timings["verify"] = time.perf_counter() - t1
+        self.progress(f"round {t}: verified {len(queries)} candidates in {timings['verify']:.1f}s")
+        heldout = self.pools.generation.gather("heldout", heldout_refs)
+        timings["heldout"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        picks: list[PickRow] = []
+        pick_ids: list[list[int]] = []
+        nll_all, ptok_all, len_all, correct_all, pass_any = [], [], [], [], []
+        fallbacks = 0
+        for i, (p, row) in enumerate(zip(problems, samples)):
+            scores = flat_scores[i * n:(i + 1) * n]
+            nll = [s.nll for s in row]
+            lens = [s.length for s in row]
+            correct = [wl.check(p, s.text) for s in row]
+            pick = best_of_n(scores, nll, lens, cfg.verification.threshold)
+            fallbacks += pick.fallback
+            k = pick.index
+            nll_all += nll
+            ptok_all += [a / max(b, 1) for a, b in zip(nll, lens)]
+            len_all += lens
+            correct_all += correct
+            pass_any.append(any(correct))
+            pick_ids.append(list(row[k].token_ids))
+            picks.append(PickRow(t, p.id, p.prompt, row[k].text, False, correct[k], float(scores[k]), nll[k],
+                                 lens[k], pick.fallback, sum(s >= cfg.verification.threshold for s in scores)))
+        timings["select"] = time.perf_counter() - t2
+
+        U_s, U_v = _mean(nll_all), _mean([r.nll for r in picks])
+        U_s_tok = _mean(ptok_all)
+        U_v_tok = _mean([r.nll / max(r.length, 1) for r in picks])
+        metrics = {
+            "U_s": U_s, "U_v": U_v, "G": U_s - U_v,
+            "U_s_per_token": U_s_tok, "U_v_per_token": U_v_tok, "G_per_token": U_s_tok - U_v_tok,
+            "len_s": _mean(len_all), "len_v": _mean([r.length for r in picks]),
+            "acc_s": _mean(correct_all), "acc_v": _mean([bool(r.correct) for r in picks]),
+            "pass_at_n": _mean(pass_any),
+            "heldout_acc": _mean([wl.check(p, row[0].text) for p, row in zip(self.heldout, heldout)]),
+            "fallback_rate": fallbacks / max(len(problems), 1),
+            "tokens_per_s": gen_tokens / max(timings["generate"], 1e-9),
+        }
+        counts = {"prompts": len(problems), "candidates": len(nll_all), "fallbacks": fallbacks,
+                  "heldout_prompts": len(self.heldout)}
+        return RoundRecord(t, version, metrics, timings, counts), picks, pick_ids
+
+    def train(self, t: int, picks: list[PickRow], pick_ids: list[list[int]],
+              external: list[Problem]) -> tuple[TrainingStats, AdapterUpdate, list[PickRow]]:
+        """Fine-tune on the BoN picks (their sampled tokens) plus round t's external examples (reference text);
+        returns π_{t+1}'s adapter and the external rows for the round's JSONL."""
+        examples = [TrainingExample(r.prompt, response_ids=ids) for r, ids in zip(picks, pick_ids)]
+        ext_rows = [PickRow(t, p.id, p.prompt, self.workload.reference(p), True) for p in external]
+        examples += [TrainingExample(r.prompt, response_text=r.response, external=True) for r in ext_rows]
+        t0 = time.perf_counter()
+        stats, update = self.pools.training.call_one("train", "train", examples, t)
+        self.progress(f"round {t}: trained on {len(examples)} examples ({len(ext_rows)} external) "
+                      f"in {time.perf_counter() - t0:.1f}s, loss {stats.loss_first:.3f} -> {stats.loss_last:.3f}")
+        return stats, update, ext_rows
