@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.errors import SvgapError
+from orchestrator.typed import ConfigError
 
 KNOWN = ("arithmetic",)
 
 
-def _unknown(name: str, key: str) -> SvgapError:
-    return SvgapError(f"{key}: unknown workload {name!r} (known: {', '.join(KNOWN)})")
+def _unknown(name: str, key: str) -> ConfigError:
+    return ConfigError(f"{key}: unknown workload {name!r} (known: {', '.join(KNOWN)})")
 
 
 def options_type(name: str, prefix: str = "workload") -> type:

@@ -1,0 +1,40 @@
+"""`svgap run`: one self-improvement experiment, rounds 0..T, tracked in MLflow."""
+from __future__ import annotations
+
+import argparse
+
+from orchestrator.commands.common import add_config_args, load_config
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("run", help="run a self-improvement experiment (Ray in-process unless --address)")
+    add_config_args(p)
+    p.add_argument("--address", default=None, help="join a Ray cluster: auto or HOST:PORT (default: start Ray here)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or "
+                                                       "sqlite:///mlflow.db)")
+    p.add_argument("--experiment", default=None, help="MLflow experiment name (default: tracking.experiment)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from orchestrator import tracking
+    from orchestrator.experiment import Experiment
+    from orchestrator.summary import round_table
+
+    cfg = load_config(args)
+    result = Experiment(cfg, address=args.address, tracking_uri=args.tracking_uri,
+                        experiment_name=args.experiment).run()
+    console = Console()
+    console.print(round_table(result.records))
+    if result.stop_reason:
+        console.print(f"stopped early: {result.stop_reason}")
+    if result.fits:
+        last = result.fits[max(result.fits)]
+        console.print(f"fit after round {max(result.fits)}: rate {last['rate']:.3f}, U_s,inf {last['U_s_inf']:.3f}, "
+                      f"G_inf {last['G_inf']:.3f} ({last.get('verdict', '')})")
+    console.print(f"MLflow run id: {result.run_id}")
+    console.print(f"round files: {result.out_dir}")
+    console.print(f"to look at it: {tracking.ui_hint(result.tracking_uri)}")
+    return 0
