@@ -1,0 +1,23 @@
+"""Plain actor classes for pool tests (importable by Ray workers through PYTHONPATH)."""
+import os
+import time
+
+
+class EchoWorker:
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def version(self) -> int:
+        return 0
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def double(self, items: list, fail_on=None) -> list:
+        if fail_on is not None and fail_on in items:
+            raise ValueError(f"cannot double {fail_on}")
+        return [(self.tag, 2 * x) for x in items]
+
+    def sleep(self, items: list, seconds: float) -> list:
+        time.sleep(seconds)
+        return items

@@ -1,0 +1,75 @@
+"""ActorGroup on a real local Ray: placement, sharding order, timeouts and failures named by stage and actor."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from orchestrator.config import PoolResources, ResourcesConfig  # noqa: E402
+from orchestrator.errors import SvgapError  # noqa: E402
+from orchestrator.pools.group import ActorGroup, PoolSpec, StageError, shard  # noqa: E402
+from orchestrator import ray_session  # noqa: E402
+
+HERE = os.path.dirname(__file__)
+sys.path.insert(0, HERE)
+from ray_helpers import EchoWorker  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    os.environ["PYTHONPATH"] = HERE + os.pathsep + os.environ.get("PYTHONPATH", "")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def spec(actors=2, cpus=0.5, timeout=30.0, placement="PACK"):
+    return PoolSpec("generation", PoolResources(actors=actors, cpus=cpus), placement, timeout)
+
+
+def test_shard_ranges_cover_in_order():
+    assert shard(list(range(10)), 3) == [(0, 4), (4, 8), (8, 10)]
+    assert shard(list(range(2)), 4) == [(0, 1), (1, 2)]
+    assert shard([], 3) == []
+
+
+def test_map_shards_keeps_order_and_spreads_over_actors(local_ray):
+    g = ActorGroup(spec(), EchoWorker, "w")
+    try:
+        out = g.map_shards("generate", "double", list(range(7)))
+        assert [v for _, v in out] == [2 * x for x in range(7)]
+        assert len(set(g.call_all("start", "pid"))) == 2
+    finally:
+        g.shutdown()
+
+
+def test_failure_names_stage_and_actor(local_ray):
+    g = ActorGroup(spec(), EchoWorker, "w")
+    try:
+        with pytest.raises(StageError) as e:
+            g.map_shards("verify", "double", list(range(6)), fail_on=4)
+        msg = str(e.value)
+        assert "stage 'verify' failed on generation[1]" in msg and "cannot double 4" in msg
+    finally:
+        g.shutdown()
+
+
+def test_timeout_names_stage(local_ray):
+    g = ActorGroup(spec(actors=1, timeout=1.0), EchoWorker, "w")
+    try:
+        with pytest.raises(StageError, match=r"stage 'train' timed out after 1s on generation\[0\]"):
+            g.map_shards("train", "sleep", [1], 5.0)
+    finally:
+        g.shutdown()
+
+
+def test_capacity_check_names_request(local_ray):
+    res = ResourcesConfig(generation=PoolResources(actors=4, cpus=1.0))
+    with pytest.raises(SvgapError, match=r"the pools ask for 5 CPU .* but the cluster has 2"):
+        ray_session.check_capacity(res)
+    ray_session.check_capacity(ResourcesConfig())  # the default fits 2 CPUs
+    with pytest.raises(SvgapError, match="GPU"):
+        ray_session.check_capacity(ResourcesConfig(training=PoolResources(actors=1, cpus=0.5, gpus=1)))
