@@ -165,10 +165,10 @@ class RoundRunner:
 
     def train(self, t: int, picks: list[PickRow], pick_ids: list[list[int]],
               external: list[Problem]) -> tuple[TrainingStats, AdapterUpdate, list[PickRow]]:
-        """Fine-tune on the BoN picks (their sampled tokens) plus round t's external examples (reference text);
-        returns π_{t+1}'s adapter and the external rows for the round's JSONL."""
+        """Fine-tune on the BoN picks (their sampled tokens) plus round t's external examples (`answer` = the
+        stronger source's response text); returns π_{t+1}'s adapter and the external rows for the JSONL."""
         examples = [TrainingExample(r.prompt, response_ids=ids) for r, ids in zip(picks, pick_ids)]
-        ext_rows = [PickRow(t, p.id, p.prompt, self.workload.reference(p), True) for p in external]
+        ext_rows = [PickRow(t, p.id, p.prompt, p.answer, True) for p in external]
         examples += [TrainingExample(r.prompt, response_text=r.response, external=True) for r in ext_rows]
         t0 = time.perf_counter()
         stats, update = self.pools.training.call_one("train", "train", examples, t)
