@@ -1,7 +1,6 @@
 """Joining or starting Ray, and checking the cluster can hold the pools -- before any round starts."""
 from __future__ import annotations
 
-import os
 import socket
 
 from orchestrator.config import ResourcesConfig
@@ -23,16 +22,13 @@ def connect(address: str | None) -> bool:
     """Start Ray in-process (address None) or join a cluster; returns True when we started it."""
     import ray
 
-    if ray.is_initialized():
+    if address is not None and address != "auto":
+        _probe(address.removeprefix("ray://"))
+    if ray.is_initialized():  # e.g. an allocation study or a test already holds a session
         return False
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     if address is None:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
         return True
-    if address.startswith("ray://"):
-        _probe(address.removeprefix("ray://"))
-    elif address != "auto":
-        _probe(address)
     try:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as e:

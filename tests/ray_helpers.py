@@ -21,3 +21,13 @@ class EchoWorker:
     def sleep(self, items: list, seconds: float) -> list:
         time.sleep(seconds)
         return items
+
+
+from orchestrator.pools.generation import GenerationWorker  # noqa: E402
+
+
+class FailingGenerationWorker(GenerationWorker):
+    """A real generation actor whose sampling raises: the round must fail naming the stage."""
+
+    def sample(self, items, version, *args, **kwargs):
+        raise RuntimeError("injected sampling failure")

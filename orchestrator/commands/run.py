@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from orchestrator.commands.common import add_config_args, load_config
 
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     result = Experiment(cfg, address=args.address, tracking_uri=args.tracking_uri,
                         experiment_name=args.experiment).run()
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(round_table(result.records))
     if result.stop_reason:
         console.print(f"stopped early: {result.stop_reason}")

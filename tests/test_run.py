@@ -1,0 +1,134 @@
+"""`svgap run` end to end on a real local Ray, real sqlite MLflow and the real (cached) base model."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+
+import pytest
+import yaml
+
+ray = pytest.importorskip("ray")
+
+from orchestrator import config, tracking  # noqa: E402
+from orchestrator.cli import main  # noqa: E402
+from orchestrator.errors import SvgapError  # noqa: E402
+from orchestrator.experiment import Experiment  # noqa: E402
+from orchestrator.round import ROUND_METRICS  # noqa: E402
+
+HERE = os.path.dirname(__file__)
+sys.path.insert(0, HERE)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    os.environ["PYTHONPATH"] = HERE + os.pathsep + os.environ.get("PYTHONPATH", "")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def tiny(tmp_path, base_model_dir, *extra):
+    """A few seconds per round: 32 prompts x 4 candidates, 64 held-out prompts."""
+    return ["workload.train_prompts=32", "workload.heldout_prompts=64", "generation.n=4", "rounds=2",
+            f"tracking.out_dir={tmp_path / 'runs'}", f"model.path={base_model_dir}", "training.epochs=1",
+            *extra]
+
+
+def uri_for(tmp_path):
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def parse_table(out: str) -> dict[int, list[float]]:
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in re.split(r"[│|┃]", line) if c.strip()]
+        if cells and cells[0].isdigit() and len(cells) >= 7:
+            rows[int(cells[0])] = [float(c) for c in cells[1:7]]
+    return rows
+
+
+def test_two_rounds_end_to_end_mlflow_matches_table(local_ray, base_model_dir, tmp_path, capsys):
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(config.dump(config.load(None, tiny(tmp_path, base_model_dir))))
+    uri = uri_for(tmp_path)
+    assert main(["run", str(cfg_path), "--tracking-uri", uri, "--experiment", "t"]) == 0
+    out = capsys.readouterr().out
+    run_id = re.search(r"MLflow run id: (\w+)", out).group(1)
+    table = parse_table(out)
+    assert sorted(table) == [0, 1, 2]
+
+    logged = tracking.run_metrics(run_id, uri)
+    for name in ROUND_METRICS + ("tokens_per_s", "time/generate", "time/verify", "time/heldout"):
+        assert sorted(logged[name]) == [0, 1, 2], name
+    for name in ("time/train", "time/sync", "train/loss_first"):
+        assert sorted(logged[name]) == [0, 1], name  # the last round only measures
+    for t, row in table.items():
+        got = [logged[k][t] for k in ("U_s", "U_v", "G", "acc_s", "acc_v", "heldout_acc")]
+        assert [f"{v:.4f}" for v in got] == [f"{v:.4f}" for v in row]
+        assert logged["G"][t] == pytest.approx(logged["U_s"][t] - logged["U_v"][t])
+
+    run = tracking.get_run(run_id, uri)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["generation.n"] == "4"
+    arts = tracking.artifact_paths(run_id, uri=uri)
+    assert "config.yaml" in arts and "picks/round_000.jsonl" in arts
+
+    run_dir = tmp_path / "runs" / run_id
+    saved = config.from_mapping(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    assert saved == config.load(cfg_path)
+    rows = [json.loads(x) for x in (run_dir / "picks" / "round_001.jsonl").read_text().splitlines()]
+    assert len(rows) == 32 and not any(r["external"] for r in rows)
+    assert all(r["round"] == 1 and isinstance(r["response"], str) for r in rows)
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state == {"run_id": run_id, "last_finished_round": 2, "model_version": 2}
+    assert (run_dir / "adapters" / "v002.npz").exists()
+    rec = json.loads((run_dir / "rounds" / "round_002.json").read_text())
+    assert rec["version"] == 2 and rec["metrics"]["U_s"] == logged["U_s"][2]
+
+
+def test_sharding_does_not_change_round_zero(local_ray, base_model_dir, tmp_path):
+    results = []
+    for actors in (1, 2):
+        cfg = config.load(None, tiny(tmp_path, base_model_dir, "rounds=1", f"resources.generation.actors={actors}"))
+        results.append(Experiment(cfg, tracking_uri=uri_for(tmp_path), progress=lambda s: None).run())
+    one, two = (r.records[0].metrics for r in results)
+    for k in ROUND_METRICS:
+        assert one[k] == pytest.approx(two[k], abs=1e-6), k
+
+
+def test_worker_failure_names_the_stage(local_ray, base_model_dir, tmp_path):
+    from ray_helpers import FailingGenerationWorker
+
+    cfg = config.load(None, tiny(tmp_path, base_model_dir))
+    exp = Experiment(cfg, tracking_uri=uri_for(tmp_path), progress=lambda s: None,
+                     worker_classes={"generation": FailingGenerationWorker})
+    with pytest.raises(SvgapError, match=r"stage 'generate' failed on generation\[0\]: RuntimeError: injected"):
+        exp.run()
+    runs = tracking._client(uri_for(tmp_path)).search_runs(
+        [tracking._client(uri_for(tmp_path)).get_experiment_by_name("svgap").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--address", "127.0.0.1:1"], "Ray cluster at 127.0.0.1:1 unreachable"),
+    (["--address", "nonsense"], "expected auto or HOST:PORT"),
+    (["--tracking-uri", "http://127.0.0.1:1"], "tracking server http://127.0.0.1:1 unreachable"),
+    (["--set", "resources.generation.actors=3", "--set", "resources.generation.cpus=1"],
+     "the pools ask for 4 CPU (generation 3x1, verification 1x0.5, training 1x0.5) but the cluster has 2"),
+])
+def test_bad_environment_is_one_line_exit_2_and_nothing_logged(local_ray, base_model_dir, tmp_path, capsys,
+                                                               args, needle):
+    uri = uri_for(tmp_path)
+    argv = ["run", "--set", f"model.path={base_model_dir}", "--set", f"tracking.out_dir={tmp_path / 'runs'}"]
+    if "--tracking-uri" not in args:
+        argv += ["--tracking-uri", uri]
+    assert main(argv + args) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()
+    if (tmp_path / "mlflow.db").exists():
+        client = tracking._client(uri)
+        exps = client.search_experiments()
+        assert not client.search_runs([e.experiment_id for e in exps])
