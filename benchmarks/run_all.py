@@ -1,0 +1,13 @@
+"""`make bench`: every benchmark script, one after another (each writes its JSON to benchmarks/out/)."""
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = [["demo.py", "--cold"]]
+
+for script, *args in SCRIPTS:
+    print(f"== {script} {' '.join(args)}", flush=True)
+    rc = subprocess.call([sys.executable, str(HERE / script), *args])
+    if rc:
+        sys.exit(rc)
