@@ -117,5 +117,5 @@ class GapModel:
         return U_s - self.solver_per_gap * (U_s - U_v - self.G_inf)
 
     def to_json(self) -> dict:
-        return {"rate": self.rate, "alpha_prime": self.alpha_prime, "beta_prime": self.beta_prime,
-                "U_s_inf": self.U_s_inf, "U_v_inf": self.U_v_inf}
+        return {"rate": float(self.rate), "alpha_prime": float(self.alpha_prime),
+                "beta_prime": float(self.beta_prime), "U_s_inf": float(self.U_s_inf), "U_v_inf": float(self.U_v_inf)}

@@ -1,0 +1,108 @@
+"""`svgap plan`: given a fitted gap model and gamma, predict the solver under each allocation of a limited
+external-data budget (THEORY §3) and name the best by the objective."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from orchestrator.commands.fit import add_source_args, fit_from_args
+from orchestrator.errors import SvgapError
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("plan", help="plan an external-data budget over rounds (THEORY §3)")
+    add_source_args(p, fit_json=True)
+    p.add_argument("--gamma", type=float, default=None,
+                   help="strength of external data (> 0); omitted with --run: fitted from the run's external/eta")
+    p.add_argument("--rounds", type=int, required=True, metavar="T", help="rounds to spread the budget over")
+    p.add_argument("--strategies", default="early,uniform,late",
+                   help="comma-separated named strategies: early, uniform, late (default: all three)")
+    p.add_argument("--shares", default=None, metavar="E0,E1,...",
+                   help="an explicit allocation, one share per round summing to 1 (planned as 'explicit')")
+    p.add_argument("--objective", choices=("limit", "horizon"), default="limit",
+                   help="rank by predicted U_s,inf (limit, default) or U_s after the T rounds (horizon)")
+    p.add_argument("--start-round", type=int, default=0, help="round the planned rounds start at (default 0)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    return p
+
+
+def _load_fit_json(path: str):
+    from orchestrator.theory.fit import FitResult
+
+    p = Path(path)
+    if not p.is_file():
+        raise SvgapError(f"fit file not found: {p}")
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SvgapError(f"fit file {p} is not valid JSON: {str(e).splitlines()[0]}") from None
+    try:
+        return FitResult.from_json(data)
+    except SvgapError as e:
+        raise SvgapError(f"fit file {p}: {e}") from None
+
+
+def _gamma_from_run(args: argparse.Namespace) -> float:
+    from orchestrator.commands.fit import COLUMNS
+    from orchestrator import tracking
+    from orchestrator.theory.allocation import fit_gamma
+
+    cs, cv = COLUMNS[args.quantity]
+    series = tracking.metric_series(args.run, [cs, cv, "external/eta"], args.tracking_uri)
+    if "external/eta" not in series:
+        raise SvgapError(f"--gamma is required: run {args.run} logged no external/eta to fit gamma from")
+    steps = sorted(set(series.get(cs, {})) & set(series.get(cv, {})))
+    try:
+        g = fit_gamma(steps, [series[cs][t] for t in steps], [series[cv][t] for t in steps], series["external/eta"])
+    except SvgapError as e:
+        raise SvgapError(f"run {args.run}: fitting gamma: {e}") from None
+    return g.gamma
+
+
+def format_plan(pl) -> str:
+    j = pl.to_json()
+    lines = [f"plan over {pl.rounds} rounds from round {pl.start_round}, gamma {pl.gamma:.4g}, "
+             f"objective {pl.objective} (lower U_s is better)",
+             f"  {'strategy':<12}{'U_s at T':>12}{'U_s,inf':>12}{'J':>10}   eta"]
+    for name, o in j["strategies"].items():
+        eta = " ".join(f"{e:.2f}" for e in o["eta"])
+        mark = "  <- best" if name == j["best"] else ""
+        lines.append(f"  {name:<12}{o['U_s_T']:>12.4f}{o['U_s_inf']:>12.4f}{o['J']:>10.4f}   {eta}{mark}")
+    b = j["baseline"]
+    lines.append(f"  {'no external':<12}{b['U_s_T']:>12.4f}{b['U_s_inf']:>12.4f}{0.0:>10.4f}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from orchestrator.theory.allocation import plan
+
+    if args.gamma is not None and not (math.isfinite(args.gamma) and args.gamma > 0):
+        raise SvgapError(f"--gamma must be > 0, got {args.gamma:g}")
+    if args.rounds < 1:
+        raise SvgapError(f"--rounds must be >= 1, got {args.rounds}")
+    if args.start_round < 0:
+        raise SvgapError(f"--start-round must be >= 0, got {args.start_round}")
+    strategies: dict[str, list[float]] | list[str]
+    names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if args.shares is not None:
+        try:
+            shares = [float(x) for x in args.shares.split(",")]
+        except ValueError:
+            raise SvgapError(f"--shares: {args.shares!r} is not a comma-separated list of numbers") from None
+        from orchestrator.theory.allocation import check_shares, strategy_shares
+
+        strategies = {n: strategy_shares(n, args.rounds) for n in names}
+        strategies["explicit"] = check_shares(shares, args.rounds, "--shares")
+    else:
+        strategies = names
+    fit = _load_fit_json(args.fit) if args.fit else fit_from_args(args, n_boot=0)
+    gamma = args.gamma
+    if gamma is None:
+        if not args.run:
+            raise SvgapError("--gamma is required (only --run can fit it from the run's external/eta)")
+        gamma = _gamma_from_run(args)
+    pl = plan(fit, gamma, args.rounds, strategies, args.objective, start_round=args.start_round)
+    print(json.dumps(pl.to_json(), indent=2) if args.json else format_plan(pl))
+    return 0

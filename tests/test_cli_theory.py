@@ -1,0 +1,252 @@
+"""`svgap fit | plan | report` through orchestrator.cli.main, on CSV files and a real sqlite MLflow store."""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.theory.allocation import simulate, strategy_shares
+from orchestrator.theory.model import GapModel
+
+TRUE = GapModel(rate=0.4, alpha_prime=3.0, beta_prime=1.0, U_s_inf=5.0, U_v_inf=4.2)
+FIT_KEYS = {"rate", "alpha_prime", "beta_prime", "delta", "U_s_inf", "U_v_inf", "G_inf", "alpha_over_beta", "r2",
+            "rounds_to_eps", "ci", "n_rounds", "fitted_on", "verdict"}
+
+
+def _log(client, run_id: str, rows: dict[int, dict[str, float]]) -> None:
+    from mlflow.entities import Metric
+
+    ts = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), ts, t) for t, row in rows.items() for k, v in row.items()])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A sqlite MLflow store with: a decaying run, a run with external data, a 3-round run, an empty run."""
+    from mlflow.tracking import MlflowClient
+
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("theory", artifact_location=str(root / "artifacts"))
+    rng = np.random.default_rng(0)
+    runs = {}
+
+    run = client.create_run(exp, run_name="decay").info.run_id
+    rows = {}
+    for t in range(10):
+        s, v, _ = TRUE.predict(t)
+        s, v = s + rng.normal(0, 0.02), v + rng.normal(0, 0.02)
+        acc = 0.3 + 0.4 * (1 - np.exp(-0.4 * t))
+        rows[t] = {"U_s": s, "U_v": v, "G": s - v, "U_s_per_token": s / 10, "U_v_per_token": v / 10,
+                   "len_s": 10, "len_v": 10, "acc_s": acc, "acc_v": acc + 0.1, "pass_at_n": acc + 0.2,
+                   "heldout_acc": acc - 0.02}
+    _log(client, run, rows)
+    runs["decay"] = run
+
+    run = client.create_run(exp, run_name="external").info.run_id
+    eta = {t: 0.0 for t in range(12)}
+    for i, e in enumerate(strategy_shares("uniform", 6)):
+        eta[4 + i] = e
+    out = simulate(TRUE, 0.5, [eta[t] for t in range(11)])
+    _log(client, run, {t: {"U_s": out.U_s_path[t], "U_v": out.U_v_path[t], "external/eta": eta[t],
+                           "external/count": 100 * eta[t]} for t in range(12)})
+    runs["external"] = run
+
+    run = client.create_run(exp, run_name="short").info.run_id
+    _log(client, run, {t: {"U_s": TRUE.U_s(t), "U_v": TRUE.U_v(t)} for t in range(3)})
+    runs["short"] = run
+    runs["empty"] = client.create_run(exp, run_name="empty").info.run_id
+    return uri, runs, client
+
+
+def _csv(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def good_csv(tmp_path: Path, rounds: int = 10) -> str:
+    lines = ["round,U_s,U_v,acc_s"]
+    for t in range(rounds):
+        s, v, _ = TRUE.predict(t)
+        lines.append(f"{t},{s!r},{v!r},0.5")
+    return _csv(tmp_path / "run.csv", "\n".join(lines) + "\n")
+
+
+def cli(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("svgap: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# --- fit -------------------------------------------------------------------------------------------------------
+def test_fit_csv_json_keys(tmp_path, capsys):
+    rc, out, _ = cli(capsys, "fit", "--csv", good_csv(tmp_path), "--json")
+    assert rc == 0
+    j = json.loads(out)
+    assert set(j) == FIT_KEYS
+    assert j["rate"] == pytest.approx(0.4, rel=1e-5) and j["r2"]["U_s"] > 0.99
+    assert j["fitted_on"]["quantity"] == "total"
+
+
+def test_fit_csv_first_gives_backtest_and_table(tmp_path, capsys):
+    rc, out, _ = cli(capsys, "fit", "--csv", good_csv(tmp_path), "--first", "5", "--eps", "0.1", "--json")
+    j = json.loads(out)
+    assert rc == 0 and set(j) == FIT_KEYS | {"backtest"}
+    assert set(j["backtest"]) == {"U_s_inf_error", "max_abs_error_U_s"}
+    assert j["n_rounds"] == 6 and j["rounds_to_eps"]["eps"] == 0.1
+    rc, out, _ = cli(capsys, "fit", "--csv", good_csv(tmp_path), "--first", "5")
+    assert rc == 0 and "U_s,inf (limit)" in out and "backtest" in out and "decaying" in out
+
+
+def test_fit_run_total_and_per_token(store, capsys):
+    uri, runs, _ = store
+    rc, out, _ = cli(capsys, "fit", "--run", runs["decay"], "--tracking-uri", uri, "--json")
+    j = json.loads(out)
+    assert rc == 0 and set(j) == FIT_KEYS
+    assert j["U_s_inf"] == pytest.approx(5.0, rel=0.02) and j["n_rounds"] == 10
+    rc, out, _ = cli(capsys, "fit", "--run", runs["decay"], "--tracking-uri", uri, "--quantity", "per_token",
+                     "--json")
+    j = json.loads(out)
+    assert rc == 0 and j["fitted_on"]["quantity"] == "per_token"
+    assert j["U_s_inf"] == pytest.approx(0.5, rel=0.02)
+
+
+# --- plan ------------------------------------------------------------------------------------------------------
+def test_plan_from_fit_json(tmp_path, capsys):
+    rc, out, _ = cli(capsys, "fit", "--csv", good_csv(tmp_path), "--json")
+    fit_file = tmp_path / "fit.json"
+    fit_file.write_text(out)
+    rc, out, _ = cli(capsys, "plan", "--fit", fit_file, "--gamma", "0.05", "--rounds", "9", "--json")
+    assert rc == 0
+    j = json.loads(out)
+    assert set(j) >= {"strategies", "best", "objective"}
+    assert set(j["strategies"]) == {"early", "uniform", "late"}
+    for o in j["strategies"].values():
+        assert set(o) == {"eta", "U_s_T", "U_s_inf", "J"}
+    lims = [o["U_s_inf"] for o in j["strategies"].values()]
+    assert max(lims) - min(lims) < 0.25 * (j["baseline"]["U_s_inf"] - max(lims))
+    assert j["best"] == "early" and j["objective"] == "limit"
+    rc, out, _ = cli(capsys, "plan", "--fit", fit_file, "--gamma", "0.05", "--rounds", "3", "--strategies",
+                     "uniform", "--shares", "0.2,0.3,0.5", "--objective", "horizon")
+    assert rc == 0 and "explicit" in out and "uniform" in out and "no external" in out
+
+
+def test_plan_from_run_with_and_without_gamma(store, capsys):
+    uri, runs, _ = store
+    rc, out, _ = cli(capsys, "plan", "--run", runs["decay"], "--tracking-uri", uri, "--gamma", "0.1",
+                     "--rounds", "6", "--json")
+    assert rc == 0 and json.loads(out)["best"] == "early"
+    rc, out, _ = cli(capsys, "plan", "--run", runs["external"], "--tracking-uri", uri, "--rounds", "6", "--json")
+    assert rc == 0
+    assert json.loads(out)["gamma"] == pytest.approx(0.5, rel=0.05)  # fitted from external/eta
+
+
+# --- report ----------------------------------------------------------------------------------------------------
+def test_report_writes_pngs_html_and_logs_artifacts(store, tmp_path, capsys):
+    uri, runs, client = store
+    out_dir = tmp_path / "rep"
+    rc, out, _ = cli(capsys, "report", runs["decay"], "--out", out_dir, "--tracking-uri", uri)
+    assert rc == 0
+    for name in ("uncertainty.png", "accuracy.png", "report.html"):
+        assert (out_dir / name).stat().st_size > 1000, name
+    assert (out_dir / "uncertainty.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out_dir / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "U_s_inf" in page and "src='http" not in page
+    logged = {Path(a.path).name for a in client.list_artifacts(runs["decay"], "report")}
+    assert logged == {"uncertainty.png", "accuracy.png", "report.html"}
+
+
+def test_report_short_run_says_why_there_is_no_fit(store, tmp_path, capsys):
+    uri, runs, _ = store
+    rc, out, _ = cli(capsys, "report", runs["short"], "--out", tmp_path, "--tracking-uri", uri, "--no-log")
+    assert rc == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "No fit" in page and "need at least 4 rounds" in page
+
+
+# --- bad input: one line, exit 2 -------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, msg", [
+    ("round,U_s\n0,1\n1,2\n2,3\n3,4\n", "missing column(s) U_v (has: round, U_s)"),
+    ("round,U_s,U_v\n0,3,2\n1,abc,1\n2,1,0.5\n3,0.5,0.2\n", "line 3: column U_s: 'abc' is not a number"),
+    ("round,U_s,U_v\n0,3,2\n1,2,\n2,1,0.5\n3,0.5,0.2\n", "line 3: column U_v: '' is not a number"),
+    ("round,U_s,U_v\n0,3,2\n1,nan,1\n2,1,0.5\n3,0.5,0.2\n", "line 3: column U_s is not finite (nan)"),
+    ("round,U_s,U_v\n0,3,2\n1,2,1\n2,1,inf\n3,0.5,0.2\n", "line 4: column U_v is not finite (inf)"),
+    ("round,U_s,U_v\n0,3,2\n1,2,1\n1,1,0.5\n3,0.5,0.2\n", "duplicate round 1"),
+    ("round,U_s,U_v\n0,3,2\n2,2,1\n1,1,0.5\n3,0.5,0.2\n", "rounds are not sorted: round 1 comes after round 2"),
+    ("round,U_s,U_v\n0,3,2\n1,2,1\n2,1,0.5\n", "need at least 4 rounds"),
+    ("", "missing column(s) round, U_s, U_v"),
+])
+def test_fit_bad_csv(tmp_path, capsys, text, msg):
+    path = _csv(tmp_path / "bad.csv", text)
+    rc, out, err = cli(capsys, "fit", "--csv", path)
+    assert rc == 2 and out == ""
+    assert msg in error_line(err)
+
+
+def test_fit_missing_csv_file(tmp_path, capsys):
+    rc, _, err = cli(capsys, "fit", "--csv", tmp_path / "nope.csv")
+    assert rc == 2 and f"CSV file not found: {tmp_path / 'nope.csv'}" in error_line(err)
+
+
+@pytest.mark.parametrize("command", [["fit", "--run"], ["report"], ["plan", "--gamma", "0.1", "--rounds", "3",
+                                                                    "--run"]])
+def test_unknown_run_id(store, capsys, command):
+    uri, _, _ = store
+    rc, _, err = cli(capsys, *command, "0123456789abcdef0123456789abcdef", "--tracking-uri", uri)
+    assert rc == 2 and "unknown MLflow run id '0123456789abcdef0123456789abcdef'" in error_line(err)
+
+
+def test_run_without_the_metrics(store, capsys):
+    uri, runs, _ = store
+    rc, _, err = cli(capsys, "fit", "--run", runs["empty"], "--tracking-uri", uri)
+    assert rc == 2 and "logged no U_s, U_v metric" in error_line(err)
+    rc, _, err = cli(capsys, "report", runs["empty"], "--tracking-uri", uri)
+    assert rc == 2 and "logged none of the round metrics" in error_line(err)
+    rc, _, err = cli(capsys, "plan", "--run", runs["decay"], "--tracking-uri", uri, "--rounds", "3")
+    assert rc == 2 and "--gamma is required" in error_line(err)
+
+
+@pytest.mark.parametrize("extra, msg", [
+    (["--gamma", "0"], "--gamma must be > 0, got 0"),
+    (["--gamma", "-1"], "--gamma must be > 0, got -1"),
+    (["--gamma", "0.1", "--shares", "0.5,0.4,0.0"], "--shares: shares must sum to 1, they sum to 0.9"),
+    (["--gamma", "0.1", "--shares", "0.5,0.5"], "--shares: has 2 entries, expected one per round (3)"),
+    (["--gamma", "0.1", "--shares", "0.5,x,0.5"], "--shares: '0.5,x,0.5' is not a comma-separated list"),
+    (["--gamma", "0.1", "--strategies", "early,soon"], "unknown strategy 'soon'"),
+    (["--gamma", "0.1", "--rounds", "0"], "--rounds must be >= 1"),
+])
+def test_plan_bad_input(tmp_path, capsys, extra, msg):
+    rc, out, _ = cli(capsys, "fit", "--csv", good_csv(tmp_path), "--json", "--n-boot", "0")
+    fit_file = tmp_path / "fit.json"
+    fit_file.write_text(out)
+    args = ["plan", "--fit", fit_file, "--rounds", "3", *extra]
+    rc, _, err = cli(capsys, *args)
+    assert rc == 2 and msg in error_line(err)
+
+
+def test_plan_bad_fit_file(tmp_path, capsys):
+    rc, _, err = cli(capsys, "plan", "--fit", tmp_path / "none.json", "--gamma", "0.1", "--rounds", "3")
+    assert rc == 2 and "fit file not found" in error_line(err)
+    bad = _csv(tmp_path / "bad.json", "{not json")
+    rc, _, err = cli(capsys, "plan", "--fit", bad, "--gamma", "0.1", "--rounds", "3")
+    assert rc == 2 and "is not valid JSON" in error_line(err)
+    partial = _csv(tmp_path / "partial.json", json.dumps({"rate": 0.4}))
+    rc, _, err = cli(capsys, "plan", "--fit", partial, "--gamma", "0.1", "--rounds", "3")
+    assert rc == 2 and "lacks key(s) alpha_prime" in error_line(err)
+
+
+def test_plan_on_data_without_decay(tmp_path, capsys):
+    path = _csv(tmp_path / "flat.csv", "round,U_s,U_v\n" + "".join(f"{t},5,4\n" for t in range(6)))
+    rc, out, _ = cli(capsys, "fit", "--csv", path, "--json")
+    assert rc == 0 and json.loads(out)["verdict"].startswith("no decay")
+    rc, _, err = cli(capsys, "plan", "--csv", path, "--gamma", "0.1", "--rounds", "3")
+    assert rc == 2 and "cannot plan external data" in error_line(err)
