@@ -232,12 +232,14 @@ class Experiment:
         result.fits[t] = data
         files.fit(t, data)
         logger.log_dict(data, f"fits/round_{t:03d}.json")
-        metrics = {"fit/rate": data["rate"], "fit/U_s_inf": data["U_s_inf"], "fit/U_v_inf": data["U_v_inf"],
-                   "fit/G_inf": data["G_inf"], "fit/r2_U_s": data["r2"]["U_s"], "fit/r2_U_v": data["r2"]["U_v"],
-                   "fit/r2_G": data["r2"]["G"], "fit/rounds_to_eps": data["rounds_to_eps"]["rounds"]}
+        r2, to_eps = data.get("r2") or {}, data.get("rounds_to_eps") or {}
+        metrics = {"fit/rate": data.get("rate"), "fit/U_s_inf": data.get("U_s_inf"),
+                   "fit/U_v_inf": data.get("U_v_inf"), "fit/G_inf": data.get("G_inf"), "fit/r2_U_s": r2.get("U_s"),
+                   "fit/r2_U_v": r2.get("U_v"), "fit/r2_G": r2.get("G"), "fit/rounds_to_eps": to_eps.get("rounds"),
+                   "fit/decaying": float(fit.decaying)}
         logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=t)
         threshold = self.cfg.stop.when_predicted_gain_below
-        if threshold is not None and data.get("verdict", "decaying") == "decaying":
+        if threshold is not None and fit.decaying:
             current = result.records[-1].metrics["U_s" + suffix]
             gain = current - data["U_s_inf"]
             if gain < threshold:

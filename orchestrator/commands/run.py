@@ -32,9 +32,14 @@ def run(args: argparse.Namespace) -> int:
     if result.stop_reason:
         console.print(f"stopped early: {result.stop_reason}")
     if result.fits:
-        last = result.fits[max(result.fits)]
-        console.print(f"fit after round {max(result.fits)}: rate {last['rate']:.3f}, U_s,inf {last['U_s_inf']:.3f}, "
-                      f"G_inf {last['G_inf']:.3f} ({last.get('verdict', '')})")
+        t_fit = max(result.fits)
+        last = result.fits[t_fit]
+        if last.get("rate") is not None:
+            console.print(f"gap fit after round {t_fit} ({last['quantity']} NLL): rate {last['rate']:.3f}, "
+                          f"U_s,inf {last['U_s_inf']:.3f}, G_inf {last['G_inf']:.3f}, R2(U_s) {last['r2']['U_s']:.3f} "
+                          f"-- {last['verdict']}; more: svgap report {result.run_id}")
+        else:
+            console.print(f"gap fit after round {t_fit}: {last['verdict']}")
     console.print(f"MLflow run id: {result.run_id}")
     console.print(f"round files: {result.out_dir}")
     console.print(f"to look at it: {tracking.ui_hint(result.tracking_uri)}")
