@@ -333,13 +333,13 @@ class AllocationStudy:
 
         workload = workloads.get(self.base.workload.name, self.base.workload.options)
         check_schedulers(self.variants, workload)
-        self.uri = tracking.preflight(self.uri)
         started = ray_session.connect(self.address)
         try:
             for v in self.variants:
                 ray_session.check_capacity(v.cfg.resources)
             have = ray.cluster_resources()
             slots = min(concurrency(ray_session.requested(v.cfg.resources), have) for v in self.variants)
+            self.uri = tracking.preflight(self.uri)
         except SvgapError:
             ray_session.shutdown(started)
             raise

@@ -148,7 +148,7 @@ def test_tiny_study_parent_children_and_table(local_ray, base_model_dir, tmp_pat
     from orchestrator import tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    argv = ["allocate", "--budget", "6", "--strategies", "none,early,late", "--seeds", "1", "--tracking-uri", uri,
+    argv = ["allocate", "--budget", "6", "--strategies", "none,early", "--seeds", "1", "--tracking-uri", uri,
             "--experiment", "alloc"]
     for kv in ("workload.train_prompts=16", "workload.heldout_prompts=32", "generation.n=2", "rounds=2",
                "training.epochs=1", f"model.path={base_model_dir}", f"tracking.out_dir={tmp_path / 'runs'}"):
@@ -159,15 +159,15 @@ def test_tiny_study_parent_children_and_table(local_ray, base_model_dir, tmp_pat
     assert "| early |" in out and "observed order" in out and "spread between external strategies" in out
 
     run = tracking.get_run(parent, uri)
-    assert run.info.status == "FINISHED" and run.data.params["study.strategies"] == "none,early,late"
+    assert run.info.status == "FINISHED" and run.data.params["study.strategies"] == "none,early"
     arts = tracking.artifact_paths(parent, uri=uri)
     assert {"allocation_table.json", "allocation_table.md", "allocation_table.csv", "config.yaml"} <= set(arts)
     children = tracking.child_runs(parent, uri)
     names = sorted(c.data.tags["mlflow.runName"] for c in children)
-    assert names == ["early seed 0", "late seed 0", "none seed 0"]
+    assert names == ["early seed 0", "none seed 0"]
     assert all(c.info.status == "FINISHED" for c in children)
     table = json.loads((tmp_path / "runs" / parent / "allocation_table.json").read_text())
-    assert [r["strategy"] for r in table["rows"]] == ["none", "early", "late"]
+    assert [r["strategy"] for r in table["rows"]] == ["none", "early"]
     by_name = {c.data.tags["mlflow.runName"]: c.info.run_id for c in children}
     early = tracking.run_metrics(by_name["early seed 0"], uri)
     assert [early["external/count"][t] for t in (0, 1)] == [6, 0]
