@@ -98,7 +98,7 @@ class Experiment:
             from orchestrator.scheduler import build_scheduler
 
             scheduler = build_scheduler(cfg, workload)
-        self.uri = tracking.preflight(self.uri)
+        self.uri = tracking.preflight(self.uri)  # writes nothing
         started = ray_session.connect(self.address)
         try:
             ray_session.check_capacity(cfg.resources)

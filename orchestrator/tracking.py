@@ -14,8 +14,12 @@ def resolve_uri(uri: str | None = None) -> str:
 
 
 def _client(uri: str | None):
+    import logging
+
     import mlflow
     from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "creating tables" chatter on stderr
 
     resolved = resolve_uri(uri)
     mlflow.set_tracking_uri(resolved)
@@ -69,10 +73,10 @@ def log_metrics(run_id: str, metrics: dict[str, float], step: int, uri: str | No
 
 
 def preflight(uri: str | None = None) -> str:
-    """Check the tracking store answers before any round starts; returns the resolved URI.
+    """Check the tracking store is usable before any round starts, without writing anything; returns the URI.
 
     An http(s) server gets a short health probe (MLflow's own client would retry for minutes); a sqlite file
-    needs a writable folder. Anything else is left to MLflow and reported in one line if it fails.
+    needs a writable folder (the database itself is created only when the run starts).
     """
     resolved = resolve_uri(uri)
     if resolved.startswith(("http://", "https://")):
@@ -91,13 +95,11 @@ def preflight(uri: str | None = None) -> str:
         folder = db.parent if str(db.parent) else Path(".")
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise SvgapError(f"tracking store {resolved}: folder {folder} does not exist or is not writable")
-    try:
-        _client(resolved).search_experiments(max_results=1)
-    except SvgapError:
-        raise
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise SvgapError(f"tracking store {resolved} unusable: {first}") from None
+        if db.exists() and not os.access(db, os.W_OK):
+            raise SvgapError(f"tracking store {resolved}: {db} is not writable")
+    elif resolved.startswith("file:") or "://" not in resolved:
+        raise SvgapError(f"tracking store {resolved}: MLflow 3 refuses the file store by default; use "
+                         f"sqlite:///mlflow.db or an http:// tracking server")
     return resolved
 
 

@@ -128,7 +128,11 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     for name, f in fields.items():
         key = f"{prefix}.{name}" if prefix else name
         if name in data:
-            val = _coerce(data[name], hints[name], key)
+            raw = data[name]
+            if dataclasses.is_dataclass(hints[name]) and isinstance(raw, dict):
+                # A partial section overrides the field's own default (e.g. 2 actors x 0.5 CPU), not the class's.
+                raw = _merge(to_dict(_default(f)), raw) if _default(f) is not None else raw
+            val = _coerce(raw, hints[name], key)
             _check_range(val, dict(f.metadata), key)
             kwargs[name] = val
     obj = cls(**kwargs)
@@ -136,6 +140,21 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     if callable(check):
         check(prefix)
     return obj
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def to_dict(obj: Any) -> Any:

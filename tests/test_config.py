@@ -94,3 +94,10 @@ def test_cli_bad_config_is_one_line_exit_2(argv, needle, capsys):
     err = capsys.readouterr().err
     assert needle in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_partial_section_keeps_the_sections_own_defaults():
+    cfg = config.load(None, ["resources.generation.actors=1"])
+    assert cfg.resources.generation.actors == 1
+    assert cfg.resources.generation.cpus == 0.5  # the section default, not PoolResources' class default
+    assert cfg.resources.verification == config.ResourcesConfig().verification
