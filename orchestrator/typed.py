@@ -7,12 +7,16 @@ Range and choice constraints live in field metadata: ``field(default=.., metadat
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin
 
 
 from orchestrator.errors import SvgapError
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 class ConfigError(SvgapError, ValueError):
@@ -82,6 +86,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if tp is float:
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 5e-4 (no dot) as a string
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             f = float(value)
             if f != f or f in (float("inf"), float("-inf")):

@@ -101,3 +101,12 @@ def test_partial_section_keeps_the_sections_own_defaults():
     assert cfg.resources.generation.actors == 1
     assert cfg.resources.generation.cpus == 0.5  # the section default, not PoolResources' class default
     assert cfg.resources.verification == config.ResourcesConfig().verification
+
+
+def test_exponent_without_dot_is_a_number(tmp_path):
+    assert config.load(None, ["training.lr=5e-4"]).training.lr == 5e-4
+    p = tmp_path / "c.yaml"
+    p.write_text("training:\n  lr: 1e-3\n")
+    assert config.load(p).training.lr == 1e-3
+    with pytest.raises(ConfigError, match="training.lr: expected a number, got 'fast'"):
+        config.load(None, ["training.lr=fast"])
