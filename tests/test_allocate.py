@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from orchestrator import config
-from orchestrator.allocation_study import (Outcome, Variant, build_variants, concurrency, parse_strategies,
-                                           summarize, to_csv, to_markdown)
+from orchestrator.allocation_study import Outcome, Variant, build_variants, concurrency, parse_strategies
+from orchestrator.allocation_table import summarize, to_csv, to_markdown
 from orchestrator.cli import main
 from orchestrator.errors import SvgapError
 from orchestrator.round import RoundRecord

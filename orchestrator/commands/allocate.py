@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from orchestrator import config, tracking
-    from orchestrator.allocation_study import AllocationStudy, parse_strategies, summary_lines, to_markdown
+    from orchestrator.allocation_study import AllocationStudy, parse_strategies
+    from orchestrator.allocation_table import to_markdown
 
     data = config.apply_overrides(config.read_yaml(args.config or config.DEFAULT_CONFIG), args.overrides)
     study = AllocationStudy(data, budget=args.budget, strategies=parse_strategies(args.strategies),

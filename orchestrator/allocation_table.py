@@ -1,0 +1,190 @@
+"""The allocation study's table: per strategy the seed-mean initial/final held-out accuracy, the fitted U_s,inf and
+gamma, the theory's predicted ordering next to the observed one, and the spread-vs-gain summary (see
+allocation_study.py for what each column means). Pure data in, plain dicts/text out."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from typing import TYPE_CHECKING
+
+from orchestrator.config import ExperimentConfig
+from orchestrator.errors import SvgapError
+
+if TYPE_CHECKING:
+    from orchestrator.allocation_study import Outcome
+
+# ---- the table ------------------------------------------------------------------------------------------------------
+def _mean_sd(xs: list[float]) -> tuple[float | None, float | None]:
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    if not xs:
+        return None, None
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def _series(records: list, quantity: str) -> tuple[list[int], list[float], list[float]]:
+    sfx = "" if quantity == "total" else "_per_token"
+    return ([r.round for r in records], [r.metrics["U_s" + sfx] for r in records],
+            [r.metrics["U_v" + sfx] for r in records])
+
+
+def _eta(records: list, rounds: int) -> list[float]:
+    by = {r.round: r.metrics.get("external/eta", 0.0) for r in records}
+    return [float(by.get(t, 0.0)) for t in range(rounds)]
+
+
+def summarize(outcomes: list[Outcome], base: ExperimentConfig) -> dict:
+    """The study table (rows per strategy) and its summary, as plain JSON-able data."""
+    from orchestrator.theory.allocation import fit_gamma, plan
+    from orchestrator.theory.fit import fit_gap
+
+    quantity = base.fit.quantity
+    ok = [o for o in outcomes if o.error is None and o.records]
+    strategies = list(dict.fromkeys(o.variant.strategy for o in outcomes))
+    per: dict[tuple[str, int], dict] = {}
+    for o in ok:
+        t, S, V = _series(o.records, quantity)
+        row = {"initial": o.records[0].metrics["heldout_acc"], "final": o.records[-1].metrics["heldout_acc"],
+               "rounds": t, "U_s": S, "U_v": V, "eta": _eta(o.records, base.rounds), "fit": None, "gamma": None}
+        try:
+            f = fit_gap(t, S, V, n_boot=0, quantity=quantity)
+            row["fit"] = f if f.decaying else None
+        except SvgapError:
+            pass
+        per[(o.variant.strategy, o.variant.seed)] = row
+    # gamma per external run: the `none` run of the same seed gives the self-improvement model
+    notes = []
+    for (s, seed), row in per.items():
+        if s == "none" or not any(row["eta"]):
+            continue
+        model = per.get(("none", seed), {}).get("fit")
+        eta = dict(enumerate(row["eta"]))
+        try:
+            if model is not None:
+                row["gamma"] = fit_gamma(row["rounds"], row["U_s"], row["U_v"], eta, model=model).gamma
+            elif len(row["rounds"]) >= 6:
+                row["gamma"] = fit_gamma(row["rounds"], row["U_s"], row["U_v"], eta).gamma
+        except SvgapError as e:
+            notes.append(f"gamma of {s} seed {seed}: {e}")
+    gammas = [r["gamma"] for r in per.values() if r["gamma"] is not None]
+    gamma = statistics.median(gammas) if gammas else None
+    # predicted U_s at round T: each seed's `none` model, the pooled gamma, each run's realised allocation
+    predicted: dict[str, list[float]] = {s: [] for s in strategies}
+    if gamma is not None:
+        for seed in sorted({sd for (_, sd) in per}):
+            model = per.get(("none", seed), {}).get("fit")
+            if model is None:
+                continue
+            shares = {s: per[(s, seed)]["eta"] for s in strategies
+                      if s != "none" and (s, seed) in per and abs(sum(per[(s, seed)]["eta"]) - 1) < 1e-6}
+            try:
+                pl = plan(model, gamma, base.rounds, shares, "horizon") if shares else None
+            except SvgapError as e:
+                notes.append(f"prediction for seed {seed}: {e}")
+                continue
+            if pl is not None:
+                for s, out in pl.outcomes.items():
+                    predicted[s].append(out.U_s_T)
+                predicted.setdefault("none", []).append(pl.baseline.U_s_T)
+    elif "none" in strategies:
+        notes.append("no gamma could be fitted: no predicted ordering")
+    else:
+        notes.append("no `none` strategy in the study: no gap model to fit gamma on or predict with")
+
+    rows = []
+    for s in strategies:
+        seeds = sorted(sd for (st, sd) in per if st == s)
+        r = [per[(s, sd)] for sd in seeds]
+        failed = [o.variant.seed for o in outcomes if o.variant.strategy == s and o.error is not None]
+        ini, ini_sd = _mean_sd([x["initial"] for x in r])
+        fin, fin_sd = _mean_sd([x["final"] for x in r])
+        lim, lim_sd = _mean_sd([x["fit"].U_s_inf if x["fit"] else None for x in r])
+        gam, gam_sd = _mean_sd([x["gamma"] for x in r])
+        pred, _ = _mean_sd(predicted.get(s, []))
+        rows.append({"strategy": s, "seeds": seeds, "failed_seeds": failed,
+                     "initial_acc": ini, "initial_acc_sd": ini_sd, "final_acc": fin, "final_acc_sd": fin_sd,
+                     "U_s_inf": lim, "U_s_inf_sd": lim_sd, "gamma": gam, "gamma_sd": gam_sd,
+                     "predicted_U_s_T": pred, "eta": [round(e, 4) for e in r[0]["eta"]] if r else None})
+    none_final = next((x["final_acc"] for x in rows if x["strategy"] == "none"), None)
+    for x in rows:
+        x["gain_over_none"] = (None if none_final is None or x["final_acc"] is None or x["strategy"] == "none"
+                               else x["final_acc"] - none_final)
+    observed = [x["strategy"] for x in sorted((x for x in rows if x["final_acc"] is not None),
+                                              key=lambda x: -x["final_acc"])]
+    pred_order = [x["strategy"] for x in sorted((x for x in rows if x["predicted_U_s_T"] is not None),
+                                                key=lambda x: x["predicted_U_s_T"])]
+    for x in rows:
+        x["observed_rank"] = observed.index(x["strategy"]) + 1 if x["strategy"] in observed else None
+        x["predicted_rank"] = pred_order.index(x["strategy"]) + 1 if x["strategy"] in pred_order else None
+    ext = [x for x in rows if x["strategy"] != "none" and x["final_acc"] is not None]
+    summary = {
+        "budget": base.external.budget, "rounds": base.rounds, "quantity": quantity, "gamma_pooled": gamma,
+        "observed_order": observed, "predicted_order": pred_order,
+        "external_spread": (max(x["final_acc"] for x in ext) - min(x["final_acc"] for x in ext)) if ext else None,
+        "external_mean_gain": (statistics.fmean(x["gain_over_none"] for x in ext)
+                               if ext and none_final is not None else None),
+        "all_external_beat_none": (all(x["gain_over_none"] > 0 for x in ext) if ext and none_final is not None
+                                   else None),
+        "notes": notes,
+    }
+    return {"rows": rows, "summary": summary}
+
+
+def _f(x, fmt=".3f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def _pm(m, sd, fmt=".3f") -> str:
+    return "-" if m is None else f"{m:{fmt}} ± {sd:{fmt}}"
+
+
+HEADER = ["strategy", "seeds", "initial held-out acc", "final held-out acc", "gain over none", "fitted U_s,inf",
+          "fitted gamma", "predicted U_s(T)", "predicted rank", "observed rank"]
+
+
+def table_rows(table: dict) -> list[list[str]]:
+    out = []
+    for x in table["rows"]:
+        seeds = ",".join(map(str, x["seeds"])) + (f" (failed: {x['failed_seeds']})" if x["failed_seeds"] else "")
+        gain = "-" if x["gain_over_none"] is None else f"{x['gain_over_none']:+.3f}"
+        out.append([x["strategy"], seeds, _pm(x["initial_acc"], x["initial_acc_sd"]),
+                    _pm(x["final_acc"], x["final_acc_sd"]), gain, _pm(x["U_s_inf"], x["U_s_inf_sd"], ".4f"),
+                    _pm(x["gamma"], x["gamma_sd"], ".3g"), _f(x["predicted_U_s_T"], ".4f"),
+                    _f(x["predicted_rank"], "d"), _f(x["observed_rank"], "d")])
+    return out
+
+
+def summary_lines(table: dict) -> list[str]:
+    s = table["summary"]
+    lines = [f"budget M = {s['budget']} external examples over {s['rounds']} training rounds; "
+             f"uncertainty: {s['quantity']} NLL; ± is the s.d. over seeds",
+             f"observed order (final held-out acc, best first): {' > '.join(s['observed_order']) or '-'}",
+             f"predicted order (theory: U_s at round {s['rounds']}, lowest first; pooled gamma "
+             f"{_f(s['gamma_pooled'], '.3g')}): {' > '.join(s['predicted_order']) or '-'}"]
+    if s["external_spread"] is not None:
+        gain = "-" if s["external_mean_gain"] is None else f"{s['external_mean_gain']:+.3f}"
+        lines.append(f"spread between external strategies: {s['external_spread']:.3f} "
+                     f"(final held-out acc, max - min of seed means) vs their mean gain over none: {gain}"
+                     + ("" if s["all_external_beat_none"] is None else
+                        f"; every external strategy beats none: {'yes' if s['all_external_beat_none'] else 'no'}"))
+    lines += [f"note: {n}" for n in s["notes"]]
+    return lines
+
+
+def to_markdown(table: dict) -> str:
+    rows = table_rows(table)
+    out = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out + [""] + summary_lines(table)) + "\n"
+
+
+def to_csv(table: dict) -> str:
+    keys = ["strategy", "seeds", "initial_acc", "initial_acc_sd", "final_acc", "final_acc_sd", "gain_over_none",
+            "U_s_inf", "U_s_inf_sd", "gamma", "gamma_sd", "predicted_U_s_T", "predicted_rank", "observed_rank"]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(keys)
+    for x in table["rows"]:
+        w.writerow([" ".join(map(str, x[k])) if k == "seeds" else ("" if x[k] is None else x[k]) for k in keys])
+    return buf.getvalue()
