@@ -1,0 +1,232 @@
+"""transformers inference engine: batched sampling with the KV cache, teacher-forced scoring, TF and QE verifier
+scores. CPU here, CUDA when present.
+
+Randomness: candidate j of prompt i is drawn by inverse-CDF sampling from uniforms generated from (seeds[i], j)
+only, so a candidate does not depend on which other prompts share its batch or its actor.
+Prompts are left-padded (attention mask + explicit position ids), so rows of any lengths batch together.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from orchestrator.backends.base import Sample, Scored
+from orchestrator.errors import SvgapError
+from workloads.base import QEQuery, TFQuery
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_U64 = (1 << 64) - 1
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SvgapError(f"device {device!r} requested but CUDA is not available here")
+    return torch.device(device)
+
+
+def candidate_uniforms(seed: int, j: int, steps: int) -> np.ndarray:
+    """The uniforms that drive candidate j of a prompt with this seed (float64, one per generated token)."""
+    return np.random.default_rng([int(seed) & _U64, int(j) & _U64, 0x5A3]).random(steps)
+
+
+def _chunks(n: int, size: int):
+    for lo in range(0, n, max(1, size)):
+        yield lo, min(n, lo + max(1, size))
+
+
+class HFBackend:
+    def __init__(self, model_dir: str | Path, device: str = "auto", dtype: str = "float32", threads: int | None = None):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        if dtype not in _DTYPES:
+            raise SvgapError(f"dtype: {dtype!r} is not allowed (choose one of {', '.join(_DTYPES)})")
+        path = Path(model_dir).expanduser()
+        if not (path / "config.json").is_file():
+            raise SvgapError(f"no model at {path} (expected a save_pretrained directory with config.json)")
+        self.device = resolve_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[dtype]).to(self.device).eval()
+        tok = self.tokenizer
+        self.eos_id = tok.eos_token_id
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_id
+        if self.eos_id is None:
+            raise SvgapError(f"tokenizer at {path} has no eos token")
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._token_ids: dict[str, int] = {}
+
+    # -- helpers ----------------------------------------------------------------------------------------------------
+    def encode(self, text: str, special: bool = True) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+
+    def token_id(self, token: str) -> int:
+        """Id of a token that must be exactly one token (judgment and grade tokens)."""
+        if token not in self._token_ids:
+            ids = self.encode(token, special=False)
+            if len(ids) != 1:
+                raise SvgapError(f"verifier token {token!r} is {len(ids)} tokens for this tokenizer, expected 1")
+            self._token_ids[token] = ids[0]
+        return self._token_ids[token]
+
+    def _pad_left(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        L = max(len(r) for r in rows)
+        ids = torch.full((len(rows), L), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), L), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if r:
+                ids[i, L - len(r):] = torch.tensor(r, dtype=torch.long)
+                mask[i, L - len(r):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ids.to(self.device), mask.to(self.device), pos.to(self.device)
+
+    def _hidden(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, int]:
+        """Last hidden states of left-padded rows; returns (hidden [B, L, H], L)."""
+        ids, mask, pos = self._pad_left(rows)
+        out = self.model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+        return out.last_hidden_state, ids.shape[1]
+
+    def _logits_at(self, rows: Sequence[Sequence[int]], where: list[list[int]]) -> list[torch.Tensor]:
+        """Float32 logits at the given (unpadded) positions of each row: list of [len(where[i]), V]."""
+        hidden, L = self._hidden(rows)
+        b_idx, p_idx = [], []
+        for i, (r, ps) in enumerate(zip(rows, where)):
+            for p in ps:
+                b_idx.append(i)
+                p_idx.append(L - len(r) + p)
+        logits = self.model.get_output_embeddings()(hidden[b_idx, p_idx]).float()
+        out, k = [], 0
+        for ps in where:
+            out.append(logits[k: k + len(ps)])
+            k += len(ps)
+        return out
+
+    # -- sampling ---------------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def sample(self, prompts: list[str], n: int, temperature: float, max_new_tokens: int, seeds: list[int],
+               batch_size: int = 512) -> list[list[Sample]]:
+        if len(seeds) != len(prompts):
+            raise ValueError(f"sample needs one seed per prompt ({len(prompts)} prompts, {len(seeds)} seeds)")
+        if n < 1 or max_new_tokens < 1 or not temperature > 0:
+            raise ValueError(f"sample needs n >= 1, max_new_tokens >= 1, temperature > 0 "
+                             f"(got {n}, {max_new_tokens}, {temperature})")
+        prompt_ids = [self.encode(p) for p in prompts]
+        rows = [(i, j) for i in range(len(prompts)) for j in range(n)]
+        results: list[list[Sample | None]] = [[None] * n for _ in prompts]
+        for lo, hi in _chunks(len(rows), batch_size):
+            chunk = rows[lo:hi]
+            u = np.stack([candidate_uniforms(seeds[i], j, max_new_tokens) for i, j in chunk])
+            for (i, j), s in zip(chunk, self._sample_rows([prompt_ids[i] for i, _ in chunk], u, temperature)):
+                results[i][j] = s
+        return results  # type: ignore[return-value]
+
+    def _sample_rows(self, rows: list[list[int]], u: np.ndarray, temperature: float) -> list[Sample]:
+        B, steps = u.shape
+        ids, mask, pos = self._pad_left(rows)
+        uniforms = torch.from_numpy(u).to(self.device)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        cache = getattr(out, self._cache_kw)
+        logits = out.logits[:, -1].float()
+        next_pos = pos[:, -1:] + 1
+        tokens = torch.full((B, steps), self.pad_id, dtype=torch.long, device=self.device)
+        logps = torch.zeros((B, steps), dtype=torch.float32, device=self.device)
+        done = torch.zeros(B, dtype=torch.bool, device=self.device)
+        lengths = torch.full((B,), steps, dtype=torch.long, device=self.device)
+        for t in range(steps):
+            logp = torch.log_softmax(logits, -1)  # the policy at temperature 1
+            probs = torch.softmax(logits.double() / temperature, -1)
+            cdf = probs.cumsum(-1)
+            tok = torch.searchsorted(cdf, (uniforms[:, t] * cdf[:, -1]).unsqueeze(-1)).squeeze(-1)
+            tok = tok.clamp(max=logits.shape[-1] - 1)
+            tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
+            tokens[:, t] = tok
+            logps[:, t] = torch.where(done, torch.zeros_like(logps[:, t]), logp.gather(-1, tok[:, None]).squeeze(-1))
+            newly = (~done) & (tok == self.eos_id)
+            lengths = torch.where(newly, torch.full_like(lengths, t + 1), lengths)
+            done = done | newly
+            if bool(done.all()) or t == steps - 1:
+                break
+            mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=self.device)], dim=1)
+            out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos, use_cache=True,
+                             **{self._cache_kw: cache})
+            cache = getattr(out, self._cache_kw)
+            logits = out.logits[:, -1].float()
+            next_pos = next_pos + 1
+        tokens_l, logps_l, lengths_l, done_l = tokens.tolist(), logps.tolist(), lengths.tolist(), done.tolist()
+        samples = []
+        for r in range(B):
+            k = lengths_l[r]
+            tids = tokens_l[r][:k]
+            samples.append(Sample(token_ids=tids, text=self.tokenizer.decode(tids, skip_special_tokens=True),
+                                  logprobs=logps_l[r][:k], finished=bool(done_l[r])))
+        return samples
+
+    # -- teacher-forced scoring -------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def score(self, prompts: list[str], responses: list[list[int]], batch_size: int = 512) -> list[Scored]:
+        """Uncertainty of each (prompt, response token ids) pair: total NLL, per-token NLL, length."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"score needs one response per prompt ({len(prompts)} vs {len(responses)})")
+        out: list[Scored] = []
+        for lo, hi in _chunks(len(prompts), batch_size):
+            rows, where = [], []
+            for p, r in zip(prompts[lo:hi], responses[lo:hi]):
+                pid = self.encode(p)
+                rows.append(pid + list(r))
+                where.append(list(range(len(pid) - 1, len(pid) + len(r) - 1)))
+            if not any(where):
+                out.extend(Scored(0.0, [], 0) for _ in rows)
+                continue
+            for row, ps, logits in zip(rows, where, self._logits_at(rows, where)):
+                if not ps:
+                    out.append(Scored(0.0, [], 0))
+                    continue
+                tgt = torch.tensor([row[p + 1] for p in ps], device=logits.device)
+                nll = (-torch.log_softmax(logits, -1).gather(-1, tgt[:, None]).squeeze(-1)).tolist()
+                out.append(Scored(nll=float(sum(nll)), token_nll=nll, length=len(ps)))
+        return out
+
+    @torch.inference_mode()
+    def tf_score(self, queries: list[TFQuery], batch_size: int = 512) -> list[float]:
+        """s = prod_k p_k(True) / (p_k(True) + p_k(False)), a judgment after every segment (workloads/base.py)."""
+        out: list[float] = []
+        for lo, hi in _chunks(len(queries), batch_size):
+            rows, where, pairs = [], [], []
+            for q in queries[lo:hi]:
+                if not q.segments:
+                    raise ValueError("TFQuery needs at least one segment")
+                t_id, f_id = self.token_id(q.true_token), self.token_id(q.false_token)
+                row, ps = [], []
+                for k, seg in enumerate(q.segments):
+                    row += self.encode(seg, special=(k == 0))
+                    ps.append(len(row) - 1)
+                    row.append(t_id)
+                rows.append(row)
+                where.append(ps)
+                pairs.append((t_id, f_id))
+            for (t_id, f_id), logits in zip(pairs, self._logits_at(rows, where)):
+                margin = logits[:, t_id] - logits[:, f_id]  # log p(T)/p(F)
+                out.append(float(torch.nn.functional.logsigmoid(margin).sum().exp()))
+        return out
+
+    @torch.inference_mode()
+    def qe_score(self, queries: list[QEQuery], batch_size: int = 512) -> list[float]:
+        """s = E[grade] / max grade, grades read from the next-token distribution restricted to `grade_tokens`."""
+        out: list[float] = []
+        for lo, hi in _chunks(len(queries), batch_size):
+            rows = [self.encode(q.text) for q in queries[lo:hi]]
+            grade_ids = [[self.token_id(g) for g in q.grade_tokens] for q in queries[lo:hi]]
+            for ids, logits in zip(grade_ids, self._logits_at(rows, [[len(r) - 1] for r in rows])):
+                if len(ids) < 2:
+                    raise ValueError("QEQuery needs at least two grade tokens")
+                p = torch.softmax(logits[0, ids], -1)
+                grades = torch.arange(len(ids), dtype=p.dtype, device=p.device)
+                out.append(float((p * grades).sum() / (len(ids) - 1)))
+        return out

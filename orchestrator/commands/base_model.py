@@ -1,0 +1,160 @@
+"""`svgap base-model [CONFIG] [--set k=v ...] [--json]`: build (or load from cache) the workload's base model and
+measure its room to self-improve on the held-out prompts (orchestrator/base_eval.py). Progress goes to stderr,
+the table (or JSON) to stdout."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from orchestrator.errors import SvgapError
+
+RECIPE_FILE = "svgap-recipe.json"  # written by workloads that build their base model (build info, recipe)
+
+
+def add_parser(sub):
+    p = sub.add_parser("base-model", help="build or load the base model and print its room to self-improve",
+                       description=__doc__)
+    p.add_argument("config", nargs="?", default=None, help="experiment YAML (default: configs/arithmetic.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set generation.n=8 (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return p
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def checks(m: dict) -> dict[str, dict]:
+    """The room-to-self-improve targets of the default recipe (issue 2), evaluated on measured numbers `m`."""
+    acc = m["solver_accuracy"]
+    out = {
+        "solver_accuracy": (acc, "25% .. 70%", 0.25 <= acc <= 0.70),
+        "pass_at_n": (m["pass_at_n"], f">= 1.5 x solver = {1.5 * acc:.1%}", m["pass_at_n"] >= 1.5 * acc),
+        "auc": (m["auc"], ">= 0.75", not math.isnan(m["auc"]) and m["auc"] >= 0.75),
+        "below_threshold": (m["below_threshold"], "> 0", m["below_threshold"] > 0),
+        "bon_accuracy": (m["bon_accuracy"], f">= solver + 10 pt = {acc + 0.10:.1%}", m["bon_accuracy"] >= acc + 0.10),
+    }
+    if m.get("build_seconds") is not None:
+        out["build_seconds"] = (m["build_seconds"], "<= 180 s", m["build_seconds"] <= 180)
+    return {k: {"value": v, "target": t, "ok": bool(ok)} for k, (v, t, ok) in out.items()}
+
+
+def measure(cfg, progress=_say) -> dict:
+    """Build/load the model of `cfg` and measure it; returns the JSON-able report."""
+    import workloads
+    from orchestrator.backends.hf import HFBackend
+    from orchestrator.base_eval import evaluate
+
+    workload = workloads.get(cfg.workload.name, cfg.workload.options)
+    t0 = time.time()
+    if cfg.model.path:
+        path = Path(cfg.model.path).expanduser()
+        if not path.is_dir():
+            raise SvgapError(f"model.path: no model directory at {path}")
+        progress(f"base model: using {path}")
+    else:
+        path = Path(workload.base_model(Path(cfg.model.cache_dir).expanduser(), progress=progress))
+    ready_s = time.time() - t0
+    info: dict = {}
+    cached = True
+    try:
+        meta = json.loads((path / RECIPE_FILE).read_text())
+        info = meta.get("build", {})
+        cached = (path / RECIPE_FILE).stat().st_mtime < t0
+    except (OSError, ValueError):
+        pass
+    method = cfg.verification.method
+    progress(f"measuring on {cfg.workload.heldout_prompts} held-out prompts, N = {cfg.generation.n}, "
+             f"temperature {cfg.generation.temperature:g}, verifier {method}, sigma = {cfg.verification.threshold:g}")
+    t1 = time.time()
+    backend = HFBackend(path, device=cfg.model.device, dtype=cfg.model.dtype,
+                        threads=cfg.resources.verification.threads)
+    load_s = time.time() - t1
+    problems = workload.problems("heldout", cfg.workload.heldout_prompts, cfg.seed)
+    ev = evaluate(backend, workload, problems, n=cfg.generation.n, temperature=cfg.generation.temperature,
+                  max_new_tokens=cfg.generation.max_new_tokens, threshold=cfg.verification.threshold,
+                  seed=cfg.seed, methods=("tf", "qe"), batch_size=cfg.generation.batch_size)
+    v = ev.verifiers[method]
+    report = {
+        "model_dir": str(path),
+        "workload": cfg.workload.name,
+        "cached": cached,
+        "ready_seconds": round(ready_s, 2),  # find (or build) the model directory
+        "load_seconds": round(load_s, 2),  # load it into the backend
+        "build_seconds": info.get("seconds") if not cfg.model.path else None,
+        "build": info,
+        "heldout_prompts": ev.prompts,
+        "n": ev.n,
+        "temperature": ev.temperature,
+        "method": method,
+        "threshold": ev.threshold,
+        "solver_accuracy": ev.solver_accuracy,
+        "pass_at_n": ev.pass_at_n,
+        "auc": v.auc,
+        "below_threshold": v.below_threshold,
+        "bon_accuracy": v.bon_accuracy,
+        "fallback_rate": v.fallback_rate,
+        "nll_pick_accuracy": ev.nll_pick_accuracy,
+        "u_s": ev.u_s,
+        "u_v": v.u_v,
+        "gap": ev.u_s - v.u_v,
+        "verifiers": {k: vars(x) for k, x in ev.verifiers.items()},
+        "eval_seconds": round(time.time() - t1, 2),
+    }
+    report["checks"] = checks(report)
+    return report
+
+
+def _pct(x: float) -> str:
+    return "nan" if x is None or math.isnan(x) else f"{x:.1%}"
+
+
+def table(r: dict) -> str:
+    how = "cached" if r["cached"] else "built now"
+    b = r["build"]
+    built = f"; built in {b['seconds']:g} s, {b.get('steps')} steps, stopped by {b.get('stopped_by')}" if b else ""
+    n, m = r["n"], r["method"].upper()
+    rows = [
+        ("solver accuracy (1 sample)", _pct(r["solver_accuracy"]), "solver_accuracy"),
+        (f"pass@{n}", _pct(r["pass_at_n"]), "pass_at_n"),
+        (f"{m} verifier ROC-AUC", f"{r['auc']:.3f}", "auc"),
+        (f"candidates below sigma={r['threshold']:g}", _pct(r["below_threshold"]), "below_threshold"),
+        (f"best-of-{n} accuracy ({m}, BoN rule)", _pct(r["bon_accuracy"]), "bon_accuracy"),
+        ("BoN fallbacks (none passed sigma)", _pct(r["fallback_rate"]), None),
+        (f"lowest-NLL-of-{n} accuracy (no verifier)", _pct(r["nll_pick_accuracy"]), None),
+    ]
+    for k, v in r["verifiers"].items():
+        if k != r["method"]:
+            rows.append((f"{k.upper()} verifier ROC-AUC / best-of-{n}", f"{v['auc']:.3f} / {_pct(v['bon_accuracy'])}",
+                         None))
+    rows += [
+        ("U_s  (mean NLL of a candidate)", f"{r['u_s']:.3f}", None),
+        ("U_v  (mean NLL of the BoN pick)", f"{r['u_v']:.3f}", None),
+        ("G = U_s - U_v", f"{r['gap']:.3f}", None),
+    ]
+    if r.get("build_seconds") is not None:
+        rows.append(("build time", f"{r['build_seconds']:g} s", "build_seconds"))
+    lines = [f"base model  {r['model_dir']}",
+             f"  ({how}, ready in {r['ready_seconds']:g} s, loaded in {r['load_seconds']:g} s{built})",
+             (f"  {r['heldout_prompts']} held-out prompts, N = {n}, temperature {r['temperature']:g}, "
+              f"eval {r['eval_seconds']:g} s"), ""]
+    w = max(len(name) for name, _, _ in rows)
+    lines.append(f"{'metric':<{w}}  {'value':>13}  target")
+    for name, val, key in rows:
+        c = r["checks"].get(key) if key else None
+        tail = f"{c['target']:<30} {'ok' if c['ok'] else 'MISSED'}" if c else ""
+        lines.append(f"{name:<{w}}  {val:>13}  {tail}".rstrip())
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from orchestrator.config import load
+
+    cfg = load(args.config, args.overrides)
+    report = measure(cfg)
+    print(json.dumps(report, indent=2) if args.json else table(report))
+    return 0

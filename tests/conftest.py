@@ -1,0 +1,35 @@
+"""Shared fixtures. The default base model is built once (about 2-3 minutes on 2 CPU cores) and cached on disk under
+$SVGAP_CACHE or ~/.cache/svgap, so later pytest runs load it in about a second."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SVGAP_CACHE") or "~/.cache/svgap").expanduser()
+
+
+@pytest.fixture(scope="session")
+def svgap_cache() -> Path:
+    """The model cache shared by tests (and with `svgap` itself when SVGAP_CACHE is unset)."""
+    return cache_root()
+
+
+@pytest.fixture(scope="session")
+def default_workload():
+    """The workload of the default experiment config (configs/arithmetic.yaml)."""
+    import workloads
+    from orchestrator.config import load
+
+    cfg = load()
+    return workloads.get(cfg.workload.name, cfg.workload.options)
+
+
+@pytest.fixture(scope="session")
+def base_model_dir(default_workload, svgap_cache) -> Path:
+    """Directory of the DEFAULT base model (save_pretrained + tokenizer), built on first use and cached."""
+    return Path(default_workload.base_model(svgap_cache, progress=lambda m: print(m, file=sys.stderr, flush=True)))

@@ -1,0 +1,59 @@
+"""The arithmetic workload: seeded d-digit addition/subtraction, exact-match checking, step-by-step TF and QE
+verifier templates, the true answer as the stronger source, and a tiny Llama pretrained here on first use."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from workloads.base import Problem, QEQuery, Split, TFQuery
+
+from . import templates
+from .cache import cached_build
+from .options import ArithmeticOptions
+from .problems import ProblemSpace
+
+# Bump when the problem format, templates, tokenizer or pretraining code change what a recipe builds.
+RECIPE_VERSION = 1
+
+
+class ArithmeticWorkload:
+    name = "arithmetic"
+
+    def __init__(self, options: ArithmeticOptions | None = None):
+        self.options = options or ArithmeticOptions()
+        self.space = ProblemSpace(self.options)
+
+    def problems(self, split: Split, n: int, seed: int) -> list[Problem]:
+        return self.space.problems(split, n, seed)
+
+    def check(self, problem: Problem, response: str) -> bool:
+        return response.strip() == problem.answer
+
+    def tf_query(self, problem: Problem, response: str) -> TFQuery:
+        return templates.tf_query(problem.prompt, response, self.space.width)
+
+    def qe_query(self, problem: Problem, response: str) -> QEQuery:
+        return templates.qe_query(problem.prompt, response, self.space.width)
+
+    def reference(self, problem: Problem) -> str:
+        a, op, b = self.space.parse_id(problem.id)
+        return self.space.answer_text(a, op, b)
+
+    def recipe(self) -> dict:
+        return {"workload": self.name, "version": RECIPE_VERSION, "options": asdict(self.options)}
+
+    def base_model(self, cache_dir: Path, progress: Callable[[str], None] | None = None) -> Path:
+        return cached_build(cache_dir, self.name, self.recipe(), lambda out: self._build(out, progress), progress)
+
+    def _build(self, out: Path, progress: Callable[[str], None] | None = None) -> dict:
+        from .pretrain import pretrain  # torch only when a model is built
+        from .tokenizer import build_tokenizer
+
+        res = pretrain(self.options, progress=progress)
+        res.model.save_pretrained(out)
+        build_tokenizer().save_pretrained(out)
+        return {"steps": res.steps, "seconds": round(res.seconds, 1), "stopped_by": res.stopped_by,
+                "verifier_phase_steps": res.verifier_phase_steps,
+                "dev_solver_accuracy": round(res.dev_solver_accuracy, 4),
+                "dev_verifier_auc": round(res.dev_verifier_auc, 4)}
