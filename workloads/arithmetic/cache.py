@@ -73,6 +73,7 @@ def cached_build(cache_dir: str | Path, name: str, recipe: dict[str, Any],
             say(f"base model: building {key} (not in cache {root})")
             info = build(tmp)
             (tmp / RECIPE_FILE).write_text(json.dumps({"name": key, "recipe": recipe, "build": info}, indent=2))
+            os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is shared like any directory
             if final.exists():  # incomplete leftover from outside this module
                 shutil.rmtree(final)
             os.replace(tmp, final)
