@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/svgap run configs/arithmetic.yaml
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -x --durations=15 tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
