@@ -33,3 +33,17 @@ def default_workload():
 def base_model_dir(default_workload, svgap_cache) -> Path:
     """Directory of the DEFAULT base model (save_pretrained + tokenizer), built on first use and cached."""
     return Path(default_workload.base_model(svgap_cache, progress=lambda m: print(m, file=sys.stderr, flush=True)))
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One real local Ray (2 CPUs, like the CI machine) for every test that needs it. Test-only actor classes in
+    tests/ray_helpers.py reach the workers through PYTHONPATH."""
+    ray = pytest.importorskip("ray")
+    here = os.path.dirname(__file__)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    os.environ["PYTHONPATH"] = here + os.pathsep + os.environ.get("PYTHONPATH", "")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

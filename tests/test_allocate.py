@@ -4,9 +4,7 @@ table artifacts."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 
 import pytest
 
@@ -132,16 +130,6 @@ def test_bad_input_exit_2_one_line_nothing_logged(local_ray, tmp_path, capsys, a
 
 # ---- a real tiny study -------------------------------------------------------------------------------------------------
 ray = pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    here = os.path.dirname(__file__)
-    sys.path.insert(0, here)
-    os.environ["PYTHONPATH"] = here + os.pathsep + os.environ.get("PYTHONPATH", "")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_tiny_study_parent_children_and_table(local_ray, base_model_dir, tmp_path, capsys):

@@ -18,14 +18,6 @@ sys.path.insert(0, HERE)
 from ray_helpers import EchoWorker  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    os.environ["PYTHONPATH"] = HERE + os.pathsep + os.environ.get("PYTHONPATH", "")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def spec(actors=2, cpus=0.5, timeout=30.0, placement="PACK"):
     return PoolSpec("generation", PoolResources(actors=actors, cpus=cpus), placement, timeout)
 

@@ -21,14 +21,6 @@ HERE = os.path.dirname(__file__)
 sys.path.insert(0, HERE)
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    os.environ["PYTHONPATH"] = HERE + os.pathsep + os.environ.get("PYTHONPATH", "")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def tiny(tmp_path, base_model_dir, *extra):
     """A few seconds per round: 32 prompts x 4 candidates, 64 held-out prompts."""
     return ["workload.train_prompts=32", "workload.heldout_prompts=64", "generation.n=4", "rounds=2",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import sys
 
 import pytest
 
@@ -231,16 +229,6 @@ def test_run_bad_external_input_exits_2_before_any_round(tmp_path, capsys, extra
 
 # ---- a real run: external rows in the picks JSONL and external/* in MLflow -------------------------------------------
 ray = pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    here = os.path.dirname(__file__)
-    sys.path.insert(0, here)
-    os.environ["PYTHONPATH"] = here + os.pathsep + os.environ.get("PYTHONPATH", "")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_three_rounds_with_a_tiny_budget(local_ray, base_model_dir, tmp_path):

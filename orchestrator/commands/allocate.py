@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.commands.common import add_config_args
+from orchestrator.commands.common import add_cluster_args, add_config_args
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -17,10 +17,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "none,early,uniform,late)")
     p.add_argument("--seeds", type=int, default=2, metavar="K",
                    help="seeds per strategy: the config's seed, seed+1, ... (default 2)")
-    p.add_argument("--address", default=None, help="join a Ray cluster: auto or HOST:PORT (default: start Ray here)")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or "
-                                                       "sqlite:///mlflow.db)")
-    p.add_argument("--experiment", default=None, help="MLflow experiment name (default: tracking.experiment)")
+    add_cluster_args(p)
     return p
 
 

@@ -15,3 +15,11 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 def load_config(args: argparse.Namespace) -> config.ExperimentConfig:
     return config.load(args.config, args.overrides)
+
+
+def add_cluster_args(p: argparse.ArgumentParser) -> None:
+    """Where to run and where to log: shared by every command that runs experiments."""
+    p.add_argument("--address", default=None, help="join a Ray cluster: auto or HOST:PORT (default: start Ray here)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or "
+                                                       "sqlite:///mlflow.db)")
+    p.add_argument("--experiment", default=None, help="MLflow experiment name (default: tracking.experiment)")

@@ -4,16 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from orchestrator.commands.common import add_config_args, load_config
+from orchestrator.commands.common import add_cluster_args, add_config_args, load_config
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a self-improvement experiment (Ray in-process unless --address)")
     add_config_args(p)
-    p.add_argument("--address", default=None, help="join a Ray cluster: auto or HOST:PORT (default: start Ray here)")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or "
-                                                       "sqlite:///mlflow.db)")
-    p.add_argument("--experiment", default=None, help="MLflow experiment name (default: tracking.experiment)")
+    add_cluster_args(p)
     return p
 
 
