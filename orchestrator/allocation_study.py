@@ -243,13 +243,9 @@ class AllocationStudy:
             failed = [o for o in outcomes if o.error]
             logger.end("FAILED" if failed else "FINISHED")
             return StudyResult(logger.run_id, self.uri, table, outcomes, slots, wall, out_dir)
-        except KeyboardInterrupt:
+        except BaseException as e:
             if logger:
-                logger.end("KILLED")
-            raise
-        except BaseException:
-            if logger:
-                logger.end("FAILED")
+                logger.abort(e)
             raise
         finally:
             ray_session.shutdown(started)

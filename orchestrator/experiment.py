@@ -150,13 +150,9 @@ class Experiment:
             self._rounds(runner, pools, logger, files, result, scheduler)
             logger.end("FINISHED")
             return result
-        except KeyboardInterrupt:
+        except BaseException as e:
             if logger:
-                logger.end("KILLED")
-            raise
-        except BaseException:
-            if logger:
-                logger.end("FAILED")
+                logger.abort(e)
             raise
         finally:
             if pools:

@@ -143,6 +143,10 @@ class RunLogger:
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
 
+    def abort(self, error: BaseException) -> None:
+        """End the run because of `error`: KILLED for an interrupt, FAILED otherwise."""
+        self.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+
 
 def run_metrics(run_id: str, uri: str | None = None) -> dict[str, dict[int, float]]:
     """Every metric of a run as {name: {step: value}} (what the summary table is checked against)."""
