@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,10 +93,10 @@ def _plot_uncertainty(series: dict, res, quantity: str, title: str, path: Path) 
             ax.axhline(lim, ls="--", lw=1.2, color=c, label=f"limit {sub} = {lim:.4g}{ci_txt}")
             ax.text(tt[0], lim, f" {sub} = {lim:.3g}", color=c, fontsize=9, ha="left",
                     va="top" if name == "U_v" else "bottom", bbox=dict(fc="white", ec="none", alpha=0.8, pad=1))
-        ax1.set_title(f"solver & verifier uncertainty: rate r = {res.rate:.3g}, R² U_s {res.r2['U_s']:.3f}, "
-                      f"U_v {res.r2['U_v']:.3f}", fontsize=10)
-        ax2.set_title(f"gap: G_∞ = {res.G_inf:.3g}, R² {res.r2['G']:.3f}; within ε={res.rounds_to_eps['eps']:g} "
-                      f"after t > {res.rounds_to_eps['rounds']:.1f}", fontsize=10)
+        ax1.set_title(f"solver & verifier uncertainty: rate r = {res.rate:.3g}, R² U_s {_fmt(res.r2['U_s'], '.3f')}, "
+                      f"U_v {_fmt(res.r2['U_v'], '.3f')}", fontsize=10)
+        ax2.set_title(f"gap: G_∞ = {res.G_inf:.3g}, R² {_fmt(res.r2['G'], '.3f')}; within ε={res.rounds_to_eps['eps']:g} "
+                      f"after t > {_fmt(res.rounds_to_eps['rounds'], '.1f')}", fontsize=10)
     else:
         why = "no fit" if res is None else res.verdict
         ax1.set_title(f"solver & verifier uncertainty ({why})", fontsize=10)
@@ -107,7 +108,7 @@ def _plot_uncertainty(series: dict, res, quantity: str, title: str, path: Path) 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper right")
     if ext:
-        title += "  — shaded: rounds with external data (the fit is the pure self-improvement model)"
+        title += "  — shaded: rounds with external data (the fit treats every round as self-improvement)"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path)
@@ -150,8 +151,9 @@ def _gamma_text(series: dict, quantity: str) -> str:
             f"jumps U_v <- U_v/(1 + gamma eta_t), rmse {g.rmse:.3g}); the curves above ignore the jumps.")
 
 
-def _fmt(x) -> str:
-    return "–" if x is None else (f"{x:.4g}" if isinstance(x, float) else html.escape(str(x)))
+def _fmt(x, spec: str = ".4g") -> str:
+    """Numbers for titles and tables; None (R² of a constant series, an undefined rounds-to-eps) prints as '–'."""
+    return "–" if x is None else (format(x, spec) if isinstance(x, float) else html.escape(str(x)))
 
 
 def _html(title: str, res, why: str, figures: list[Path], series: dict, quantity: str) -> str:
@@ -225,6 +227,8 @@ def build_report(run_id: str, out_dir: str | Path | None = None, *, uri: str | N
     `log`, attach the files to the run as artifacts under report/."""
     from orchestrator import tracking
 
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise SvgapError(f"--eps must be a positive number, got {eps!r}")
     run = tracking.get_run(run_id, uri)
     series = tracking.metric_series(run_id, METRICS, uri)
     if not series:
@@ -233,5 +237,6 @@ def build_report(run_id: str, out_dir: str | Path | None = None, *, uri: str | N
     files = render(series, out_dir or Path("runs") / run_id / "report", title=f"svgap run {name} ({run_id[:8]})",
                    quantity=quantity, eps=eps, n_boot=n_boot)
     if log:
-        tracking.log_artifacts(run_id, files.html.parent, "report", uri)
+        for path in [*files.figures, files.html]:  # only what this report wrote, not the rest of out_dir
+            tracking.log_artifact(run_id, path, "report", uri)
     return files

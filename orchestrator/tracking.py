@@ -54,10 +54,9 @@ def metric_series(run_id: str, names: list[str], uri: str | None = None) -> dict
     return out
 
 
-def log_artifacts(run_id: str, local_dir: str | Path, artifact_path: str | None = None,
-                  uri: str | None = None) -> None:
-    """Attach a folder of files (report, fits, tables) to an existing run."""
-    _client(uri).log_artifacts(run_id, str(local_dir), artifact_path)
+def log_artifact(run_id: str, path: str | Path, artifact_path: str | None = None, uri: str | None = None) -> None:
+    """Attach one file to an existing run."""
+    _client(uri).log_artifact(run_id, str(path), artifact_path)
 
 
 def log_metrics(run_id: str, metrics: dict[str, float], step: int, uri: str | None = None) -> None:

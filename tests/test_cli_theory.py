@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.theory.allocation import simulate, strategy_shares
+from orchestrator.theory.allocation import plan, simulate, strategy_shares
 from orchestrator.theory.model import GapModel
 
 TRUE = GapModel(rate=0.4, alpha_prime=3.0, beta_prime=1.0, U_s_inf=5.0, U_v_inf=4.2)
@@ -58,6 +58,9 @@ def store(tmp_path_factory):
     run = client.create_run(exp, run_name="short").info.run_id
     _log(client, run, {t: {"U_s": TRUE.U_s(t), "U_v": TRUE.U_v(t)} for t in range(3)})
     runs["short"] = run
+    run = client.create_run(exp, run_name="flat_v").info.run_id  # U_v constant: R² of U_v is undefined
+    _log(client, run, {t: {"U_s": TRUE.U_s(t), "U_v": 4.0} for t in range(8)})
+    runs["flat_v"] = run
     runs["empty"] = client.create_run(exp, run_name="empty").info.run_id
     return uri, runs, client
 
@@ -147,13 +150,25 @@ def test_plan_from_run_with_and_without_gamma(store, capsys):
     assert rc == 0 and json.loads(out)["best"] == "early"
     rc, out, _ = cli(capsys, "plan", "--run", runs["external"], "--tracking-uri", uri, "--rounds", "6", "--json")
     assert rc == 0
-    assert json.loads(out)["gamma"] == pytest.approx(0.5, rel=0.05)  # fitted from external/eta
+    got = json.loads(out)
+    assert got["gamma"] == pytest.approx(0.5, rel=0.05)  # fitted from external/eta
+    # the plan uses the jointly fitted model, not a fit that reads the external jumps as self-improvement
+    truth = plan(TRUE, 0.5, 6)
+    for name, o in truth.outcomes.items():
+        assert got["strategies"][name]["U_s_inf"] == pytest.approx(o.U_s_inf, abs=0.05), name
+    # with gamma given, the model still comes from the joint fit
+    rc, out, _ = cli(capsys, "plan", "--run", runs["external"], "--tracking-uri", uri, "--rounds", "6", "--gamma",
+                     "0.5", "--json")
+    assert rc == 0 and json.loads(out)["strategies"]["late"]["U_s_inf"] == pytest.approx(
+        truth.outcomes["late"].U_s_inf, abs=0.05)
 
 
 # --- report ----------------------------------------------------------------------------------------------------
 def test_report_writes_pngs_html_and_logs_artifacts(store, tmp_path, capsys):
     uri, runs, client = store
     out_dir = tmp_path / "rep"
+    out_dir.mkdir()
+    (out_dir / "notes.txt").write_text("the user's own file: not part of the report")
     rc, out, _ = cli(capsys, "report", runs["decay"], "--out", out_dir, "--tracking-uri", uri)
     assert rc == 0
     for name in ("uncertainty.png", "accuracy.png", "report.html"):
@@ -163,6 +178,20 @@ def test_report_writes_pngs_html_and_logs_artifacts(store, tmp_path, capsys):
     assert page.count("data:image/png;base64,") == 2 and "U_s_inf" in page and "src='http" not in page
     logged = {Path(a.path).name for a in client.list_artifacts(runs["decay"], "report")}
     assert logged == {"uncertainty.png", "accuracy.png", "report.html"}
+
+
+def test_report_with_undefined_r2_still_plots(store, tmp_path, capsys):
+    uri, runs, _ = store
+    rc, out, _ = cli(capsys, "report", runs["flat_v"], "--out", tmp_path, "--tracking-uri", uri, "--no-log")
+    assert rc == 0 and "fit: decaying" in out
+    assert (tmp_path / "uncertainty.png").stat().st_size > 1000
+
+
+def test_report_bad_eps(store, tmp_path, capsys):
+    uri, runs, _ = store
+    rc, _, err = cli(capsys, "report", runs["decay"], "--out", tmp_path, "--tracking-uri", uri, "--eps", "0")
+    assert rc == 2 and "--eps must be a positive number, got 0.0" in error_line(err)
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 def test_report_short_run_says_why_there_is_no_fit(store, tmp_path, capsys):

@@ -80,9 +80,16 @@ def test_plan_json_and_objectives():
 
 
 def test_plan_from_measured_state_mid_run():
-    p = plan(M, 0.2, 4, start_round=4, U_s0=M.U_s(4) + 0.1, U_v0=M.U_v(4))
-    assert p.baseline.U_s_path[0] == pytest.approx(M.U_s(4) + 0.1)
-    assert p.start_round == 4
+    us0, uv0 = M.U_s(4) + 0.1, M.U_v(4) - 0.05  # measured state off the fitted curve
+    p = plan(M, 0.2, 4, start_round=4, U_s0=us0, U_v0=uv0)
+    assert p.start_round == 4 and p.baseline.U_v_path[0] == pytest.approx(uv0)
+    # without external data the limit is where the dynamics lead from the measured state, not the fitted curve's
+    assert p.baseline.U_s_inf == pytest.approx(us0 - M.solver_per_gap * (us0 - uv0 - M.G_inf))
+    assert p.baseline.U_s_inf != pytest.approx(M.U_s_inf)
+    on_curve = plan(M, 0.2, 4, start_round=4)
+    weaker_verifier = plan(M, 0.2, 4, start_round=4, U_v0=M.U_v(4) + 0.1)
+    for name, o in weaker_verifier.outcomes.items():  # the same allocation with a weaker verifier ends worse
+        assert o.U_s_inf > on_curve.outcomes[name].U_s_inf
 
 
 @pytest.mark.parametrize("kwargs, msg", [

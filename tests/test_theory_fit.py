@@ -1,6 +1,5 @@
 """Joint fit (THEORY §2): recovery, R², CI coverage, early prediction, verdicts, JSON, bad data."""
 import json
-import time
 
 import numpy as np
 import pytest
@@ -64,19 +63,6 @@ def test_ci_covers_the_truth_at_about_its_level():
     assert np.mean(list(cov.values())) >= 0.9, cov
 
 
-def test_one_fit_is_fast_enough_for_every_round():
-    s, v = noisy(TRUE, T, 0.02, np.random.default_rng(0))
-    fit_gap(T, s, v)  # warm imports
-    best = min(_timed(lambda: fit_gap(T, s, v, n_boot=200)) for _ in range(3))
-    assert best < 0.5, best
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 def test_bootstrap_is_seeded():
     s, v = noisy(TRUE, T, 0.05, np.random.default_rng(3))
     assert fit_gap(T, s, v, seed=5).ci == fit_gap(T, s, v, seed=5).ci
@@ -120,6 +106,7 @@ def test_json_keys_exact_and_serialisable():
     ("rising", "no decay: U_s rises"),
     ("solver_flat", "no decay: U_s is flat"),
     ("linear", "no limit yet"),
+    ("instant", "no identifiable rate"),
 ])
 def test_no_decay_gets_a_verdict_not_numbers(kind, expect):
     rng = np.random.default_rng(2)
@@ -132,6 +119,9 @@ def test_no_decay_gets_a_verdict_not_numbers(kind, expect):
         s, v, _ = GapModel(0.4, -2.0, -1.0, 7.0, 5.0).predict(t)
     elif kind == "solver_flat":
         s, v = 5 + rng.normal(0, 0.02, 8), 4 + 2 * np.exp(-0.5 * t)
+    elif kind == "instant":  # rate 8 per round: all the decay is over after round 0
+        s, v, _ = GapModel(8.0, 3.0, 1.0, 5.0, 4.2).predict(t)
+        s, v = s + rng.normal(0, 0.01, 8), v + rng.normal(0, 0.01, 8)
     else:
         s, v = 8 - 0.3 * t, 6 - 0.1 * t
     f = fit_gap(t, s, v)

@@ -15,19 +15,11 @@ import numpy as np
 import torch
 
 from orchestrator.backends.base import Sample, Scored
+from orchestrator.backends.device import resolve_device, torch_dtype
 from orchestrator.errors import SvgapError
 from workloads.base import QEQuery, TFQuery
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _U64 = (1 << 64) - 1
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SvgapError(f"device {device!r} requested but CUDA is not available here")
-    return torch.device(device)
 
 
 def candidate_uniforms(seed: int, j: int, steps: int) -> np.ndarray:
@@ -46,14 +38,13 @@ class HFBackend:
 
         if threads:
             torch.set_num_threads(int(threads))
-        if dtype not in _DTYPES:
-            raise SvgapError(f"dtype: {dtype!r} is not allowed (choose one of {', '.join(_DTYPES)})")
+        dtype_ = torch_dtype(dtype)
         path = Path(model_dir).expanduser()
         if not (path / "config.json").is_file():
             raise SvgapError(f"no model at {path} (expected a save_pretrained directory with config.json)")
         self.device = resolve_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[dtype]).to(self.device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype_).to(self.device).eval()
         tok = self.tokenizer
         self.eos_id = tok.eos_token_id
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_id

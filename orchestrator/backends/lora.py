@@ -37,16 +37,6 @@ class TrainingStats:
     seconds: float
 
 
-def _pick_device(device: str):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SvgapError("model.device is cuda but no CUDA device is visible to the training actor")
-    return torch.device(device)
-
-
 class LoRATrainer:
     """Owns the trainable copy of the policy (base weights frozen, LoRA adapter trained)."""
 
@@ -57,10 +47,11 @@ class LoRATrainer:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.cfg, self.seed = cfg, seed
-        self.device = _pick_device(device)
-        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        from orchestrator.backends.device import resolve_device, torch_dtype
+
+        self.device = resolve_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype).to(self.device)
+        base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype(dtype)).to(self.device)
         present = {n.rsplit(".", 1)[-1] for n, _ in base.named_modules()}
         missing = [m for m in cfg.target_modules if m not in present]
         if missing:

@@ -44,21 +44,25 @@ def _load_fit_json(path: str):
         raise SvgapError(f"fit file {p}: {e}") from None
 
 
-def _gamma_from_run(args: argparse.Namespace) -> float:
-    from orchestrator.commands.fit import COLUMNS
+def _external_fit(args: argparse.Namespace):
+    """For a run that used external data: gamma and the gap model fitted jointly (THEORY §3), else None.
+
+    A plain fit_gap of such a run would read the external jumps as self-improvement and plan with a wrong model.
+    """
     from orchestrator import tracking
+    from orchestrator.commands.fit import COLUMNS
     from orchestrator.theory.allocation import fit_gamma
 
     cs, cv = COLUMNS[args.quantity]
     series = tracking.metric_series(args.run, [cs, cv, "external/eta"], args.tracking_uri)
-    if "external/eta" not in series:
-        raise SvgapError(f"--gamma is required: run {args.run} logged no external/eta to fit gamma from")
     steps = sorted(set(series.get(cs, {})) & set(series.get(cv, {})))
+    eta = series.get("external/eta", {})
+    if not steps or not any(v > 0 for t, v in eta.items() if t < steps[-1]):
+        return None
     try:
-        g = fit_gamma(steps, [series[cs][t] for t in steps], [series[cv][t] for t in steps], series["external/eta"])
+        return fit_gamma(steps, [series[cs][t] for t in steps], [series[cv][t] for t in steps], eta)
     except SvgapError as e:
-        raise SvgapError(f"run {args.run}: fitting gamma: {e}") from None
-    return g.gamma
+        raise SvgapError(f"run {args.run} used external data; fitting its gap model with gamma: {e}") from None
 
 
 def format_plan(pl) -> str:
@@ -97,12 +101,13 @@ def run(args: argparse.Namespace) -> int:
         strategies["explicit"] = check_shares(shares, args.rounds, "--shares")
     else:
         strategies = names
-    fit = _load_fit_json(args.fit) if args.fit else fit_from_args(args, n_boot=0)
-    gamma = args.gamma
-    if gamma is None:
-        if not args.run:
-            raise SvgapError("--gamma is required (only --run can fit it from the run's external/eta)")
-        gamma = _gamma_from_run(args)
-    pl = plan(fit, gamma, args.rounds, strategies, args.objective, start_round=args.start_round)
+    ext = _external_fit(args) if args.run else None
+    if ext is not None:
+        model, gamma = ext.model, args.gamma if args.gamma is not None else ext.gamma
+    else:
+        if args.gamma is None:
+            raise SvgapError("--gamma is required (only --run of a run that used external data can fit it)")
+        model, gamma = (_load_fit_json(args.fit) if args.fit else fit_from_args(args, n_boot=0)), args.gamma
+    pl = plan(model, gamma, args.rounds, strategies, args.objective, start_round=args.start_round)
     print(json.dumps(pl.to_json(), indent=2) if args.json else format_plan(pl))
     return 0

@@ -154,6 +154,9 @@ def _verdict(t, S, V, p, r_min) -> str:
         return "no decay: U_s rises over the rounds"
     if r <= r_min * 1.001:
         return "no limit yet: U_s falls with no visible slowing (rate at its lower bound); fit more rounds"
+    if r >= R_MAX * 0.999:
+        return (f"no identifiable rate: the whole decay happens within the first round (rate at its upper bound "
+                f"{R_MAX:g}); the limit is simply the plateau already reached")
     return DECAYING
 
 

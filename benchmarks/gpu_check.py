@@ -1,0 +1,158 @@
+"""GPU path check: the HF backend and the LoRA trainer on CUDA in float32 and bfloat16, next to the CPU numbers.
+
+Run on a machine with a GPU (torch + transformers + peft are enough: no Ray, no MLflow). Prints one table and writes
+benchmarks/out/gpu_check.json. Each row says what was checked, the numbers, and PASS / FAIL / SKIP with the reason.
+
+    python benchmarks/gpu_check.py [--model DIR] [--devices cpu,cuda] [--prompts 256]
+
+--model is a saved base model (the arithmetic one: `svgap base-model` prints where it is cached); without it the
+workload builds (or reuses) its base model in ~/.cache/svgap. Where CUDA is absent the cuda rows SKIP with that
+reason, so the script itself can be run and checked on any machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+OUT = Path(__file__).resolve().parent / "out"
+# bf16 keeps 8 mantissa bits: logprobs agree with themselves (sampling vs teacher forcing) only to ~1e-2 per token.
+LOGPROB_TOL = {"float32": 1e-4, "bfloat16": 5e-2}
+ACC_TOL = 0.05  # a precision/device change may move accuracies a little, not more
+
+
+@dataclass
+class Row:
+    check: str
+    device: str
+    dtype: str
+    status: str
+    numbers: dict = field(default_factory=dict)
+    why: str = ""
+
+
+def base_model(path: str | None) -> Path:
+    if path:
+        return Path(path)
+    from workloads.arithmetic.workload import ArithmeticWorkload
+
+    return ArithmeticWorkload().base_model(Path("~/.cache/svgap").expanduser(), progress=print)
+
+
+def inference_rows(model_dir: Path, device: str, dtype: str, prompts: int, ref: dict | None) -> tuple[list[Row], dict]:
+    """Sampling, teacher-forced scoring and the TF verifier on one device/precision."""
+    from orchestrator.backends.hf import HFBackend
+    from orchestrator.base_eval import evaluate, prompt_seed
+    from workloads.arithmetic.workload import ArithmeticWorkload
+
+    wl = ArithmeticWorkload()
+    problems = wl.problems("heldout", prompts, seed=0)
+    be = HFBackend(model_dir, device=device, dtype=dtype, threads=None if device != "cpu" else 1)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    samples = be.sample([p.prompt for p in problems], n=8, temperature=1.0, max_new_tokens=8,
+                        seeds=[prompt_seed(0, p.id) for p in problems])
+    sync()
+    gen_s = time.perf_counter() - t0
+    flat = [(p.prompt, s) for p, cs in zip(problems, samples) for s in cs]
+    scored = be.score([x for x, _ in flat], [s.token_ids for _, s in flat])
+    diff = max(abs(a - b) for (_, s), sc in zip(flat, scored) for a, b in zip([-lp for lp in s.logprobs], sc.token_nll))
+    tokens = sum(s.length for _, s in flat)
+    ev = evaluate(be, wl, problems, n=8, temperature=1.0, max_new_tokens=8, threshold=0.5, seed=0, methods=("tf",))
+    nums = {"solver_acc": round(ev.solver_accuracy, 4), "bon_acc": round(ev.verifiers["tf"].bon_accuracy, 4),
+            "tf_auc": round(ev.verifiers["tf"].auc, 4), "U_s": round(ev.u_s, 4)}
+    rows = [
+        Row("sample logprobs = teacher-forced NLL", device, dtype,
+            "PASS" if diff <= LOGPROB_TOL[dtype] else "FAIL", {"max_abs_diff": diff, "tol": LOGPROB_TOL[dtype]}),
+        Row("sampling throughput", device, dtype, "PASS", {"tokens": tokens, "tokens_per_s": round(tokens / gen_s, 1)}),
+    ]
+    if ref is None:
+        rows.append(Row("base-model numbers (reference)", device, dtype, "PASS", nums))
+    else:
+        worst = max(abs(nums[k] - ref[k]) for k in ("solver_acc", "bon_acc", "tf_auc"))
+        rows.append(Row("base-model numbers match the reference", device, dtype,
+                        "PASS" if worst <= ACC_TOL else "FAIL", {**nums, "worst_abs_diff": round(worst, 4)}))
+    return rows, nums
+
+
+def training_rows(model_dir: Path, device: str, dtype: str, prompts: int) -> list[Row]:
+    """One LoRA round on reference answers: the loss falls, and the adapter merged into an inference model gives
+    the trainer's own NLL (what weight sync relies on)."""
+    from orchestrator.backends.hf import HFBackend
+    from orchestrator.backends.lora import LoRATrainer, TrainingExample
+    from orchestrator.config import TrainingConfig
+    from orchestrator.weights import WeightsHolder
+    from workloads.arithmetic.workload import ArithmeticWorkload
+
+    wl = ArithmeticWorkload()
+    problems = wl.problems("train", prompts, seed=1)
+    examples = [TrainingExample(p.prompt, response_text=wl.reference(p), external=True) for p in problems]
+    trainer = LoRATrainer(model_dir, TrainingConfig(), device=device, dtype=dtype, seed=0)
+    stats = trainer.train(examples, round_t=0)
+    be = HFBackend(model_dir, device=device, dtype=dtype)
+    before = be.score([e.prompt for e in examples[:64]],
+                      [trainer._encode(e)[1] for e in examples[:64]])
+    WeightsHolder(be.model).load(trainer.adapter())
+    after = be.score([e.prompt for e in examples[:64]], [trainer._encode(e)[1] for e in examples[:64]])
+    u_before = sum(s.nll for s in before) / len(before)
+    u_after = sum(s.nll for s in after) / len(after)
+    ok = stats.loss_last < stats.loss_first and u_after < u_before
+    return [Row("LoRA round: loss falls, merged adapter lowers NLL", device, dtype, "PASS" if ok else "FAIL",
+                {"loss_first": round(stats.loss_first, 4), "loss_last": round(stats.loss_last, 4),
+                 "U_ref_before": round(u_before, 4), "U_ref_after": round(u_after, 4),
+                 "train_s": round(stats.seconds, 2)})]
+
+
+def guarded(fn, label: Row, *args) -> list[Row]:
+    """A failing path is a FAIL row with its error, not the end of the check."""
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001 - the table must show every path's outcome
+        label.status, label.why = "FAIL", f"{type(e).__name__}: {e}"[:200]
+        return [label]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model")
+    ap.add_argument("--devices", default="cpu,cuda")
+    ap.add_argument("--prompts", type=int, default=256)
+    args = ap.parse_args()
+    model_dir = base_model(args.model)
+    rows: list[Row] = []
+    ref: dict | None = None
+    cuda = torch.cuda.is_available()
+    rows.append(Row("CUDA visible", "cuda", "-", "PASS" if cuda else "SKIP",
+                    {"name": torch.cuda.get_device_name(0)} if cuda else {}, "" if cuda else "no CUDA device here"))
+    for device in args.devices.split(","):
+        for dtype in ("float32", "bfloat16"):
+            if device == "cuda" and not cuda:
+                rows.append(Row("inference + training", device, dtype, "SKIP", why="no CUDA device here"))
+                continue
+            if device == "cpu" and dtype == "bfloat16":
+                continue  # bf16 is a GPU path; the CPU float32 numbers are the reference
+            got = guarded(inference_rows, Row("inference", device, dtype, "FAIL"), model_dir, device, dtype,
+                          args.prompts, ref)
+            rows += got
+            if ref is None and got and got[-1].status == "PASS":
+                ref = {k: got[-1].numbers[k] for k in ("solver_acc", "bon_acc", "tf_auc")}
+            rows += guarded(training_rows, Row("training", device, dtype, "FAIL"), model_dir, device, dtype,
+                            args.prompts)
+    rows.append(Row("DeepSpeed on CUDA", "cuda", "-", "SKIP", why="svgap has no DeepSpeed trainer yet"))
+    print(f"{'check':52} {'device':6} {'dtype':9} {'status':6} numbers / why")
+    for r in rows:
+        detail = r.why or ", ".join(f"{k}={v}" for k, v in r.numbers.items())
+        print(f"{r.check:52} {r.device:6} {r.dtype:9} {r.status:6} {detail}")
+    OUT.mkdir(exist_ok=True)
+    (OUT / "gpu_check.json").write_text(json.dumps([r.__dict__ for r in rows], indent=1))
+    print(f"wrote {OUT / 'gpu_check.json'}")
+    return 1 if any(r.status == "FAIL" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
