@@ -4,7 +4,8 @@ far as its resources allow, then the paper-style table.
 
 Table, per strategy (means over seeds, ± the standard deviation over seeds):
     initial / final held-out accuracy (rounds 0 and T), gain of the final accuracy over `none`,
-    fitted U_s,inf (theory.fit.fit_gap on the run's rounds 0..T),
+    fitted U_s,inf (for `none`: theory.fit.fit_gap on rounds 0..T; for a run with external data: the gap model and
+    that run's γ simulated through its own allocation, so the jumps are not misread as self-improvement),
     fitted γ (theory.allocation.fit_gamma on the run's U_s/U_v and external/eta, with the gap model fitted on the
     `none` run of the same seed), predicted U_s at round T under the run's realised allocation (the `none` model and
     the median γ over all runs), and the predicted and observed ranks.

@@ -81,6 +81,10 @@ class PoolResources:
     gpus: float = field(default=0.0, metadata=rng(0.0))
     threads: int | None = field(default=None, metadata=rng(1))
 
+    def validate(self, prefix: str) -> None:
+        if self.cpus + self.gpus <= 0:
+            raise ConfigError(f"{prefix}: cpus and gpus are both 0; each actor needs some CPU or GPU to be placed")
+
 
 @dataclass
 class ResourcesConfig:
@@ -89,6 +93,12 @@ class ResourcesConfig:
     training: PoolResources = field(default_factory=lambda: PoolResources(actors=1, cpus=0.5))
     placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     timeout_s: float = field(default=600.0, metadata=rng(0.0, lo_open=True))
+
+    def validate(self, prefix: str) -> None:
+        if self.training.actors != 1:
+            raise ConfigError(f"{prefix + '.' if prefix else ''}training.actors: must be 1 (one LoRA trainer; "
+                              f"a data-parallel trainer group comes with the DeepSpeed backend), got "
+                              f"{self.training.actors}")
 
 
 @dataclass

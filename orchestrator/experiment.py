@@ -6,6 +6,7 @@ picks to make π_{t+1} and syncs it; the last round only measures.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -72,6 +73,18 @@ class RunFiles:
                                                            "model_version": version}))
 
 
+def _check_writable(path: Path, key: str) -> None:
+    """The run folder must be creatable before the MLflow run exists, or a failure would leave a half-logged run."""
+    p = path.expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        raise SvgapError(f"{key}: {p} is a file, not a folder")
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise SvgapError(f"{key}: cannot create run folders under {p} ({probe} is not writable)")
+
+
 class Experiment:
     def __init__(self, cfg: ExperimentConfig, *, address: str | None = None, tracking_uri: str | None = None,
                  experiment_name: str | None = None, parent_run_id: str | None = None,
@@ -98,6 +111,7 @@ class Experiment:
             from orchestrator.scheduler import build_scheduler
 
             scheduler = build_scheduler(cfg, workload)
+        _check_writable(Path(cfg.tracking.out_dir), "tracking.out_dir")
         self.uri = tracking.preflight(self.uri)  # writes nothing
         started = ray_session.connect(self.address)
         try:
@@ -116,13 +130,19 @@ class Experiment:
                     WorkerSpec(role, source, cfg.model.device, cfg.model.dtype, res.cpus, res.threads))
 
         g, v, t = spec("generation"), spec("verification"), spec("training")
-        gen = ActorGroup(g[0], self.classes["generation"], g[1])
-        ver = ActorGroup(v[0], self.classes["verification"], v[1])
-        tr = ActorGroup(t[0], self.classes["training"], t[1], cfg.training, cfg.seed)
-        # Block until every actor has built its engine, so a broken model fails here, named by pool.
-        for pool in (gen, ver, tr):
-            pool.call_all("start", "version")
-        return Pools(gen, ver, tr)
+        built: list[ActorGroup] = []
+        try:
+            built.append(ActorGroup(g[0], self.classes["generation"], g[1]))
+            built.append(ActorGroup(v[0], self.classes["verification"], v[1]))
+            built.append(ActorGroup(t[0], self.classes["training"], t[1], cfg.training, cfg.seed))
+            # Block until every actor has built its engine, so a broken model fails here, named by pool.
+            for pool in built:
+                pool.call_all("start", "version")
+        except BaseException:
+            for pool in built:  # a later pool failed: free the placement groups of the earlier ones
+                pool.shutdown()
+            raise
+        return Pools(*built)
 
     def run(self) -> ExperimentResult:
         cfg = self.cfg
@@ -169,9 +189,12 @@ class Experiment:
         for t in range(cfg.rounds + 1):
             t_round = time.perf_counter()
             record, picks, pick_ids = runner.measure(t, version)
+            result.records.append(record)
             rows = list(picks)
-            if t < cfg.rounds:
-                external = scheduler.examples(t, result.records + [record]) if scheduler else []
+            # fit on rounds 0..t before training: a stop leaves π_t, the last measured model, as the result
+            stop = self._fit(t, result, logger, files, scheduler)
+            if t < cfg.rounds and not stop:
+                external = scheduler.examples(t, result.records) if scheduler else []
                 stats, update, ext_rows = runner.train(t, picks, pick_ids, external)
                 rows += ext_rows
                 t_sync = time.perf_counter()
@@ -188,12 +211,10 @@ class Experiment:
                 if scheduler:
                     record.metrics.update(scheduler.metrics(t))
             record.timings["round"] = time.perf_counter() - t_round
-            result.records.append(record)
             files.picks(t, rows)
             files.record(record)
             logger.log_metrics(record.flat_metrics(), step=t)
             logger.log_file(files.root / "picks" / f"round_{t:03d}.jsonl", "picks")
-            stop = self._fit(t, result, logger, files)
             files.state(t, version, logger.run_id)
             m = record.metrics
             self.progress(f"round {t}/{cfg.rounds} done in {record.timings['round']:.1f}s: U_s {m['U_s']:.3f} "
@@ -204,10 +225,10 @@ class Experiment:
             if stop:
                 result.stop_reason = stop
                 logger.set_tag("svgap.stop_reason", stop)
-                self.progress(f"stopping early: {stop}")
+                self.progress(f"stopping early after measuring round {t}: {stop}")
                 break
 
-    def _fit(self, t: int, result: ExperimentResult, logger, files: RunFiles) -> str | None:
+    def _fit(self, t: int, result: ExperimentResult, logger, files: RunFiles, scheduler=None) -> str | None:
         """Online fit of the gap dynamics from the 4th round on; returns a stop reason when the rule fires."""
         fc = self.cfg.fit
         if not fc.online or len(result.records) < fc.min_rounds:
@@ -219,7 +240,7 @@ class Experiment:
         try:
             fit = fit_gap(rounds, [r.metrics["U_s" + suffix] for r in result.records],
                           [r.metrics["U_v" + suffix] for r in result.records], eps=fc.eps,
-                          n_boot=100, seed=self.cfg.seed)
+                          n_boot=100, seed=self.cfg.seed, quantity=fc.quantity)
         except SvgapError as e:
             self.progress(f"round {t}: no fit ({e})")
             return None
@@ -238,7 +259,10 @@ class Experiment:
         if threshold is not None and fit.decaying:
             current = result.records[-1].metrics["U_s" + suffix]
             gain = current - data["U_s_inf"]
-            if gain < threshold:
+            if gain < threshold and scheduler is not None and scheduler.remaining > 0 and t < self.cfg.rounds:
+                self.progress(f"round {t}: predicted remaining gain {gain:.4f} < {threshold:g}, but "
+                              f"{scheduler.remaining} external examples are still to be used: not stopping")
+            elif gain < threshold:
                 return (f"predicted remaining gain U_s({t}) - U_s,inf = {gain:.4f} < {threshold:g} "
                         f"(fit rate {data['rate']:.3f}, limit {data['U_s_inf']:.4f})")
         return None

@@ -120,8 +120,10 @@ class RoundRunner:
                                                          cfg.verification.batch_size)
         timings["verify"] = time.perf_counter() - t1
         self.progress(f"round {t}: verified {len(queries)} candidates in {timings['verify']:.1f}s")
+        t_wait = time.perf_counter()
         heldout = self.pools.generation.gather("heldout", heldout_refs)
-        timings["heldout"] = time.perf_counter() - t1
+        # held-out sampling overlaps verification: what it adds to the round is the wait after verify is done
+        timings["heldout_wait"] = time.perf_counter() - t_wait
 
         t2 = time.perf_counter()
         picks: list[PickRow] = []

@@ -200,6 +200,11 @@ class Scheduler:
         self.given[t] = n
         return batch
 
+    @property
+    def remaining(self) -> int:
+        """External examples not handed out yet: the run must not stop early while the budget is unspent."""
+        return self.budget - self.used
+
     def metrics(self, t: int) -> dict[str, float]:
         n = self.given.get(t, 0)
         return {"external/eta": n / self.budget if self.budget else 0.0, "external/count": float(n),

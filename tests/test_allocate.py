@@ -57,6 +57,9 @@ def test_summary_recovers_gamma_and_orders_by_the_theory():
               for k in ("early", "uniform", "late")}
     assert s["predicted_order"][:3] == sorted(direct, key=direct.get)
     assert rows["uniform"]["predicted_U_s_T"] == pytest.approx(direct["uniform"], rel=1e-6)
+    for k in ("early", "uniform", "late"):  # each run's limit includes its external jumps (not a misread fit)
+        eta = [c / budget for c in round_counts(strategy_shares(k, rounds), budget)]
+        assert rows[k]["U_s_inf"] == pytest.approx(simulate(model, gamma, eta).U_s_inf, abs=1e-3)
     assert s["external_spread"] == pytest.approx(0.02) and s["external_mean_gain"] == pytest.approx(0.11)
     assert s["all_external_beat_none"] is True
     md = to_markdown(table)

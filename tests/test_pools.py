@@ -65,3 +65,23 @@ def test_capacity_check_names_request(local_ray):
     ray_session.check_capacity(ResourcesConfig())  # the default fits 2 CPUs
     with pytest.raises(SvgapError, match="GPU"):
         ray_session.check_capacity(ResourcesConfig(training=PoolResources(actors=1, cpus=0.5, gpus=1)))
+
+
+def test_stale_version_is_refused_by_a_real_generation_actor(local_ray, base_model_dir, default_workload):
+    from orchestrator.model_source import ModelSource
+    from orchestrator.pools.generation import GenerationWorker
+    from orchestrator.pools.worker import WorkerSpec
+
+    source = ModelSource("arithmetic", {}, str(base_model_dir), "unused")
+    g = ActorGroup(spec(actors=1, timeout=120.0), GenerationWorker,
+                   WorkerSpec("generation", source, "cpu", "float32", 0.5, 1))
+    try:
+        assert g.call_all("start", "version") == [0]
+        items = [(default_workload.problems("train", 1, seed=0)[0].prompt, 7)]
+        ok = g.map_shards("generate", "sample", items, 0, 2, 1.0, 8, 64)
+        assert len(ok) == 1 and len(ok[0]) == 2
+        with pytest.raises(StageError, match=r"stage 'generate' failed on generation\[0\].*holds model version 0 "
+                                             r"but was asked to work with version 1; refusing stale weights"):
+            g.map_shards("generate", "sample", items, 1, 2, 1.0, 8, 64)
+    finally:
+        g.shutdown()

@@ -52,7 +52,7 @@ def test_two_rounds_end_to_end_mlflow_matches_table(local_ray, base_model_dir, t
     assert sorted(table) == [0, 1, 2]
 
     logged = tracking.run_metrics(run_id, uri)
-    for name in ROUND_METRICS + ("tokens_per_s", "time/generate", "time/verify", "time/heldout"):
+    for name in ROUND_METRICS + ("tokens_per_s", "time/generate", "time/verify", "time/heldout_wait"):
         assert sorted(logged[name]) == [0, 1, 2], name
     for name in ("time/train", "time/sync", "train/loss_first"):
         assert sorted(logged[name]) == [0, 1], name  # the last round only measures
@@ -109,6 +109,7 @@ def test_worker_failure_names_the_stage(local_ray, base_model_dir, tmp_path):
     (["--tracking-uri", "http://127.0.0.1:1"], "tracking server http://127.0.0.1:1 unreachable"),
     (["--set", "resources.generation.actors=3", "--set", "resources.generation.cpus=1"],
      "the pools ask for 4 CPU (generation 3x1, verification 1x0.5, training 1x0.5) but the cluster has 2"),
+    (["--set", "tracking.out_dir=FILE/runs"], "tracking.out_dir: cannot create run folders under"),
 ])
 def test_bad_environment_is_one_line_exit_2_and_nothing_logged(local_ray, base_model_dir, tmp_path, capsys,
                                                                args, needle):
@@ -116,6 +117,8 @@ def test_bad_environment_is_one_line_exit_2_and_nothing_logged(local_ray, base_m
     argv = ["run", "--set", f"model.path={base_model_dir}", "--set", f"tracking.out_dir={tmp_path / 'runs'}"]
     if "--tracking-uri" not in args:
         argv += ["--tracking-uri", uri]
+    (tmp_path / "FILE").write_text("a file where the run folder should go")
+    args = [a.replace("FILE", str(tmp_path / "FILE")) for a in args]
     assert main(argv + args) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1, err
@@ -124,3 +127,20 @@ def test_bad_environment_is_one_line_exit_2_and_nothing_logged(local_ray, base_m
         client = tracking._client(uri)
         exps = client.search_experiments()
         assert not client.search_runs([e.experiment_id for e in exps])
+
+
+def test_default_experiment_meets_the_demo_acceptance(local_ray, svgap_cache, base_model_dir, tmp_path):
+    """What `make demo` runs, as is (8 rounds of 256 prompts x 8, the base model found by the workload in its cache,
+    online fit): the self-improvement the round loop must deliver (issue: held-out +10 points, U_v < U_s in every
+    round, U_s and G fall), and the online fit logged from the 4th round on. About a minute with a cached model."""
+    cfg = config.load(None, [f"model.cache_dir={svgap_cache}", f"tracking.out_dir={tmp_path / 'runs'}"])
+    assert cfg.model.path is None and cfg.resources.generation.actors >= 2
+    res = Experiment(cfg, tracking_uri=uri_for(tmp_path), progress=lambda s: None).run()
+    m = [r.metrics for r in res.records]
+    assert len(m) == cfg.rounds + 1
+    assert m[-1]["heldout_acc"] >= m[0]["heldout_acc"] + 0.10, [x["heldout_acc"] for x in m]
+    assert all(x["U_v"] < x["U_s"] for x in m), [(x["U_s"], x["U_v"]) for x in m]
+    assert m[-1]["U_s"] < m[0]["U_s"] and m[-1]["G"] < m[0]["G"]
+    logged = tracking.run_metrics(res.run_id, res.tracking_uri)
+    assert sorted(logged["fit/rate"]) == list(range(3, cfg.rounds + 1))
+    assert sorted(res.fits) == list(range(3, cfg.rounds + 1))

@@ -7,6 +7,7 @@ names the role, the actor and the stage.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -81,10 +82,12 @@ class ActorGroup:
         return len(self.actors)
 
     def _get(self, refs: list, stage: str) -> list:
+        """One deadline for the whole stage (not timeout_s per actor in turn)."""
         out = []
+        deadline = time.monotonic() + self.spec.timeout_s
         for i, ref in enumerate(refs):
             try:
-                out.append(ray.get(ref, timeout=self.spec.timeout_s))
+                out.append(ray.get(ref, timeout=max(0.0, deadline - time.monotonic())))
             except GetTimeoutError:
                 raise StageError(f"stage '{stage}' timed out after {self.spec.timeout_s:g}s on "
                                  f"{self.spec.role}[{i}]") from None
