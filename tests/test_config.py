@@ -51,6 +51,17 @@ def test_overrides_apply_with_types():
     ("external.strategy=explicit", "external.shares: required"),
     ("tracking.experiment=[1]", "tracking.experiment: expected a string"),
     ("generation=5", "generation: expected a mapping"),
+    ("fit.online=1", "fit.online: expected true or false, got 1"),
+    ("seed=null", "seed: expected an integer, got None"),
+    ("verification.threshold=.nan", "verification.threshold: must be a finite number, got nan"),
+    ("generation.temperature=.inf", "generation.temperature: must be a finite number, got inf"),
+    ("model.device=tpu", "model.device: 'tpu' is not allowed (choose one of auto, cpu, cuda)"),
+    ("model.dtype=int8", "model.dtype: 'int8' is not allowed (choose one of float32, bfloat16, float16)"),
+    ("generation.n.x=3", "--set generation.n.x: n is not a section"),
+    ("generation..n=3", "--set 'generation..n=3': empty key part"),
+    ("resources.training.cpus=0", "resources.training: cpus and gpus are both 0"),
+    ("resources.training.actors=2", "resources.training.actors: must be 1"),
+    ("tracking.uri=[x]", "tracking.uri: expected a string"),
 ])
 def test_validation_errors_name_the_key(override, needle):
     with pytest.raises(ConfigError) as e:
@@ -78,6 +89,8 @@ def test_bad_files(tmp_path):
     bad.write_text("generation: [1, 2\n  n: :")
     with pytest.raises(ConfigError, match="is not valid YAML"):
         config.load(bad)
+    with pytest.raises(ConfigError, match="config path is a directory, not a file"):
+        config.load(tmp_path)
     lst = tmp_path / "list.yaml"
     lst.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
@@ -88,9 +101,14 @@ def test_bad_files(tmp_path):
     (["run", "/nonexistent/x.yaml"], "config file not found"),
     (["run", "--set", "generation.n=0"], "generation.n: 0 is out of range"),
     (["run", "--set", "workload.name=chess"], "unknown workload 'chess'"),
+    (["run", "MALFORMED"], "is not valid YAML"),
+    (["base-model", "MALFORMED"], "is not valid YAML"),
+    (["base-model", "/nonexistent/x.yaml"], "config file not found"),
 ])
-def test_cli_bad_config_is_one_line_exit_2(argv, needle, capsys):
-    assert main(argv) == 2
+def test_cli_bad_config_is_one_line_exit_2(argv, needle, capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("generation: [1, 2\n  n: :")
+    assert main([str(bad) if a == "MALFORMED" else a for a in argv]) == 2
     err = capsys.readouterr().err
     assert needle in err
     assert err.count("\n") == 1 and "Traceback" not in err

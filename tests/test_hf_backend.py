@@ -21,10 +21,17 @@ def problems(default_workload):
     return default_workload.problems("heldout", 64, seed=11)
 
 
-def test_loads_llama_on_cpu(be):
+def test_loads_llama_with_its_tokenizer(be):
     assert type(be.model).__name__ == "LlamaForCausalLM"
-    assert be.device == torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    assert be.tokenizer.eos_token_id == be.eos_id
+    assert next(be.model.parameters()).device.type == be.device.type
+    assert be.tokenizer.eos_token_id == be.eos_id and be.pad_id is not None
+
+
+def test_cuda_asked_for_where_there_is_none_is_a_named_error(base_model_dir):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the GPU paths are checked by benchmarks/gpu_check.py")
+    with pytest.raises(SvgapError, match="model.device is 'cuda' but no CUDA device is visible"):
+        HFBackend(base_model_dir, device="cuda")
 
 
 def test_missing_model_dir_is_svgap_error(tmp_path):

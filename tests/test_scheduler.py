@@ -99,6 +99,27 @@ def test_every_fixed_strategy_hands_out_its_counts_without_reuse(tmp_path, strat
     assert json.loads((tmp_path / "run" / "external" / "allocation.json").read_text())["counts"] == expect
 
 
+def test_none_hands_out_nothing(tmp_path):
+    sched = build_scheduler(cfg_for("rounds=4", "external.budget=24", "external.strategy=none"), workload=None)
+    sched.attach(Recorder(), tmp_path / "run", lambda s: None)
+    assert [len(b) for b in drive(sched, 4)] == [0, 0, 0, 0] and sched.remaining == 0
+    assert all(sched.metrics(t) == {"external/eta": 0.0, "external/count": 0.0, "external/used_total": 0.0}
+               for t in range(4))
+
+
+def test_workload_source_draws_distinct_reference_answers_and_knows_its_size(default_workload):
+    cfg = cfg_for("rounds=4", "external.budget=40", "external.strategy=uniform")
+    sched = build_scheduler(cfg, default_workload)
+    got = [p for b in drive(sched, 4) for p in b]
+    assert len({p.id for p in got}) == 40
+    assert all(default_workload.check(p, p.answer) for p in got)  # the reference answer is correct
+    import workloads
+
+    small = cfg_for("workload.options.digits=1", "external.strategy=uniform", "external.budget=500")
+    with pytest.raises(SvgapError, match="external.budget 500 is larger than the workload's train split holds"):
+        build_scheduler(small, workloads.get(small.workload.name, small.workload.options))
+
+
 def test_seed_decides_the_draw_and_a_round_is_served_once(tmp_path):
     src = write_jsonl(tmp_path / "ext.jsonl", 50)
     a, b, c = (build_scheduler(cfg_for("rounds=2", "external.budget=10", "external.strategy=uniform",
@@ -144,6 +165,20 @@ def test_bad_source_or_plan_is_one_line(tmp_path, content, extra, needle):
     with pytest.raises(SvgapError) as e:
         build_scheduler(cfg, None)
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("content, needle", [
+    ('{"prompt": "a"}\n', "line 1: missing or non-string field(s) response"),
+    ('{"prompt": "a", "response": "b"}\n', "external.budget 2 is larger than external.source"),
+])
+def test_bad_source_through_svgap_run_exits_2_before_anything(tmp_path, capsys, monkeypatch, content, needle):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ext.jsonl").write_text(content)
+    rc = main(["run", "--set", "external.strategy=uniform", "--set", "external.budget=2", "--set",
+               "external.source=ext.jsonl", "--set", "rounds=2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and err.count("\n") == 1, err
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["ext.jsonl"]  # no mlflow.db, no runs/
 
 
 # ---- planned ---------------------------------------------------------------------------------------------------------
