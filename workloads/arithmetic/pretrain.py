@@ -37,7 +37,7 @@ EVAL_EVERY = 5  # steps between solver dev checks (one forward pass over DEV_SIZ
 VERIFIER_EVAL_EVERY = 10
 DEV_SIZE = 512
 WARMUP = 30
-FIRST_PHASE_CAP = 0.6  # share of max_steps / max_seconds the verifier-first phase may take
+FIRST_PHASE_CAP = 0.6  # share of max_steps the verifier-first phase may take
 
 
 def model_config(opts: ArithmeticOptions) -> LlamaConfig:
@@ -177,13 +177,15 @@ def _pretrain(opts: ArithmeticOptions, say: Callable[[str], None]) -> PretrainRe
                     f"verifying examples only for now")
         if first_phase and step % VERIFIER_EVAL_EVERY == 0:
             auc = evaluate("verifier")
-            capped = step >= FIRST_PHASE_CAP * opts.max_steps or elapsed >= FIRST_PHASE_CAP * opts.max_seconds
+            capped = step >= FIRST_PHASE_CAP * opts.max_steps  # by steps, not seconds: the same model everywhere
             if auc >= opts.verifier_ready_auc or capped:
                 first_phase, phase1_steps, share = False, step, opts.verify_share
                 say(f"  step {step}: verifier {'ready' if not capped else 'NOT ready (phase capped)'} "
                     f"(dev AUC {auc:.3f}); training the solver now ({elapsed:.0f} s)")
-        if elapsed > opts.max_seconds:
+        if elapsed > opts.max_seconds:  # safety cap only: where it fires, the model depends on the machine's speed
             stopped_by = "max_seconds"
+            say(f"  step {step}: time cap of {opts.max_seconds:g} s reached before the target -- this model is "
+                f"not reproducible on other machines; raise workload.options.max_seconds to avoid it")
             break
         if time.monotonic() - last_say >= 10:
             last_say = time.monotonic()
