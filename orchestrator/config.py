@@ -153,6 +153,7 @@ class ExperimentConfig:
     external: ExternalConfig = field(default_factory=ExternalConfig)
 
     def validate(self, prefix: str = "") -> None:
+        self.workload.validate("workload")  # also when the section was absent: resolve the workload's options
         ext = self.external
         if ext.strategy == "explicit":
             if ext.shares is None:
@@ -219,8 +220,14 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def load(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """YAML file (default: configs/arithmetic.yaml) + overrides -> validated ExperimentConfig."""
-    data = read_yaml(path or DEFAULT_CONFIG)
+    """YAML file (default: configs/arithmetic.yaml) + overrides -> validated ExperimentConfig.
+
+    The default file restates the dataclass defaults (a test keeps them equal), so an installed package without
+    the source tree's configs/ folder still has the default experiment."""
+    if path is None and not DEFAULT_CONFIG.is_file():
+        data: dict = {}
+    else:
+        data = read_yaml(path or DEFAULT_CONFIG)
     return from_mapping(apply_overrides(data, overrides or []))
 
 

@@ -20,6 +20,11 @@ def test_default_config_loads_and_round_trips(tmp_path):
     assert config.dump(config.load(path)) == text
 
 
+def test_default_file_equals_the_dataclass_defaults():
+    """An installed package without configs/ falls back to the dataclass defaults: they must be the same experiment."""
+    assert config.load() == config.from_mapping({})
+
+
 def test_overrides_apply_with_types():
     cfg = config.load(None, ["generation.n=4", "verification.threshold=0.7", "workload.options.ops=[+, -]",
                              "tracking.run_name=abc", "stop.when_predicted_gain_below=0.01"])
