@@ -24,7 +24,7 @@ from orchestrator.pools.verification import VerificationWorker
 from orchestrator.pools.worker import WorkerSpec
 from orchestrator.round import PickRow, Pools, RoundRecord, RoundRunner, derive_seed
 from orchestrator.typed import flatten, to_dict
-from orchestrator.weights import publish
+from orchestrator.weights import check_same_base, publish
 
 
 def _stderr(msg: str) -> None:
@@ -138,6 +138,8 @@ class Experiment:
             # Block until every actor has built its engine, so a broken model fails here, named by pool.
             for pool in built:
                 pool.call_all("start", "version")
+            check_same_base({f"{pool.spec.role}[{i}]": fp for pool in built
+                             for i, fp in enumerate(pool.call_all("start", "base_fingerprint"))})
         except BaseException:
             for pool in built:  # a later pool failed: free the placement groups of the earlier ones
                 pool.shutdown()

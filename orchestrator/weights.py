@@ -80,3 +80,35 @@ class WeightsHolder:
         if version != self.version:
             raise StaleWeightsError(f"{who} holds model version {self.version} but was asked to work with version "
                                     f"{version}; refusing stale weights")
+
+
+def base_fingerprint(model, sample: int = 4096) -> str:
+    """A hash of the base weights (names, shapes and a strided sample of each tensor's values), taken before any
+    adapter: every actor must start from the same π_0, and nodes that build or load it themselves may not."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    # peft wraps the base: base_model.model.<name>, and adapted layers keep their weight under .base_layer
+    params = {n.removeprefix("base_model.model.").replace(".base_layer.", "."): p
+              for n, p in model.named_parameters() if "lora_" not in n}
+    with torch.no_grad():
+        for name in sorted(params):
+            flat = params[name].detach().reshape(-1)
+            step = max(1, flat.numel() // sample)
+            h.update(f"{name}:{tuple(params[name].shape)}".encode())
+            h.update(flat[::step].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def check_same_base(fingerprints: dict[str, str]) -> None:
+    """fingerprints: actor name -> base_fingerprint. Different π_0 across actors would mix models in one round."""
+    groups: dict[str, list[str]] = {}
+    for who, fp in fingerprints.items():
+        groups.setdefault(fp, []).append(who)
+    if len(groups) > 1:
+        parts = "; ".join(f"{fp}: {', '.join(ws)}" for fp, ws in groups.items())
+        raise SvgapError(f"the actors hold different base models ({parts}); give every node the same weights "
+                         f"(model.path on shared storage, or copy one node's model cache to the others)")
+

@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from orchestrator.errors import SvgapError
 from orchestrator.weights import AdapterUpdate, StaleWeightsError, WeightsHolder
 
 
@@ -60,3 +61,24 @@ def test_save_load_round_trip(tmp_path):
         np.testing.assert_array_equal(back.tensors[k][0], a)
         np.testing.assert_array_equal(back.tensors[k][1], b)
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_base_fingerprint_same_for_inference_and_trainer_models_and_catches_a_different_base(base_model_dir):
+    import torch
+
+    from orchestrator.backends.hf import HFBackend
+    from orchestrator.backends.lora import LoRATrainer
+    from orchestrator.config import TrainingConfig
+    from orchestrator.weights import base_fingerprint, check_same_base
+
+    be = HFBackend(base_model_dir, device="cpu", threads=1)
+    trainer = LoRATrainer(base_model_dir, TrainingConfig(), device="cpu")
+    a, b = base_fingerprint(be.model), base_fingerprint(trainer.model)
+    assert a == b
+    check_same_base({"generation[0]": a, "training[0]": b})
+    with torch.no_grad():
+        be.model.model.layers[0].mlp.up_proj.weight[0, 0] += 1e-3  # another node's slightly different build
+    c = base_fingerprint(be.model)
+    assert c != a
+    with pytest.raises(SvgapError, match=r"the actors hold different base models .*generation\[1\]"):
+        check_same_base({"generation[0]": a, "generation[1]": c, "training[0]": b})

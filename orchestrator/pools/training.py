@@ -25,6 +25,11 @@ class TrainingWorker:
     def version(self) -> int:
         return self.trainer.version
 
+    def base_fingerprint(self) -> str:
+        from orchestrator.weights import base_fingerprint
+
+        return base_fingerprint(self.trainer.model)  # lora_ tensors are skipped: the frozen base only
+
     def restore(self, update: AdapterUpdate) -> int:
         self.trainer.load_adapter(update)
         return self.trainer.version

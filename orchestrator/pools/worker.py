@@ -32,12 +32,13 @@ class InferenceWorker:
 
     def __init__(self, spec: WorkerSpec) -> None:
         from orchestrator.backends.hf import HFBackend
-        from orchestrator.weights import WeightsHolder
+        from orchestrator.weights import WeightsHolder, base_fingerprint
 
         self.spec = spec
         self.threads = set_threads(spec)
         self.backend = HFBackend(spec.source.resolve(), device=spec.device, dtype=spec.dtype, threads=self.threads)
         self.weights = WeightsHolder(self.backend.model)
+        self._base_fingerprint = base_fingerprint(self.backend.model)
 
     def load_weights(self, update) -> int:
         """Merge a published adapter; returns the version now held."""
@@ -45,3 +46,6 @@ class InferenceWorker:
 
     def version(self) -> int:
         return self.weights.version
+
+    def base_fingerprint(self) -> str:
+        return self._base_fingerprint
