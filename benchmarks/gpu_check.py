@@ -43,7 +43,7 @@ def base_model(path: str | None) -> Path:
     return ArithmeticWorkload().base_model(Path("~/.cache/svgap").expanduser(), progress=print)
 
 
-def inference_rows(model_dir: Path, device: str, dtype: str, prompts: int, ref: dict | None) -> tuple[list[Row], dict]:
+def inference_rows(model_dir: Path, device: str, dtype: str, prompts: int, ref: dict | None) -> list[Row]:
     """Sampling, teacher-forced scoring and the TF verifier on one device/precision."""
     from orchestrator.backends.hf import HFBackend
     from orchestrator.base_eval import evaluate, prompt_seed
@@ -77,7 +77,7 @@ def inference_rows(model_dir: Path, device: str, dtype: str, prompts: int, ref: 
         worst = max(abs(nums[k] - ref[k]) for k in ("solver_acc", "bon_acc", "tf_auc"))
         rows.append(Row("base-model numbers match the reference", device, dtype,
                         "PASS" if worst <= ACC_TOL else "FAIL", {**nums, "worst_abs_diff": round(worst, 4)}))
-    return rows, nums
+    return rows
 
 
 def training_rows(model_dir: Path, device: str, dtype: str, prompts: int) -> list[Row]:
@@ -122,6 +122,7 @@ def main() -> int:
     ap.add_argument("--model")
     ap.add_argument("--devices", default="cpu,cuda")
     ap.add_argument("--prompts", type=int, default=256)
+    ap.add_argument("--out", default=str(OUT / "gpu_check.json"), help="where the JSON table goes")
     args = ap.parse_args()
     model_dir = base_model(args.model)
     rows: list[Row] = []
@@ -148,9 +149,10 @@ def main() -> int:
     for r in rows:
         detail = r.why or ", ".join(f"{k}={v}" for k, v in r.numbers.items())
         print(f"{r.check:52} {r.device:6} {r.dtype:9} {r.status:6} {detail}")
-    OUT.mkdir(exist_ok=True)
-    (OUT / "gpu_check.json").write_text(json.dumps([r.__dict__ for r in rows], indent=1))
-    print(f"wrote {OUT / 'gpu_check.json'}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps([r.__dict__ for r in rows], indent=1))
+    print(f"wrote {out}")
     return 1 if any(r.status == "FAIL" for r in rows) else 0
 
 
