@@ -17,10 +17,15 @@ if TYPE_CHECKING:
 
 # ---- the table ------------------------------------------------------------------------------------------------------
 def _mean_sd(xs: list[float]) -> tuple[float | None, float | None]:
+    """Mean and s.d. over the seeds that have a value; the s.d. is None (not 0) when only one seed has one."""
     xs = [x for x in xs if x is not None and math.isfinite(x)]
     if not xs:
         return None, None
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
+
+
+def _have(xs: list) -> int:
+    return sum(x is not None and math.isfinite(x) for x in xs)
 
 
 def _series(records: list, quantity: str) -> tuple[list[int], list[float], list[float]]:
@@ -114,7 +119,8 @@ def summarize(outcomes: list[Outcome], base: ExperimentConfig) -> dict:
         pred, _ = _mean_sd(predicted.get(s, []))
         rows.append({"strategy": s, "seeds": seeds, "failed_seeds": failed,
                      "initial_acc": ini, "initial_acc_sd": ini_sd, "final_acc": fin, "final_acc_sd": fin_sd,
-                     "U_s_inf": lim, "U_s_inf_sd": lim_sd, "gamma": gam, "gamma_sd": gam_sd,
+                     "U_s_inf": lim, "U_s_inf_sd": lim_sd, "U_s_inf_seeds": _have([x["U_s_inf"] for x in r]),
+                     "gamma": gam, "gamma_sd": gam_sd, "gamma_seeds": _have([x["gamma"] for x in r]),
                      "predicted_U_s_T": pred, "eta": [round(e, 4) for e in r[0]["eta"]] if r else None})
     none_final = next((x["final_acc"] for x in rows if x["strategy"] == "none"), None)
     for x in rows:
@@ -145,8 +151,12 @@ def _f(x, fmt=".3f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def _pm(m, sd, fmt=".3f") -> str:
-    return "-" if m is None else f"{m:{fmt}} ± {sd:{fmt}}"
+def _pm(m, sd, fmt=".3f", have: int | None = None, of: int | None = None) -> str:
+    """mean ± s.d.; with fewer seeds than the row has, says how many (a fit can fail on a seed)."""
+    if m is None:
+        return "-"
+    text = f"{m:{fmt}}" if sd is None else f"{m:{fmt}} ± {sd:{fmt}}"
+    return text + (f" ({have} of {of} seeds)" if have is not None and of is not None and have < of else "")
 
 
 HEADER = ["strategy", "seeds", "initial held-out acc", "final held-out acc", "gain over none", "fitted U_s,inf",
@@ -159,8 +169,10 @@ def table_rows(table: dict) -> list[list[str]]:
         seeds = ",".join(map(str, x["seeds"])) + (f" (failed: {x['failed_seeds']})" if x["failed_seeds"] else "")
         gain = "-" if x["gain_over_none"] is None else f"{x['gain_over_none']:+.3f}"
         out.append([x["strategy"], seeds, _pm(x["initial_acc"], x["initial_acc_sd"]),
-                    _pm(x["final_acc"], x["final_acc_sd"]), gain, _pm(x["U_s_inf"], x["U_s_inf_sd"], ".4f"),
-                    _pm(x["gamma"], x["gamma_sd"], ".3g"), _f(x["predicted_U_s_T"], ".4f"),
+                    _pm(x["final_acc"], x["final_acc_sd"]), gain,
+                    _pm(x["U_s_inf"], x["U_s_inf_sd"], ".4f", x["U_s_inf_seeds"], len(x["seeds"])),
+                    _pm(x["gamma"], x["gamma_sd"], ".3g", x["gamma_seeds"], len(x["seeds"])),
+                    _f(x["predicted_U_s_T"], ".4f"),
                     _f(x["predicted_rank"], "d"), _f(x["observed_rank"], "d")])
     return out
 

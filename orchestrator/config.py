@@ -50,9 +50,14 @@ class GenerationConfig:
 
 @dataclass
 class VerificationConfig:
+    """The model judges its own candidates (THEORY §1 step 3) and, with `uncertainty: scored`, also measures their
+    uncertainty U = -log π_t(y|x) by a teacher-forced pass -- independent of the sampling engine's kernels and
+    precision. `sampled` takes U from the generation engine's logprobs instead (free; with the HF engine in
+    float32 the two agree to 1e-4, and each round logs `U_s_sampled` next to U_s so any difference shows)."""
     method: Literal["tf", "qe"] = "tf"
     threshold: float = field(default=0.5, metadata=rng(0.0, 1.0))
     batch_size: int = field(default=512, metadata=rng(1))
+    uncertainty: Literal["scored", "sampled"] = "scored"
 
 
 @dataclass

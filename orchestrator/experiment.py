@@ -159,6 +159,8 @@ class Experiment:
             self.progress(f"starting pools: generation x{cfg.resources.generation.actors}, verification "
                           f"x{cfg.resources.verification.actors}, training x{cfg.resources.training.actors}")
             pools = self._pools(source)
+            placed = [(p.spec.role, p.nodes()) for p in (pools.generation, pools.verification, pools.training)]
+            self.progress("placed: " + ", ".join(f"{role} x{len(n)} on {len(set(n))} node(s)" for role, n in placed))
             heldout = workload.problems("heldout", cfg.workload.heldout_prompts, derive_seed(cfg.seed, "heldout"))
             runner = RoundRunner(cfg, workload, pools, heldout, self.progress)
             cfg_text = dump(cfg)

@@ -116,8 +116,13 @@ class RoundRunner:
         method = cfg.verification.method
         make = wl.tf_query if method == "tf" else wl.qe_query
         queries = [make(p, s.text) for p, row in zip(problems, samples) for s in row]
-        flat_scores = self.pools.verification.map_shards("verify", "score", queries, version, method,
-                                                         cfg.verification.batch_size)
+        vc = cfg.verification
+        score_refs = self.pools.verification.submit_shards("score", queries, version, method, vc.batch_size)
+        u_refs = (self.pools.verification.submit_shards(
+            "uncertainty", [(p.prompt, s.token_ids) for p, row in zip(problems, samples) for s in row], version,
+            vc.batch_size) if vc.uncertainty == "scored" else None)
+        flat_scores = self.pools.verification.gather("verify", score_refs)
+        flat_u = self.pools.verification.gather("verify", u_refs) if u_refs else None
         timings["verify"] = time.perf_counter() - t1
         self.progress(f"round {t}: verified {len(queries)} candidates in {timings['verify']:.1f}s")
         t_wait = time.perf_counter()
@@ -128,11 +133,12 @@ class RoundRunner:
         t2 = time.perf_counter()
         picks: list[PickRow] = []
         pick_ids: list[list[int]] = []
-        nll_all, ptok_all, len_all, correct_all, pass_any = [], [], [], [], []
+        nll_all, ptok_all, len_all, correct_all, pass_any, sampled_all = [], [], [], [], [], []
         fallbacks = 0
         for i, (p, row) in enumerate(zip(problems, samples)):
             scores = flat_scores[i * n:(i + 1) * n]
-            nll = [s.nll for s in row]
+            sampled_all += [s.nll for s in row]
+            nll = flat_u[i * n:(i + 1) * n] if flat_u is not None else [s.nll for s in row]
             lens = [s.length for s in row]
             correct = [wl.check(p, s.text) for s in row]
             pick = best_of_n(scores, nll, lens, cfg.verification.threshold)
@@ -160,6 +166,7 @@ class RoundRunner:
             "heldout_acc": _mean([wl.check(p, row[0].text) for p, row in zip(self.heldout, heldout)]),
             "fallback_rate": fallbacks / max(len(problems), 1),
             "tokens_per_s": gen_tokens / max(timings["generate"], 1e-9),
+            "U_s_sampled": _mean(sampled_all),  # the generation engine's own U_s: equal to U_s unless engines differ
         }
         counts = {"prompts": len(problems), "candidates": len(nll_all), "fallbacks": fallbacks,
                   "heldout_prompts": len(self.heldout)}

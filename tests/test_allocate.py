@@ -167,3 +167,15 @@ def test_tiny_study_parent_children_and_table(local_ray, base_model_dir, tmp_pat
         assert 0 <= r["initial_acc"] <= 1 and 0 <= r["final_acc"] <= 1
     # the same base model and held-out set for every strategy of a seed: round 0 is identical
     assert len({r["initial_acc"] for r in table["rows"]}) == 1
+
+
+def test_a_fit_that_fails_on_one_seed_is_shown_as_such():
+    model = GapModel(rate=0.5, alpha_prime=3.0, beta_prime=1.0, U_s_inf=2.0, U_v_inf=1.5)
+    good = outcome("none", 0, model, 1.0, 6, 12, [0.3] * 7)
+    flat = outcome("none", 1, model, 1.0, 6, 12, [0.3] * 7)
+    for r in flat.records:  # no decay: the fit gives a verdict, not a limit
+        r.metrics["U_s"], r.metrics["U_v"] = 5.0, 4.0
+    table = summarize([good, flat], good.variant.cfg)
+    row = table["rows"][0]
+    assert row["U_s_inf"] == pytest.approx(2.0, abs=1e-3) and row["U_s_inf_sd"] is None
+    assert row["U_s_inf_seeds"] == 1 and "2.0000 (1 of 2 seeds)" in to_markdown(table)

@@ -60,6 +60,8 @@ def test_two_rounds_end_to_end_mlflow_matches_table(local_ray, base_model_dir, t
         got = [logged[k][t] for k in ("U_s", "U_v", "G", "acc_s", "acc_v", "heldout_acc")]
         assert [f"{v:.4f}" for v in got] == [f"{v:.4f}" for v in row]
         assert logged["G"][t] == pytest.approx(logged["U_s"][t] - logged["U_v"][t])
+        # U measured by the verification pool (teacher forcing) = the sampler's own logprobs, in float32
+        assert logged["U_s"][t] == pytest.approx(logged["U_s_sampled"][t], abs=1e-4)
 
     run = tracking.get_run(run_id, uri)
     assert run.info.status == "FINISHED"

@@ -81,6 +81,13 @@ class ActorGroup:
     def __len__(self) -> int:
         return len(self.actors)
 
+    def nodes(self) -> list[str]:
+        """The node id each actor's bundle was placed on (what PACK / SPREAD did on this cluster)."""
+        from ray.util.placement_group import placement_group_table
+
+        where = placement_group_table(self.pg).get("bundles_to_node_id", {})
+        return [str(where.get(i, "?")) for i in range(len(self.actors))]
+
     def _get(self, refs: list, stage: str) -> list:
         """One deadline for the whole stage (not timeout_s per actor in turn)."""
         out = []

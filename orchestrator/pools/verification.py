@@ -1,4 +1,5 @@
-"""Verification actors: the same model scores its own candidates, s in [0, 1] (THEORY §1 step 3)."""
+"""Verification actors: the same model scores its own candidates, s in [0, 1] (THEORY §1 step 3), and measures
+their uncertainty by teacher forcing (step 2)."""
 from __future__ import annotations
 
 from orchestrator.pools.worker import InferenceWorker
@@ -11,3 +12,10 @@ class VerificationWorker(InferenceWorker):
         if method == "tf":
             return self.backend.tf_score(queries, batch_size=batch_size)
         return self.backend.qe_score(queries, batch_size=batch_size)
+
+    def uncertainty(self, items: list[tuple[str, list[int]]], version: int, batch_size: int) -> list[float]:
+        """items = (prompt, response token ids); returns U(y|x) = total teacher-forced NLL of each response."""
+        self.weights.require(version, "verification actor")
+        scored = self.backend.score([p for p, _ in items], [list(r) for _, r in items], batch_size=batch_size)
+        return [s.nll for s in scored]
+
