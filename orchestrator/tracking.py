@@ -96,9 +96,15 @@ def preflight(uri: str | None = None) -> str:
             raise SvgapError(f"tracking store {resolved}: folder {folder} does not exist or is not writable")
         if db.exists() and not os.access(db, os.W_OK):
             raise SvgapError(f"tracking store {resolved}: {db} is not writable")
-    elif resolved.startswith("file:") or "://" not in resolved:
+    elif resolved.startswith("file:") or ("://" not in resolved and not resolved.startswith("databricks")):
         raise SvgapError(f"tracking store {resolved}: MLflow 3 refuses the file store by default; use "
                          f"sqlite:///mlflow.db or an http:// tracking server")
+    else:  # another database or a hosted store: one read (writes nothing) shows it can be used
+        try:
+            _client(resolved).search_experiments(max_results=1)
+        except Exception as e:  # noqa: BLE001 - driver missing, refused connection, bad credentials, ...
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise SvgapError(f"tracking store {resolved} unusable: {first}") from None
     return resolved
 
 
@@ -110,9 +116,13 @@ class RunLogger:
         from mlflow.entities import Param
 
         self.uri = resolve_uri(uri)
-        self.client = _client(self.uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        try:  # stores preflight cannot probe (postgresql://, databricks, ...) fail here, before any round
+            self.client = _client(self.uri)
+            exp = self.client.get_experiment_by_name(experiment)
+            exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        except Exception as e:  # noqa: BLE001 - any store error becomes one line naming the store
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise SvgapError(f"tracking store {self.uri}: cannot open experiment {experiment!r}: {first}") from None
         all_tags = {"mlflow.source.name": "svgap", **(tags or {})}
         if run_name:
             all_tags["mlflow.runName"] = run_name

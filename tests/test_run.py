@@ -112,6 +112,8 @@ def test_worker_failure_names_the_stage(local_ray, base_model_dir, tmp_path):
     (["--set", "resources.generation.actors=3", "--set", "resources.generation.cpus=1"],
      "the pools ask for 4 CPU (generation 3x1, verification 1x0.5, training 1x0.5) but the cluster has 2"),
     (["--set", "tracking.out_dir=FILE/runs"], "tracking.out_dir: cannot create run folders under"),
+    (["--tracking-uri", "postgresql://svgap:pw@127.0.0.1:1/mlflow"], "tracking store postgresql://svgap:pw@127.0.0.1:1"
+                                                                      "/mlflow unusable"),
 ])
 def test_bad_environment_is_one_line_exit_2_and_nothing_logged(local_ray, base_model_dir, tmp_path, capsys,
                                                                args, needle):
