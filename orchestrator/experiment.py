@@ -260,10 +260,10 @@ class Experiment:
                    "fit/decaying": float(fit.decaying)}
         logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=t)
         threshold = self.cfg.stop.when_predicted_gain_below
-        if threshold is not None and fit.decaying:
+        if threshold is not None and fit.decaying and t < self.cfg.rounds:  # the last round ends the run anyway
             current = result.records[-1].metrics["U_s" + suffix]
             gain = current - data["U_s_inf"]
-            if gain < threshold and scheduler is not None and scheduler.remaining > 0 and t < self.cfg.rounds:
+            if gain < threshold and scheduler is not None and scheduler.remaining > 0:
                 self.progress(f"round {t}: predicted remaining gain {gain:.4f} < {threshold:g}, but "
                               f"{scheduler.remaining} external examples are still to be used: not stopping")
             elif gain < threshold:
