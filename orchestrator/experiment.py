@@ -1,4 +1,4 @@
-"""The controller: checks everything, owns the pools, runs rounds 0..T, writes round records, logs, fits.
+"""The controller: checks everything, owns the pools, runs rounds 0..T, writes round records, logs (online_fit.py fits).
 
 It is the only place that knows the order of stages. Round t measures π_t (its record), then trains on its BoN
 picks to make π_{t+1} and syncs it; the last round only measures.
@@ -17,6 +17,7 @@ from orchestrator import ray_session, tracking
 from orchestrator.config import ExperimentConfig, dump
 from orchestrator.errors import SvgapError
 from orchestrator.model_source import ModelSource
+from orchestrator.online_fit import OnlineFit
 from orchestrator.pools.generation import GenerationWorker
 from orchestrator.pools.group import ActorGroup, PoolSpec
 from orchestrator.pools.training import TrainingWorker
@@ -188,6 +189,7 @@ class Experiment:
                 scheduler) -> None:
         cfg = self.cfg
         version = 0
+        online = OnlineFit(cfg, self.progress)
         if scheduler is not None:
             scheduler.attach(logger, files.root, self.progress)
         for t in range(cfg.rounds + 1):
@@ -196,7 +198,10 @@ class Experiment:
             result.records.append(record)
             rows = list(picks)
             # fit on rounds 0..t before training: a stop leaves π_t, the last measured model, as the result
-            stop = self._fit(t, result, logger, files, scheduler)
+            fit, stop = online.after_round(t, result.records, logger, scheduler)
+            if fit is not None:
+                result.fits[t] = fit
+                files.fit(t, fit)
             if t < cfg.rounds and not stop:
                 external = scheduler.examples(t, result.records) if scheduler else []
                 stats, update, ext_rows = runner.train(t, picks, pick_ids, external)
@@ -231,42 +236,3 @@ class Experiment:
                 logger.set_tag("svgap.stop_reason", stop)
                 self.progress(f"stopping early after measuring round {t}: {stop}")
                 break
-
-    def _fit(self, t: int, result: ExperimentResult, logger, files: RunFiles, scheduler=None) -> str | None:
-        """Online fit of the gap dynamics from the 4th round on; returns a stop reason when the rule fires."""
-        fc = self.cfg.fit
-        if not fc.online or len(result.records) < fc.min_rounds:
-            return None
-        from orchestrator.theory.fit import fit_gap
-
-        suffix = "" if fc.quantity == "total" else "_per_token"
-        rounds = [r.round for r in result.records]
-        try:
-            fit = fit_gap(rounds, [r.metrics["U_s" + suffix] for r in result.records],
-                          [r.metrics["U_v" + suffix] for r in result.records], eps=fc.eps,
-                          n_boot=100, seed=self.cfg.seed, quantity=fc.quantity)
-        except SvgapError as e:
-            self.progress(f"round {t}: no fit ({e})")
-            return None
-        data = fit.to_json()
-        data["quantity"] = fc.quantity
-        result.fits[t] = data
-        files.fit(t, data)
-        logger.log_dict(data, f"fits/round_{t:03d}.json")
-        r2, to_eps = data.get("r2") or {}, data.get("rounds_to_eps") or {}
-        metrics = {"fit/rate": data.get("rate"), "fit/U_s_inf": data.get("U_s_inf"),
-                   "fit/U_v_inf": data.get("U_v_inf"), "fit/G_inf": data.get("G_inf"), "fit/r2_U_s": r2.get("U_s"),
-                   "fit/r2_U_v": r2.get("U_v"), "fit/r2_G": r2.get("G"), "fit/rounds_to_eps": to_eps.get("rounds"),
-                   "fit/decaying": float(fit.decaying)}
-        logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=t)
-        threshold = self.cfg.stop.when_predicted_gain_below
-        if threshold is not None and fit.decaying and t < self.cfg.rounds:  # the last round ends the run anyway
-            current = result.records[-1].metrics["U_s" + suffix]
-            gain = current - data["U_s_inf"]
-            if gain < threshold and scheduler is not None and scheduler.remaining > 0:
-                self.progress(f"round {t}: predicted remaining gain {gain:.4f} < {threshold:g}, but "
-                              f"{scheduler.remaining} external examples are still to be used: not stopping")
-            elif gain < threshold:
-                return (f"predicted remaining gain U_s({t}) - U_s,inf = {gain:.4f} < {threshold:g} "
-                        f"(fit rate {data['rate']:.3f}, limit {data['U_s_inf']:.4f})")
-        return None

@@ -200,6 +200,12 @@ class Scheduler:
         self.given[t] = n
         return batch
 
+    def future_eta(self, t: int) -> list[float] | None:
+        """Shares of the budget for training rounds t..T-1 (None while `planned` has not planned yet)."""
+        if self.counts is None or not self.budget:
+            return None if self.counts is None else [0.0] * (self.rounds - t)
+        return [c / self.budget for c in self.counts[t:]]
+
     @property
     def remaining(self) -> int:
         """External examples not handed out yet: the run must not stop early while the budget is unspent."""

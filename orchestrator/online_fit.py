@@ -1,0 +1,86 @@
+"""The gap fit as the run goes (THEORY §2) and the stop rule: after round t is measured, before it trains.
+
+From `fit.min_rounds` records on, fit U_s and U_v of rounds 0..t and log `fit/*` at step t plus the fit JSON. In a
+run that has used external data, a plain fit reads the external jumps in U_v as self-improvement; there the gap
+model and γ are also fitted jointly (THEORY §3) and the solver's limit is predicted from the measured state through
+the rest of the run's allocation: `fit/gamma`, `fit/U_s_inf_external` -- and the stop rule uses that limit.
+Knows the theory and the round records; logs through whatever logger the controller hands it.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from orchestrator.config import ExperimentConfig
+from orchestrator.errors import SvgapError
+
+
+class OnlineFit:
+    def __init__(self, cfg: ExperimentConfig, progress: Callable[[str], None]) -> None:
+        self.cfg, self.progress = cfg, progress
+        self.suffix = "" if cfg.fit.quantity == "total" else "_per_token"
+
+    def _series(self, records: list) -> tuple[list[int], list[float], list[float]]:
+        return ([r.round for r in records], [r.metrics["U_s" + self.suffix] for r in records],
+                [r.metrics["U_v" + self.suffix] for r in records])
+
+    def after_round(self, t: int, records: list, logger, scheduler=None) -> tuple[dict | None, str | None]:
+        """(the fit JSON or None, a stop reason or None) for rounds 0..t."""
+        fc = self.cfg.fit
+        if not fc.online or len(records) < fc.min_rounds:
+            return None, None
+        from orchestrator.theory.fit import fit_gap
+
+        rounds, S, V = self._series(records)
+        try:
+            fit = fit_gap(rounds, S, V, eps=fc.eps, n_boot=100, seed=self.cfg.seed, quantity=fc.quantity)
+        except SvgapError as e:
+            self.progress(f"round {t}: no fit ({e})")
+            return None, None
+        data = fit.to_json()
+        data["quantity"] = fc.quantity
+        r2, to_eps = data.get("r2") or {}, data.get("rounds_to_eps") or {}
+        metrics = {"fit/rate": data.get("rate"), "fit/U_s_inf": data.get("U_s_inf"),
+                   "fit/U_v_inf": data.get("U_v_inf"), "fit/G_inf": data.get("G_inf"), "fit/r2_U_s": r2.get("U_s"),
+                   "fit/r2_U_v": r2.get("U_v"), "fit/r2_G": r2.get("G"), "fit/rounds_to_eps": to_eps.get("rounds"),
+                   "fit/decaying": float(fit.decaying)}
+        limit = data["U_s_inf"] if fit.decaying else None
+        external = self._external(t, records, scheduler)
+        if external is not None:
+            data["external"] = external
+            metrics["fit/gamma"] = external["gamma"]
+            metrics["fit/U_s_inf_external"] = limit = external["U_s_inf"]
+        logger.log_dict(data, f"fits/round_{t:03d}.json")
+        logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=t)
+        return data, self._stop(t, records, limit, scheduler)
+
+    def _external(self, t: int, records: list, scheduler) -> dict | None:
+        """Joint gap model + γ for a run that has used external data; None when it has not (or it cannot fit)."""
+        eta = {r.round: r.metrics.get("external/eta", 0.0) for r in records}
+        if scheduler is None or not any(v > 0 for v in eta.values()):
+            return None
+        from orchestrator.theory.allocation import fit_gamma, simulate
+
+        rounds, S, V = self._series(records)
+        try:
+            g = fit_gamma(rounds, S, V, eta)
+        except SvgapError as e:
+            self.progress(f"round {t}: no joint fit with external data ({e})")
+            return None
+        future = scheduler.future_eta(t)
+        if future is None:
+            return None
+        ahead = simulate(g.model, g.gamma, future, start_round=t, U_s0=S[-1], U_v0=V[-1])
+        return {**g.to_json(), "future_eta": future, "U_s_inf": ahead.U_s_inf}
+
+    def _stop(self, t: int, records: list, limit: float | None, scheduler) -> str | None:
+        threshold = self.cfg.stop.when_predicted_gain_below
+        if threshold is None or limit is None or t >= self.cfg.rounds:  # the last round ends the run anyway
+            return None
+        gain = records[-1].metrics["U_s" + self.suffix] - limit
+        if gain >= threshold:
+            return None
+        if scheduler is not None and scheduler.remaining > 0:
+            self.progress(f"round {t}: predicted remaining gain {gain:.4f} < {threshold:g}, but "
+                          f"{scheduler.remaining} external examples are still to be used: not stopping")
+            return None
+        return f"predicted remaining gain U_s({t}) - U_s,inf = {gain:.4f} < {threshold:g} (limit {limit:.4f})"
