@@ -61,7 +61,7 @@ def _shade_external(ax, rounds: list[int], label: bool) -> None:
         ax.axvspan(t - 0.4, t + 0.4, color="0.85", zorder=0, label="external data (η>0)" if label and i == 0 else None)
 
 
-def _plot_uncertainty(series: dict, res, quantity: str, title: str, path: Path) -> None:
+def _plot_uncertainty(series: dict, res, quantity: str, title: str, path: Path, joint=None) -> None:
     cs, cv = UNCERTAINTY[quantity]
     steps = sorted(set(series.get(cs, {})) & set(series.get(cv, {})))
     t = np.asarray(steps, float)
@@ -101,6 +101,13 @@ def _plot_uncertainty(series: dict, res, quantity: str, title: str, path: Path) 
         why = "no fit" if res is None else res.verdict
         ax1.set_title(f"solver & verifier uncertainty ({why})", fontsize=10)
         ax2.set_title("gap", fontsize=10)
+    if joint is not None and joint[1] is not None:  # the joint fit with gamma: its path through the jumps
+        g, sim = joint[0], joint[1]
+        ts = np.arange(int(t[0]), int(t[0]) + len(sim.U_s_path))
+        ax1.plot(ts, sim.U_s_path, ":", color=COLORS["U_s"], lw=2, label=f"U_s joint fit with γ = {g.gamma:.3g}")
+        ax1.plot(ts, sim.U_v_path, ":", color=COLORS["U_v"], lw=2, label="U_v joint fit (jumps included)")
+        ax1.axhline(sim.U_s_inf, ls=":", lw=1.2, color="black", label=f"U_s,∞ with this external data = "
+                                                                      f"{sim.U_s_inf:.4g}")
     unit = "total NLL per response (nats)" if quantity == "total" else "NLL per token (nats)"
     for ax in (ax1, ax2):
         ax.set_xlabel("round t")
@@ -108,7 +115,7 @@ def _plot_uncertainty(series: dict, res, quantity: str, title: str, path: Path) 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper right")
     if ext:
-        title += "  — shaded: rounds with external data (the fit treats every round as self-improvement)"
+        title += "  — shaded: rounds with external data (solid: plain fit; dotted: joint fit with γ)"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path)
@@ -136,19 +143,24 @@ def _plot_accuracy(series: dict, title: str, path: Path) -> bool:
     return True
 
 
-def _gamma_text(series: dict, quantity: str) -> str:
-    """THEORY §3: gamma fitted from this run's external/eta (jumps U_v <- U_v/(1+gamma eta))."""
-    from orchestrator.theory.allocation import fit_gamma
+def _joint(series: dict, quantity: str):
+    """THEORY §3 for a run with external data: the gap model and gamma fitted jointly from its U_s, U_v and
+    external/eta (jumps U_v <- U_v/(1+gamma eta)). (GammaFit or None, the simulated path or None, a sentence)."""
+    from orchestrator.theory.allocation import fit_gamma, simulate
 
     cs, cv = UNCERTAINTY[quantity]
     steps = sorted(set(series.get(cs, {})) & set(series.get(cv, {})))
     rounds = ", ".join(str(t) for t in _external_rounds(series))
+    eta = series["external/eta"]
     try:
-        g = fit_gamma(steps, [series[cs][t] for t in steps], [series[cv][t] for t in steps], series["external/eta"])
+        g = fit_gamma(steps, [series[cs][t] for t in steps], [series[cv][t] for t in steps], eta)
     except SvgapError as e:
-        return f"external data in rounds {rounds}; gamma not fitted: {e}"
-    return (f"external data in rounds {rounds}; gamma = {g.gamma:.4g} ({g.method} fit of U_s and U_v with the "
-            f"jumps U_v <- U_v/(1 + gamma eta_t), rmse {g.rmse:.3g}); the curves above ignore the jumps.")
+        return None, None, f"external data in rounds {rounds}; gamma not fitted: {e}"
+    path = simulate(g.model, g.gamma, [eta.get(t, 0.0) for t in range(steps[0], steps[-1])], start_round=steps[0])
+    return g, path, (f"external data in rounds {rounds}; gamma = {g.gamma:.4g} ({g.method} fit of U_s and U_v with "
+                     f"the jumps U_v <- U_v/(1 + gamma eta_t), rmse {g.rmse:.3g}); with the data this run used, "
+                     f"the solver's limit is U_s,inf = {path.U_s_inf:.4g} (dotted in the figure; the solid curves are "
+                     f"the plain fit, which reads the jumps as self-improvement).")
 
 
 def _fmt(x, spec: str = ".4g") -> str:
@@ -156,7 +168,7 @@ def _fmt(x, spec: str = ".4g") -> str:
     return "–" if x is None else (format(x, spec) if isinstance(x, float) else html.escape(str(x)))
 
 
-def _html(title: str, res, why: str, figures: list[Path], series: dict, quantity: str) -> str:
+def _html(title: str, res, why: str, figures: list[Path], series: dict, quantity: str, joint=None) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}"
@@ -182,8 +194,8 @@ def _html(title: str, res, why: str, figures: list[Path], series: dict, quantity
                      f"</pre></details>")
     else:
         parts.append(f"<h2>No fit</h2><p>{html.escape(why)}</p>")
-    if _external_rounds(series):
-        parts.append(f"<h2>External data</h2><p>{html.escape(_gamma_text(series, quantity))}</p>")
+    if joint is not None:
+        parts.append(f"<h2>External data</h2><p>{html.escape(joint[2])}</p>")
     for f in figures:
         b64 = base64.b64encode(f.read_bytes()).decode("ascii")
         parts.append(f"<h2>{html.escape(f.stem)}</h2><img alt='{html.escape(f.stem)}' "
@@ -211,13 +223,14 @@ def render(series: dict[str, dict[int, float]], out_dir: str | Path, *, title: s
     res, why = _fit(series, quantity, eps, n_boot)
     figures = []
     cs, cv = UNCERTAINTY[quantity]
+    joint = _joint(series, quantity) if _external_rounds(series) and cs in series and cv in series else None
     if cs in series and cv in series:
         figures.append(out / "uncertainty.png")
-        _plot_uncertainty(series, res, quantity, title, figures[-1])
+        _plot_uncertainty(series, res, quantity, title, figures[-1], joint)
     if _plot_accuracy(series, title, out / "accuracy.png"):
         figures.append(out / "accuracy.png")
     page = out / "report.html"
-    page.write_text(_html(title, res, why, figures, series, quantity), encoding="utf-8")
+    page.write_text(_html(title, res, why, figures, series, quantity, joint), encoding="utf-8")
     return ReportFiles(page, figures, res)
 
 

@@ -1,5 +1,6 @@
 """`svgap fit | plan | report` through orchestrator.cli.main, on CSV files and a real sqlite MLflow store."""
 import json
+import re
 import time
 from pathlib import Path
 
@@ -178,6 +179,19 @@ def test_report_writes_pngs_html_and_logs_artifacts(store, tmp_path, capsys):
     assert page.count("data:image/png;base64,") == 2 and "U_s_inf" in page and "src='http" not in page
     logged = {Path(a.path).name for a in client.list_artifacts(runs["decay"], "report")}
     assert logged == {"uncertainty.png", "accuracy.png", "report.html"}
+
+
+def test_report_of_an_external_data_run_shows_the_joint_fit(store, tmp_path, capsys):
+    uri, runs, _ = store
+    rc, _, _ = cli(capsys, "report", runs["external"], "--out", tmp_path, "--tracking-uri", uri, "--no-log")
+    assert rc == 0
+    page = (tmp_path / "report.html").read_text()
+    gamma = float(re.search(r"gamma = ([0-9.]+)", page).group(1))
+    limit = float(re.search(r"limit is U_s,inf = ([0-9.]+)", page).group(1))
+    eta = [0.0] * 4 + strategy_shares("uniform", 6) + [0.0]
+    assert gamma == pytest.approx(0.5, rel=0.02)
+    assert limit == pytest.approx(simulate(TRUE, 0.5, eta).U_s_inf, abs=0.01)
+    assert (tmp_path / "uncertainty.png").stat().st_size > 1000
 
 
 def test_report_with_undefined_r2_still_plots(store, tmp_path, capsys):

@@ -107,6 +107,7 @@ def test_json_keys_exact_and_serialisable():
     ("solver_flat", "no decay: U_s is flat"),
     ("linear", "no limit yet"),
     ("instant", "no identifiable rate"),
+    ("negative_limit", "no limit yet: the fitted limits are negative"),
 ])
 def test_no_decay_gets_a_verdict_not_numbers(kind, expect):
     rng = np.random.default_rng(2)
@@ -119,6 +120,8 @@ def test_no_decay_gets_a_verdict_not_numbers(kind, expect):
         s, v, _ = GapModel(0.4, -2.0, -1.0, 7.0, 5.0).predict(t)
     elif kind == "solver_flat":
         s, v = 5 + rng.normal(0, 0.02, 8), 4 + 2 * np.exp(-0.5 * t)
+    elif kind == "negative_limit":  # barely curving: the fitted curve bottoms out below zero
+        s, v, _ = GapModel(0.05, 6.0, 5.0, -3.0, -3.5).predict(t)
     elif kind == "instant":  # rate 8 per round: all the decay is over after round 0
         s, v, _ = GapModel(8.0, 3.0, 1.0, 5.0, 4.2).predict(t)
         s, v = s + rng.normal(0, 0.01, 8), v + rng.normal(0, 0.01, 8)

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from orchestrator.errors import SvgapError
-from orchestrator.theory.fit import FitResult, check_series, fit_gap
+from orchestrator.theory.fit import FitResult, check_series, least_squares_model
 from orchestrator.theory.model import GapModel
 
 STRATEGIES = ("early", "uniform", "late")
@@ -228,10 +228,9 @@ def fit_gamma(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float],
         return GammaFit(g, m0, float(np.sqrt(np.mean(sol.fun ** 2))), int(t.size), "gamma only (model given)")
     if t.size < 6:
         raise SvgapError(f"need at least 6 rounds to fit gamma jointly with the gap model, got {t.size}")
-    base = fit_gap(t, S, V, n_boot=0)
-    if not base.decaying:
-        raise SvgapError(f"cannot fit gamma: {base.verdict}")
-    m_init = base.model
+    m_init = least_squares_model(t, S, V)  # the jumps may make a plain fit non-physical: only a start
+    if m_init.delta == 0:
+        raise SvgapError("cannot fit gamma: U_s and U_v show no decay to start the joint fit from")
     g0 = grid[int(np.argmin([float((resid(m_init, g) ** 2).sum()) for g in grid]))]
     x0 = [math.log(m_init.rate), m_init.alpha_prime, m_init.beta_prime, m_init.U_s_inf, m_init.U_v_inf, math.log(g0)]
 
@@ -244,4 +243,7 @@ def fit_gamma(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float],
     sol = least_squares(joint, x0, x_scale="jac")
     x = sol.x
     m = GapModel(math.exp(x[0]), x[1], x[2], x[3], x[4])
+    if m.U_s_inf < 0 or m.U_v_inf < 0:
+        raise SvgapError(f"the joint fit puts a limit below 0 (U_s,inf {m.U_s_inf:.3g}, U_v,inf {m.U_v_inf:.3g}); "
+                         f"an uncertainty cannot be negative: these rounds do not identify the model and gamma")
     return GammaFit(math.exp(x[5]), m, float(np.sqrt(np.mean(sol.fun ** 2))), int(t.size), "joint (6 parameters)")

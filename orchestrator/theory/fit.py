@@ -154,10 +154,21 @@ def _verdict(t, S, V, p, r_min) -> str:
         return "no decay: U_s rises over the rounds"
     if r <= r_min * 1.001:
         return "no limit yet: U_s falls with no visible slowing (rate at its lower bound); fit more rounds"
+    if us < 0 or uv < 0:  # U = -log π >= 0: a negative limit is an extrapolated straight line, not a limit
+        return (f"no limit yet: the fitted limits are negative (U_s,inf {us:.3g}, U_v,inf {uv:.3g}) and an "
+                f"uncertainty cannot be; U_s falls with little visible slowing; fit more rounds")
     if r >= R_MAX * 0.999:
         return (f"no identifiable rate: the whole decay happens within the first round (rate at its upper bound "
                 f"{R_MAX:g}); the limit is simply the plateau already reached")
     return DECAYING
+
+
+def least_squares_model(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float]) -> GapModel:
+    """The plain least-squares curves of THEORY §2 with no verdict: a starting point for richer fits (γ), which
+    judge their own result. Use fit_gap for anything reported."""
+    t, S, V = check_series(rounds, U_s, U_v)
+    r, ap, us, bp, uv = _fit_batch(t, S[None], V[None], 0.01 / max(int(t[-1] - t[0]), 1))[0]
+    return GapModel(float(r), float(ap), float(bp), float(us), float(uv))
 
 
 @dataclass
