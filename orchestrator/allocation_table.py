@@ -41,7 +41,7 @@ def _eta(records: list, rounds: int) -> list[float]:
 
 def summarize(outcomes: list[Outcome], base: ExperimentConfig) -> dict:
     """The study table (rows per strategy) and its summary, as plain JSON-able data."""
-    from orchestrator.theory.allocation import fit_gamma, plan, simulate
+    from orchestrator.theory.allocation import fit_gamma, outside_theory, plan, simulate
     from orchestrator.theory.fit import fit_gap
 
     quantity = base.fit.quantity
@@ -66,6 +66,8 @@ def summarize(outcomes: list[Outcome], base: ExperimentConfig) -> dict:
         if s == "none" or not any(row["eta"]):
             continue
         model = per.get(("none", seed), {}).get("fit")
+        if model is not None and outside_theory(model.model):
+            model = None  # a `none` model outside alpha > beta cannot carry gamma: fit this run jointly instead
         eta = dict(enumerate(row["eta"]))
         # a plain fit of this run would read the external jumps as self-improvement: its limit comes from the
         # gap model with gamma, simulated through the run's own allocation (THEORY §3)

@@ -140,3 +140,12 @@ def test_fit_gamma_needs_external_data():
     rounds, s, v, _ = _external_run(0.5, 0.0, 0)
     with pytest.raises(SvgapError, match="no external data"):
         fit_gamma(rounds, s, v, [0.0] * 12)
+
+
+def test_plan_refuses_a_model_outside_alpha_greater_than_beta():
+    widening = GapModel(rate=0.5, alpha_prime=1.0, beta_prime=1.2, U_s_inf=0.6, U_v_inf=0.1)  # delta < 0: alpha < beta
+    with pytest.raises(SvgapError, match=r"alpha/beta = 0.833 .*outside THEORY's alpha > beta >= 0"):
+        plan(widening, 0.2, 4)
+    rising_verifier = GapModel(rate=0.5, alpha_prime=1.0, beta_prime=-0.2, U_s_inf=0.6, U_v_inf=0.4)
+    with pytest.raises(SvgapError, match="outside THEORY"):
+        plan(rising_verifier, 0.2, 4)

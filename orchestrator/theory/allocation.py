@@ -58,6 +58,16 @@ def check_shares(eta: Sequence[float], rounds: int, name: str = "shares") -> lis
     return vals
 
 
+def outside_theory(model: GapModel) -> str | None:
+    """Why a fitted model breaks THEORY §2's alpha > beta >= 0 (then a verifier jump would not move the solver the
+    way §3 assumes, and no allocation can be predicted with it); None when it is inside."""
+    if model.delta > 0 and model.beta_prime >= 0:
+        return None
+    ratio = model.alpha_over_beta
+    return (f"it has alpha/beta = {'undefined' if ratio is None else format(ratio, '.3g')} (alpha' "
+            f"{model.alpha_prime:.3g}, beta' {model.beta_prime:.3g}), outside THEORY's alpha > beta >= 0")
+
+
 def _check_gamma(gamma: float) -> float:
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or gamma <= 0:
         raise SvgapError(f"gamma must be a finite number > 0, got {gamma!r}")
@@ -144,6 +154,9 @@ def plan(fit: FitResult | GapModel, gamma: float, rounds: int,
     simulated too, so the gain of any allocation over pure self-improvement is visible.
     """
     model = _as_model(fit)
+    why = outside_theory(model)
+    if why:
+        raise SvgapError(f"cannot plan external data with this model: {why}")
     gamma = _check_gamma(gamma)
     if objective not in ("limit", "horizon"):
         raise SvgapError(f"objective must be 'limit' or 'horizon', got {objective!r}")
@@ -220,6 +233,9 @@ def fit_gamma(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float],
     grid = np.exp(np.linspace(math.log(1e-3), math.log(gamma_max), 61))
     if model is not None:
         m0 = _as_model(model)
+        why = outside_theory(m0)
+        if why:
+            raise SvgapError(f"cannot fit gamma with the given model: {why}")
         sse = [float((resid(m0, g) ** 2).sum()) for g in grid]
         i = int(np.argmin(sse))
         lo, hi = math.log(grid[max(i - 1, 0)]), math.log(grid[min(i + 1, len(grid) - 1)])
@@ -246,4 +262,7 @@ def fit_gamma(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float],
     if m.U_s_inf < 0 or m.U_v_inf < 0:
         raise SvgapError(f"the joint fit puts a limit below 0 (U_s,inf {m.U_s_inf:.3g}, U_v,inf {m.U_v_inf:.3g}); "
                          f"an uncertainty cannot be negative: these rounds do not identify the model and gamma")
+    if x[5] > math.log(gamma_max):
+        raise SvgapError(f"the joint fit drives gamma to {math.exp(x[5]):.3g} (> {gamma_max:g}): every jump would "
+                         f"empty U_v; these rounds do not identify gamma")
     return GammaFit(math.exp(x[5]), m, float(np.sqrt(np.mean(sol.fun ** 2))), int(t.size), "joint (6 parameters)")

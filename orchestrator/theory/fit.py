@@ -286,7 +286,9 @@ def fit_gap(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float], *
     model = GapModel(d["rate"], d["alpha_prime"], d["beta_prime"], d["U_s_inf"], d["U_v_inf"])
     fs, fv, fg = model.predict(t)
     if d["delta"] <= 0:
-        verdict = f"{DECAYING} (delta <= 0: the gap widens towards G_inf; rounds_to_eps uses |delta|)"
+        verdict = (f"{DECAYING} (delta <= 0: alpha < beta, the verifier's uncertainty falls faster than the "
+                   f"solver's and the gap widens towards G_inf, outside THEORY's alpha > beta; rounds_to_eps uses "
+                   f"|delta|)")
     ci, boot = {}, None
     if n_boot > 0:
         rng = np.random.default_rng(seed)
