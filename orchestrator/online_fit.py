@@ -37,7 +37,6 @@ class OnlineFit:
             self.progress(f"round {t}: no fit ({e})")
             return None, None
         data = fit.to_json()
-        data["quantity"] = fc.quantity
         r2, to_eps = data.get("r2") or {}, data.get("rounds_to_eps") or {}
         metrics = {"fit/rate": data.get("rate"), "fit/U_s_inf": data.get("U_s_inf"),
                    "fit/U_v_inf": data.get("U_v_inf"), "fit/G_inf": data.get("G_inf"), "fit/r2_U_s": r2.get("U_s"),

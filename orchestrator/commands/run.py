@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         t_fit = max(result.fits)
         last = result.fits[t_fit]
         if last.get("rate") is not None:
-            console.print(f"gap fit after round {t_fit} ({last['quantity']} NLL): rate {last['rate']:.3f}, "
+            console.print(f"gap fit after round {t_fit} ({last['fitted_on']['quantity']} NLL): rate {last['rate']:.3f}, "
                           f"U_s,inf {last['U_s_inf']:.3f}, G_inf {last['G_inf']:.3f}, R2(U_s) {last['r2']['U_s']:.3f} "
                           f"-- {last['verdict']}; more: svgap report {result.run_id}")
         else:
