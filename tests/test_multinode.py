@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("ray")
+import ray  # noqa: E402,F401 - a hard dependency: a broken install fails here instead of skipping
 HERE = Path(__file__).resolve().parent
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-ray = pytest.importorskip("ray")
+import ray  # noqa: E402 - a hard dependency: a broken install fails here instead of skipping
 
 from orchestrator.config import PoolResources, ResourcesConfig  # noqa: E402
 from orchestrator.errors import SvgapError  # noqa: E402

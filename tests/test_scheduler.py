@@ -263,7 +263,7 @@ def test_run_bad_external_input_exits_2_before_any_round(tmp_path, capsys, extra
 
 
 # ---- a real run: external rows in the picks JSONL and external/* in MLflow -------------------------------------------
-ray = pytest.importorskip("ray")
+import ray  # noqa: E402 - a hard dependency: a broken install fails here instead of skipping
 
 
 def test_three_rounds_with_a_tiny_budget(local_ray, base_model_dir, tmp_path):
