@@ -31,7 +31,14 @@ def test_ties_break_to_first():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError):
+    # the exact type and message: a ValueError raised by something else (e.g. max() of nothing) must not pass
+    with pytest.raises(ValueError) as e:
         best_of_n([], [], [], 0.5)
-    with pytest.raises(ValueError):
+    assert type(e.value) is ValueError
+    assert str(e.value) == "best_of_n needs equally long, non-empty inputs (got 0, 0, 0)"
+    with pytest.raises(ValueError) as e:
         best_of_n([0.1], [1.0, 2.0], [1], 0.5)
+    assert str(e.value) == "best_of_n needs equally long, non-empty inputs (got 1, 2, 1)"
+    with pytest.raises(ValueError) as e:
+        best_of_n([0.1, 0.2], [1.0, 2.0], [1], 0.5)
+    assert str(e.value) == "best_of_n needs equally long, non-empty inputs (got 2, 2, 1)"

@@ -48,8 +48,9 @@ def test_stale_version_is_refused():
 
 def test_unknown_module_is_an_error():
     bad = AdapterUpdate(1, 1.0, {"model.layers.9.nope": (np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))})
-    with pytest.raises(Exception, match="lacks"):
+    with pytest.raises(SvgapError) as e:
         WeightsHolder(tiny_model()).load(bad)
+    assert str(e.value) == "adapter version 1 names module 'model.layers.9.nope' the model lacks"
 
 
 def test_save_load_round_trip(tmp_path):
