@@ -3,6 +3,11 @@
 A build happens in a temporary sibling directory and is renamed into place only when complete (the recipe file
 is written last), so an interrupted build never leaves a half-written model at the final path. A file lock
 per recipe keeps concurrent builders (test workers, Ray actors) from building the same model twice.
+
+Trust: an entry is world-readable (so a cache can be shared read-only) but never writable by others, and its
+recipe file records a SHA-256 of every other file. A load checks both: a directory that merely holds the two
+expected files -- planted or edited by another user, or corrupted -- is refused with a line naming it. An entry
+built before checksums were recorded is rebuilt.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +34,52 @@ def recipe_hash(recipe: dict[str, Any]) -> str:
 
 def is_complete(path: Path) -> bool:
     return (path / RECIPE_FILE).is_file() and (path / "config.json").is_file()
+
+
+def content_digest(path: Path) -> str:
+    """SHA-256 over every file of a model directory except the recipe file (names and bytes), in name order."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(path).rglob("*") if p.name != RECIPE_FILE and not p.is_dir()):
+        h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        fh = hashlib.sha256()
+        with open(f, "rb") as src:
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                fh.update(chunk)
+        h.update(fh.digest())
+    return h.hexdigest()
+
+
+class Untrusted(SvgapError):
+    """A cache entry that must not be loaded (foreign owner, writable by others, checksum mismatch)."""
+
+
+def problem(path: Path) -> str | None:
+    """Why the complete entry at `path` cannot be loaded as is, or None. 'no checksum' means an old entry."""
+    me = os.geteuid()
+    for p in [path, *Path(path).rglob("*")]:
+        st = p.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            return f"{p} is a symbolic link"
+        if st.st_uid not in (me, 0):
+            return f"{p} belongs to another user (uid {st.st_uid})"
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return f"{p} is writable by other users"
+    try:
+        recorded = json.loads((path / RECIPE_FILE).read_text()).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return f"{path / RECIPE_FILE} is unreadable"
+    if not recorded:
+        return "no checksum"
+    if content_digest(path) != recorded:
+        return "its files do not match the SHA-256 recorded when it was built"
+    return None
+
+
+def _share_read_only(path: Path) -> None:
+    """World-readable, writable only by the owner (mkdtemp makes the dir private; some savers make files 0600)."""
+    os.chmod(path, 0o755)
+    for p in path.rglob("*"):
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
 
 
 def _models_root(cache_dir: str | Path) -> Path:
@@ -52,30 +104,42 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _refuse(final: Path, why: str) -> Untrusted:
+    return Untrusted(f"base model cache entry {final} refused: {why}; delete it to rebuild, or set "
+                     f"model.cache_dir to a folder only you can write (or model.path to a model you trust)")
+
+
 def cached_build(cache_dir: str | Path, name: str, recipe: dict[str, Any],
                  build: Callable[[Path], dict[str, Any]], progress: Callable[[str], None] | None = None) -> Path:
     """Path of the model for `recipe`, building it with `build(tmp_dir) -> build info` when not cached yet."""
     say = progress or (lambda _m: None)
     key = f"{name}-{recipe_hash(recipe)}"
     final = Path(cache_dir).expanduser() / "models" / key
-    if is_complete(final):
-        say(f"base model: cached {final}")
+    if is_complete(final) and problem(final) is None:
+        say(f"base model: cached {final} (checksum verified)")
         return final
     root = _models_root(cache_dir)
     with _locked(root / f".{key}.lock"):
-        if is_complete(final):  # another process built it while we waited
-            say(f"base model: cached {final}")
+        why = problem(final) if is_complete(final) else "incomplete"
+        if why is None:  # another process built it while we waited
+            say(f"base model: cached {final} (checksum verified)")
             return final
-        for stale in root.glob(f".{key}.tmp-*"):  # left by a killed build; we hold the lock, so nobody owns it
+        if why not in ("incomplete", "no checksum"):
+            raise _refuse(final, why)
+        for stale in [*root.glob(f".{key}.tmp-*"), *root.glob(f".{key}.old-*")]:  # left by a killed build
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
         try:
-            say(f"base model: building {key} (not in cache {root})")
+            reason = "built before checksums were recorded" if why == "no checksum" else f"not in cache {root}"
+            say(f"base model: building {key} ({reason})")
             info = build(tmp)
-            (tmp / RECIPE_FILE).write_text(json.dumps({"name": key, "recipe": recipe, "build": info}, indent=2))
-            os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is shared like any directory
-            if final.exists():  # incomplete leftover from outside this module
-                shutil.rmtree(final)
+            (tmp / RECIPE_FILE).write_text(json.dumps({"name": key, "recipe": recipe, "build": info,
+                                                       "sha256": content_digest(tmp)}, indent=2))
+            _share_read_only(tmp)
+            if final.exists():  # an old or incomplete entry: move it aside atomically, so no reader sees half of it
+                old = Path(tempfile.mkdtemp(prefix=f".{key}.old-", dir=root))
+                os.replace(final, old / "entry")
+                shutil.rmtree(old, ignore_errors=True)
             os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
