@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = [["demo.py", "--cold"]]
+SCRIPTS = [["demo.py", "--cold"], ["cache_load.py"]]
 
 for script, *args in SCRIPTS:
     print(f"== {script} {' '.join(args)}", flush=True)
