@@ -17,8 +17,9 @@ Strategies (`external.strategy`):
               decaying model the budget goes uniformly over the remaining rounds, and plan.json says why.
 
 Sources (`external.source`):
-    workload  M distinct problems of the workload's train split (seeded by the experiment seed), with
-              `workload.reference(problem)` as the response
+    workload  M distinct problems of the workload's external split (seeded by the experiment seed), with
+              `workload.reference(problem)` as the response: that split is disjoint from the train split every
+              round's prompts come from and from the held-out set, so external data never repeats a round's prompt
     PATH      a JSONL file of {"prompt": ..., "response": ...} (optional "id"); its lines are shuffled by the
               experiment seed and the first M are used
 
@@ -86,16 +87,16 @@ def _seed(*parts: object) -> int:
 def _from_workload(cfg: ExperimentConfig, workload) -> list[Problem]:
     m = cfg.external.budget
     try:
-        drawn = workload.problems("train", m, _seed(cfg.seed, "external"))
+        drawn = workload.problems("external", m, _seed(cfg.seed, "external"))
     except SvgapError as e:
-        raise SvgapError(f"external.budget {m} is larger than the workload's train split holds ({e})") from None
+        raise SvgapError(f"external.budget {m} is larger than the workload's external split holds ({e})") from None
     out, seen = [], set()
     for p in drawn:
         if p.id not in seen:
             seen.add(p.id)
             out.append(Problem(p.id, p.prompt, workload.reference(p)))
     if len(out) < m:
-        raise SvgapError(f"external.budget {m} is larger than the workload's train split holds "
+        raise SvgapError(f"external.budget {m} is larger than the workload's external split holds "
                          f"({len(out)} distinct problems)")
     return out
 

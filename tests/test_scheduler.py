@@ -113,10 +113,18 @@ def test_workload_source_draws_distinct_reference_answers_and_knows_its_size(def
     got = [p for b in drive(sched, 4) for p in b]
     assert len({p.id for p in got}) == 40
     assert all(default_workload.check(p, p.answer) for p in got)  # the reference answer is correct
+    # the external pool is its own split: no id is any round's train prompt or a held-out prompt
+    from orchestrator.round import derive_seed
+
+    wc = cfg.workload
+    prompts = {p.id for t in range(4)
+               for p in default_workload.problems("train", wc.train_prompts, derive_seed(cfg.seed, t, "prompts"))}
+    heldout = {p.id for p in default_workload.problems("heldout", wc.heldout_prompts, derive_seed(cfg.seed, "heldout"))}
+    assert len(prompts) > 100 and len(heldout) > 100 and not {p.id for p in got} & (prompts | heldout)
     import workloads
 
     small = cfg_for("workload.options.digits=1", "external.strategy=uniform", "external.budget=500")
-    with pytest.raises(SvgapError, match="external.budget 500 is larger than the workload's train split holds"):
+    with pytest.raises(SvgapError, match="external.budget 500 .*external split"):
         build_scheduler(small, workloads.get(small.workload.name, small.workload.options))
 
 
@@ -281,16 +289,19 @@ def test_three_rounds_with_a_tiny_budget(local_ray, base_model_dir, tmp_path):
     expect = [7, 0, 0]  # early over 3 rounds: ceil(3/3) = 1 round gets everything
     from orchestrator.round import derive_seed
 
-    pool = {p.id: p for p in wl.problems("train", 7, derive_seed(cfg.seed, "external"))}
+    pool = {p.id: p for p in wl.problems("external", 7, derive_seed(cfg.seed, "external"))}
+    heldout = {p.id for p in wl.problems("heldout", 32, derive_seed(cfg.seed, "heldout"))}
     seen = set()
     for t in range(3):
         rows = [json.loads(x) for x in (run_dir / "picks" / f"round_{t:03d}.jsonl").read_text().splitlines()]
         ext = [r for r in rows if r["external"]]
+        prompts = {r["problem_id"] for r in rows if not r["external"]}
+        assert len(prompts) == 16 and not prompts & set(pool) and not heldout & set(pool)  # disjoint ids
         assert len(ext) == expect[t] and len(rows) == 16 + expect[t]
         for r in ext:
             assert r["round"] == t and r["problem_id"] not in seen
             seen.add(r["problem_id"])
-            p = pool[r["problem_id"]]  # a train problem with the stronger source's (reference) response
+            p = pool[r["problem_id"]]  # an external-split problem with the stronger source's (reference) response
             assert r["prompt"] == p.prompt and r["response"] == wl.reference(p) and wl.check(p, r["response"])
     logged = tracking.run_metrics(res.run_id, uri)
     assert [logged["external/count"][t] for t in range(3)] == expect

@@ -1,6 +1,6 @@
 """The Workload protocol: what a task gives the round loop.
 
-A workload owns its prompts (seeded train / held-out sets), its answer checker, its verifier prompt templates
+A workload owns its prompts (seeded train / held-out / external sets), its answer checker, its verifier prompt templates
 (TF and QE), reference answers from a stronger source (external data) and a base model. Everything crosses
 process boundaries as plain dataclasses.
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Protocol
 
-Split = Literal["train", "heldout"]
+Split = Literal["train", "heldout", "external"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ class Workload(Protocol):
     name: str
 
     def problems(self, split: Split, n: int, seed: int) -> list[Problem]:
-        """n seeded problems; train and held-out sets never share a problem."""
+        """n seeded problems. The three splits never share a problem: "train" feeds the rounds, "heldout" the
+        held-out accuracy, "external" the external-data pool (THEORY §3), so external data is never a round's prompt."""
 
     def check(self, problem: Problem, response: str) -> bool:
         """Is `response` a correct answer to `problem`?"""

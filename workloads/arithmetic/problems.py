@@ -1,7 +1,9 @@
 """Seeded synthetic problems `a op b=` with answers reversed and zero-padded (least significant digit first).
 
-The split of a problem is a fixed function of its operands (a hash), so train and held-out sets never share a
-problem, whatever the seeds. A thin band of the train split ("dev") is kept out of pretraining: the builder
+The split of a problem is a fixed function of its operands (a hash), so the train, held-out and external sets never
+share a problem, whatever the seeds. The external split (a band of EXTERNAL_FRACTION of the problems) is the pool
+external data comes from (THEORY §3: a stronger source's answers), so no external example is ever one of a round's
+train prompts or a held-out prompt. A thin band of the train split ("dev") is kept out of pretraining: the builder
 watches its accuracy to decide when to stop.
 """
 from __future__ import annotations
@@ -16,6 +18,8 @@ from workloads.base import Problem
 from .options import ArithmeticOptions
 
 DEV_FRACTION = 0.01
+EXTERNAL_FRACTION = 0.05  # u in [1 - EXTERNAL_FRACTION, 1): external data only, never a round's train prompt
+SPLITS = ("train", "heldout", "external")
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -67,13 +71,16 @@ class ProblemSpace:
         f = self.opts.heldout_fraction
         if split == "heldout":
             return u < f
+        ext = u >= 1.0 - EXTERNAL_FRACTION
         if split == "train":
-            return u >= f
+            return (u >= f) & ~ext
+        if split == "external":
+            return ext
         if split == "dev":
             return (u >= f) & (u < f + DEV_FRACTION)
         if split == "pretrain":
             return u >= f + DEV_FRACTION
-        raise SvgapError(f"unknown split {split!r} (choose train or heldout)")
+        raise SvgapError(f"unknown split {split!r} (choose one of {', '.join(SPLITS)})")
 
     def answers(self, batch: Batch) -> np.ndarray:
         """Integer results (a + b or a - b)."""
@@ -111,11 +118,11 @@ class ProblemSpace:
 
     def problems(self, split: str, n: int, seed: int) -> list[Problem]:
         """n distinct seeded problems of one split (same seed and split -> same list)."""
-        if split not in ("train", "heldout"):
-            raise SvgapError(f"unknown split {split!r} (choose train or heldout)")
+        if split not in SPLITS:
+            raise SvgapError(f"unknown split {split!r} (choose one of {', '.join(SPLITS)})")
         if n < 0:
             raise SvgapError(f"number of problems must be >= 0, got {n}")
-        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 1 if split == "heldout" else 0, 0xA417])
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS.index(split), 0xA417])
         out: list[Problem] = []
         seen: set[str] = set()
         for _ in range(1000):
