@@ -5,10 +5,15 @@ squares reduces to a 1-D search over r with the linear parameters profiled out (
 a log-spaced grid (many starts, no local-minimum traps) refined three times, vectorised over bootstrap replicates,
 so one fit with 200 bootstrap replicates takes milliseconds and can run after every round.
 
-Confidence intervals: residual bootstrap over rounds (the (U_s, U_v) residual pair of a round is resampled
-together, keeping their correlation; residuals are inflated by sqrt(2n/(2n-5)) for the fitted parameters), then
-percentile intervals widened around the estimate by t(2n-5)/z, because with ~10 rounds the residual spread itself
-is uncertain (plain percentiles covered ~90% at a nominal 95% in our coverage runs). Early prediction: fit rounds 0..K only (`first=K`) and, when later rounds exist, backtest.
+Confidence intervals: residual bootstrap over rounds that re-fits every replicate. Residuals are relative
+(U/fitted - 1: measured uncertainties scatter in proportion to their size, and early rounds are larger), the
+(U_s, U_v) residual pair of a round is resampled together, keeping their correlation, and residuals are inflated by
+sqrt(2n/(2n-5)) for the fitted parameters. Percentile intervals are then widened around the estimate by
+t(n-3)/z: each series' residual spread is itself estimated from n points and 3 parameters (A, C, the shared r).
+Chosen by measuring (benchmarks/fit_coverage.py: 300 synthetic runs, 9-11 rounds, 1-2 % multiplicative noise):
+the former additive residuals with a t(2n-5)/z widening covered the rate 86 %, alpha' 84 %, U_s,inf 91 %; this
+method covers every interval at 92-97 % (docs/theory.md §6). Early prediction: fit rounds 0..K only (`first=K`)
+and, when later rounds exist, backtest; `backtest_table` does it for every K.
 """
 from __future__ import annotations
 
@@ -20,13 +25,15 @@ import numpy as np
 from scipy import stats
 
 from orchestrator.errors import SvgapError
+from orchestrator.theory import verdicts as vd
 from orchestrator.theory.model import GapModel
 
 MIN_ROUNDS = 4
 R_MAX = 5.0  # per round: beyond this the whole decay happens within one round and r is not identifiable
 CI_NAMES = ("rate", "alpha_prime", "beta_prime", "delta", "U_s_inf", "U_v_inf", "G_inf", "alpha_over_beta",
-            "rounds_to_eps")
-DECAYING = "decaying"
+            "sensitivity", "rounds_to_eps")
+DECAYING = vd.DECAYING
+BACKTEST_FROM = 4  # the backtest table starts with rounds 0..4
 
 
 def check_series(rounds: Sequence, U_s: Sequence, U_v: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,9 +119,10 @@ def _derived(p: np.ndarray, eps: float) -> dict[str, np.ndarray]:
     delta = ap - bp
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(bp != 0, ap / bp, np.nan)
+        sens = np.where(delta != 0, -bp / delta, np.nan)  # THEORY §2: dU_s,inf/dG_0 = -beta/(alpha-beta)
         t_eps = np.where(np.abs(delta) > eps, np.log(np.abs(delta) / eps) / r, 0.0)
     return {"rate": r, "alpha_prime": ap, "beta_prime": bp, "delta": delta, "U_s_inf": us, "U_v_inf": uv,
-            "G_inf": us - uv, "alpha_over_beta": ratio, "rounds_to_eps": t_eps}
+            "G_inf": us - uv, "alpha_over_beta": ratio, "sensitivity": sens, "rounds_to_eps": t_eps}
 
 
 def _r2(y: np.ndarray, yhat: np.ndarray) -> float | None:
@@ -143,23 +151,26 @@ def _verdict(t, S, V, p, r_min) -> str:
     sse0 = syy_s + float(((V - V.mean()) ** 2).sum())
     scale = 1e-20 * max(1.0, float((S * S).sum() + (V * V).sum()))
     if sse0 <= scale:
-        return "no decay: U_s and U_v are constant"
+        return f"{vd.NO_DECAY}: U_s and U_v are constant"
     s2 = max(sse1, scale) / (2 * n - 5)
     if stats.f.sf(((sse0 - sse1) / 3) / s2, 3, 2 * n - 5) > 0.01:
-        return "no decay: U_s and U_v are flat within noise"
+        return f"{vd.NO_DECAY}: U_s and U_v are flat within noise"
     # U_s alone: does its fitted curve explain significantly more than a constant?
     if stats.f.sf(max(syy_s - sse_s, 0.0) / s2, 1, 2 * n - 5) > 0.01:
-        return "no decay: U_s is flat within noise (only U_v moves)"
+        return f"{vd.NO_DECAY}: U_s is flat within noise (only U_v moves)"
     if ap <= 0:
-        return "no decay: U_s rises over the rounds"
+        return f"{vd.NO_DECAY}: U_s rises over the rounds"
     if r <= r_min * 1.001:
-        return "no limit yet: U_s falls with no visible slowing (rate at its lower bound); fit more rounds"
+        return f"{vd.NO_LIMIT_YET}: U_s falls with no visible slowing (rate at its lower bound); fit more rounds"
     if us < 0 or uv < 0:  # U = -log π >= 0: a negative limit is an extrapolated straight line, not a limit
-        return (f"no limit yet: the fitted limits are negative (U_s,inf {us:.3g}, U_v,inf {uv:.3g}) and an "
-                f"uncertainty cannot be; U_s falls with little visible slowing; fit more rounds")
+        return (f"{vd.NEGATIVE_UNCERTAINTY}: the fitted limits are negative (U_s,inf {us:.3g}, U_v,inf {uv:.3g}) "
+                f"and an uncertainty cannot be; U_s falls with little visible slowing; fit more rounds")
     if r >= R_MAX * 0.999:
-        return (f"no identifiable rate: the whole decay happens within the first round (rate at its upper bound "
+        return (f"{vd.NO_RATE}: the whole decay happens within the first round (rate at its upper bound "
                 f"{R_MAX:g}); the limit is simply the plateau already reached")
+    outside = vd.model_verdict(GapModel(float(r), float(ap), float(bp), float(us), float(uv)))
+    if outside is not None:  # alpha <= beta, beta < 0 or G_inf < 0: the curves fit, but THEORY's model does not
+        return str(outside)
     return DECAYING
 
 
@@ -169,6 +180,26 @@ def least_squares_model(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequen
     t, S, V = check_series(rounds, U_s, U_v)
     r, ap, us, bp, uv = _fit_batch(t, S[None], V[None], 0.01 / max(int(t[-1] - t[0]), 1))[0]
     return GapModel(float(r), float(ap), float(bp), float(us), float(uv))
+
+
+NUMBERS = ("rate", "alpha_prime", "beta_prime", "delta", "U_s_inf", "U_v_inf", "G_inf", "alpha_over_beta",
+           "sensitivity")
+BOOT_COLUMNS = ("rate", "alpha_prime", "U_s_inf", "beta_prime", "U_v_inf")
+
+
+def _boot_from_json(data) -> np.ndarray | None:
+    """Bootstrap rows saved by to_json; a malformed block is a one-line error."""
+    if data is None:
+        return None
+    if not isinstance(data, dict) or list(data.get("columns") or []) != list(BOOT_COLUMNS):
+        raise SvgapError(f"fit JSON bootstrap must be {{columns: {list(BOOT_COLUMNS)}, rows: [...]}}")
+    try:
+        rows = np.asarray(data.get("rows") or [], dtype=float)
+    except (TypeError, ValueError):
+        raise SvgapError("fit JSON bootstrap rows must be lists of 5 numbers") from None
+    if rows.size and (rows.ndim != 2 or rows.shape[1] != len(BOOT_COLUMNS)):
+        raise SvgapError("fit JSON bootstrap rows must be lists of 5 numbers")
+    return rows.reshape(-1, len(BOOT_COLUMNS)) if rows.size else None
 
 
 @dataclass
@@ -191,7 +222,8 @@ class FitResult:
     verdict: str
     backtest: dict | None = None
     ci_level: float = 0.95
-    boot: np.ndarray | None = field(default=None, repr=False)  # bootstrap parameter rows, for curve bands
+    boot: np.ndarray | None = field(default=None, repr=False)  # bootstrap rows [r, alpha', U_s_inf, beta', U_v_inf]
+    sensitivity: float | None = None  # THEORY §2: dU_s,inf/dG_0 at fixed U_v(0) = -beta/(alpha-beta) = -beta'/delta
 
     @property
     def decaying(self) -> bool:
@@ -218,13 +250,15 @@ class FitResult:
         return {k: (np.nanpercentile(c, q, axis=0), np.nanpercentile(c, 100 - q, axis=0)) for k, c in curves.items()}
 
     def to_json(self) -> dict:
-        out = {k: _num(getattr(self, k)) for k in ("rate", "alpha_prime", "beta_prime", "delta", "U_s_inf",
-                                                    "U_v_inf", "G_inf", "alpha_over_beta")}
+        out = {k: _num(getattr(self, k)) for k in NUMBERS}
         out.update(r2=dict(self.r2), rounds_to_eps=dict(self.rounds_to_eps), ci={k: list(v) for k, v in self.ci.items()},
                    n_rounds=self.n_rounds, fitted_on=dict(self.fitted_on))
         if self.backtest is not None:
             out["backtest"] = dict(self.backtest)
         out["verdict"] = self.verdict
+        if self.boot is not None and len(self.boot):  # what `svgap plan --fit` propagates into its intervals
+            out["bootstrap"] = {"columns": list(BOOT_COLUMNS),
+                                "rows": [[float(f"{x:.6g}") for x in row] for row in self.boot]}
         return out
 
     @classmethod
@@ -237,7 +271,7 @@ class FitResult:
         if missing:
             raise SvgapError(f"fit JSON lacks key(s) {', '.join(missing)}")
         vals = {}
-        for k in ("rate", "alpha_prime", "beta_prime", "delta", "U_s_inf", "U_v_inf", "G_inf", "alpha_over_beta"):
+        for k in NUMBERS:
             v = data.get(k)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
                 raise SvgapError(f"fit JSON key {k} is not a finite number: {v!r}")
@@ -249,18 +283,31 @@ class FitResult:
         return cls(**vals, r2=dict(data.get("r2") or {}), rounds_to_eps=dict(data.get("rounds_to_eps") or {}),
                    ci=dict(data.get("ci") or {}), n_rounds=int(data.get("n_rounds") or 0),
                    fitted_on=dict(data.get("fitted_on") or {}), verdict=str(data["verdict"]),
-                   backtest=data.get("backtest"))
+                   backtest=data.get("backtest"), boot=_boot_from_json(data.get("bootstrap")))
+
+
+def _bootstrap(t, S, V, fs, fv, r_min: float, n_boot: int, seed: int) -> np.ndarray:
+    """Re-fitted parameter rows of n_boot residual-bootstrap series (see the module docstring for the method)."""
+    n = t.size
+    rng = np.random.default_rng(seed)
+    infl = math.sqrt(2 * n / (2 * n - 5))
+    idx = rng.integers(0, n, size=(n_boot, n))
+    if (fs > 0).all() and (fv > 0).all():
+        rs, rv = (S / fs - 1) * infl, (V / fv - 1) * infl
+        return _fit_batch(t, fs[None] * (1 + rs[idx]), fv[None] * (1 + rv[idx]), r_min)
+    es, ev = (S - fs) * infl, (V - fv) * infl  # a fitted curve at or below 0: relative residuals are undefined
+    return _fit_batch(t, fs[None] + es[idx], fv[None] + ev[idx], r_min)
 
 
 def fit_gap(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float], *, first: int | None = None,
             eps: float = 0.05, n_boot: int = 200, seed: int = 0, level: float = 0.95,
-            quantity: str = "total") -> FitResult:
+            quantity: str = "total", backtest: bool = True) -> FitResult:
     """Fit Proposition 3.1 to a run's U_s and U_v per round.
 
     first: early prediction, fit only rounds t <= first; later rounds, if any, give the backtest
     (U_s_inf_error = this fit's U_s_inf minus the fit on all rounds; max_abs_error_U_s = largest |predicted - observed|
-    U_s on the later rounds). eps: for Corollary 3.2's rounds to eps. quantity: which uncertainty was fitted
-    (total / per_token), recorded in fitted_on.
+    U_s on the later rounds; with `backtest`, also the table of backtest_table for every K). eps: for Corollary
+    3.2's rounds to eps. quantity: which uncertainty was fitted (total / per_token), recorded in fitted_on.
     """
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
         raise SvgapError(f"eps must be a positive number, got {eps!r}")
@@ -278,27 +325,23 @@ def fit_gap(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float], *
     fitted_on = {"rounds": [int(x) for x in t], "quantity": quantity}
     later = ~keep
     if verdict != DECAYING:
-        bt = {"U_s_inf_error": None, "max_abs_error_U_s": None} if later.any() else None
+        bt = None
+        if later.any():
+            bt = {"U_s_inf_error": None, "max_abs_error_U_s": None}
+            if backtest:
+                bt["table"] = backtest_table(t_all, S_all, V_all, eps=eps, n_boot=n_boot, seed=seed, level=level)
         return FitResult(None, None, None, None, None, None, None, None, r2={"U_s": None, "U_v": None, "G": None},
                          rounds_to_eps={"eps": eps, "rounds": None}, ci={}, n_rounds=n, fitted_on=fitted_on,
                          verdict=verdict, backtest=bt, ci_level=level)
     d = {k: float(v[0]) for k, v in _derived(p[None], eps).items()}
     model = GapModel(d["rate"], d["alpha_prime"], d["beta_prime"], d["U_s_inf"], d["U_v_inf"])
     fs, fv, fg = model.predict(t)
-    if d["delta"] <= 0:
-        verdict = (f"{DECAYING} (delta <= 0: alpha < beta, the verifier's uncertainty falls faster than the "
-                   f"solver's and the gap widens towards G_inf, outside THEORY's alpha > beta; rounds_to_eps uses "
-                   f"|delta|)")
     ci, boot = {}, None
     if n_boot > 0:
-        rng = np.random.default_rng(seed)
-        infl = math.sqrt(2 * n / (2 * n - 5))
-        es, ev = (S - fs) * infl, (V - fv) * infl
-        idx = rng.integers(0, n, size=(n_boot, n))
-        boot = _fit_batch(t, fs[None] + es[idx], fv[None] + ev[idx], r_min)
+        boot = _bootstrap(t, S, V, fs, fv, r_min, n_boot, seed)
         q = 100 * (1 - level) / 2
-        # small-sample widening: the bootstrap treats the residual spread as known; scale by t(2n-5)/z quantiles
-        widen = stats.t.ppf(1 - q / 100, 2 * n - 5) / stats.norm.ppf(1 - q / 100)
+        # small-sample widening: the bootstrap treats the residual spread as known; scale by t(n-3)/z quantiles
+        widen = stats.t.ppf(1 - q / 100, n - 3) / stats.norm.ppf(1 - q / 100)
         for k, v in _derived(boot, eps).items():
             v = v[np.isfinite(v)]
             if not v.size or d[k] is None or not math.isfinite(d[k]):
@@ -308,14 +351,34 @@ def fit_gap(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float], *
             if k in ("rate", "rounds_to_eps"):
                 lo = max(lo, 0.0)
             ci[k] = [_num(lo), _num(hi)]
-    backtest = None
+    bt = None
     if later.any():
         full = fit_gap(t_all, S_all, V_all, eps=eps, n_boot=0, quantity=quantity)
-        backtest = {"U_s_inf_error": None if full.U_s_inf is None else d["U_s_inf"] - full.U_s_inf,
-                    "max_abs_error_U_s": float(np.max(np.abs(model.U_s(t_all[later]) - S_all[later])))}
+        bt = {"U_s_inf_error": None if full.U_s_inf is None else d["U_s_inf"] - full.U_s_inf,
+              "max_abs_error_U_s": float(np.max(np.abs(model.U_s(t_all[later]) - S_all[later])))}
+        if backtest:
+            bt["table"] = backtest_table(t_all, S_all, V_all, eps=eps, n_boot=n_boot, seed=seed, level=level)
     return FitResult(
-        **{k: _num(d[k]) for k in ("rate", "alpha_prime", "beta_prime", "delta", "U_s_inf", "U_v_inf", "G_inf",
-                                   "alpha_over_beta")},
+        **{k: _num(d[k]) for k in NUMBERS},
         r2={"U_s": _r2(S, fs), "U_v": _r2(V, fv), "G": _r2(S - V, fg)},
         rounds_to_eps={"eps": eps, "rounds": d["rounds_to_eps"]}, ci=ci, n_rounds=n, fitted_on=fitted_on,
-        verdict=verdict, backtest=backtest, ci_level=level, boot=boot)
+        verdict=verdict, backtest=bt, ci_level=level, boot=boot)
+
+
+def backtest_table(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float], *, eps: float = 0.05,
+                   n_boot: int = 200, seed: int = 0, level: float = 0.95) -> list[dict]:
+    """The paper's early-prediction claim checked on one run: for every K from BACKTEST_FROM to the last round, the
+    limit U_s,inf fitted on rounds 0..K (with its CI) next to the one fitted on all rounds. A K whose fit has no
+    limit gives its verdict instead of numbers; `error` = U_s,inf(0..K) - U_s,inf(all)."""
+    t, S, V = check_series(rounds, U_s, U_v)
+    full = fit_gap(t, S, V, eps=eps, n_boot=0, backtest=False)
+    rows = []
+    for k in range(max(BACKTEST_FROM, int(t[0]) + MIN_ROUNDS - 1), int(t[-1]) + 1):
+        if int((t <= k).sum()) < MIN_ROUNDS:
+            continue
+        f = fit_gap(t, S, V, first=k, eps=eps, n_boot=n_boot, seed=seed, level=level, backtest=False)
+        err = None if f.U_s_inf is None or full.U_s_inf is None else f.U_s_inf - full.U_s_inf
+        rows.append({"first": k, "n_rounds": f.n_rounds, "U_s_inf": f.U_s_inf,
+                     "ci": list(f.ci.get("U_s_inf") or [None, None]), "U_s_inf_all": full.U_s_inf,
+                     "error": _num(err), "verdict": f.verdict if not f.decaying else DECAYING})
+    return rows
