@@ -11,7 +11,10 @@ Strategies (`external.strategy`):
               dynamics are fitted on rounds 0..w (needs w + 1 >= 4 measured rounds, i.e. w >= 3), every allocation
               of the whole budget over the remaining rounds w..T-1 (early / uniform / late over those rounds) is
               simulated with theory.allocation.plan, exactly as `svgap plan --fit FIT --gamma γ --rounds T-w
-              --start-round w --objective OBJ` would, and the best by `external.objective` is used. `external.gamma`
+              --start-round w --objective OBJ` would (the fit's bootstrap replicates propagated into a 95 % interval
+              per strategy), and the best by `external.objective` is used -- unless it cannot be told apart from
+              the runner-up under the fit (theory/intervals.py: the interval of their difference includes 0); then
+              `uniform`, the least committal allocation, is used and plan.json says why. `external.gamma`
               is required: the warm-up rounds use no external data, so nothing in the run can estimate γ yet (fit it
               from an earlier run with `svgap plan --run RUN_ID` / `svgap allocate`). If the warm-up fit has no
               decaying model the budget goes uniformly over the remaining rounds, and plan.json says why.
@@ -221,6 +224,7 @@ class Scheduler:
     def _make_plan(self, t: int, records: list) -> None:
         from orchestrator.theory.allocation import plan, strategy_shares as named
         from orchestrator.theory.fit import fit_gap
+        from orchestrator.theory.intervals import propagate, samples_from_rows, widening
 
         w, left = t, self.rounds - t
         suffix = "" if self.cfg.fit.quantity == "total" else "_per_token"
@@ -232,28 +236,35 @@ class Scheduler:
                       "objective": self.ext.objective, "quantity": self.cfg.fit.quantity,
                       "observed": {"rounds": rounds, "U_s": U_s, "U_v": U_v}}
         try:
-            fit = fit_gap(rounds, U_s, U_v, n_boot=0, quantity=self.cfg.fit.quantity)
+            fit = fit_gap(rounds, U_s, U_v, n_boot=200, seed=self.cfg.seed, quantity=self.cfg.fit.quantity,
+                          backtest=False)
             data["fit"] = fit.to_json()
             if not fit.decaying:
                 raise SvgapError(f"the warm-up fit has no decaying model ({fit.verdict})")
             pl = plan(fit, self.ext.gamma, left, list(NAMED), self.ext.objective, start_round=w)
+            if pl.best is None:
+                raise SvgapError(pl.verdict)
+            propagate(pl, samples_from_rows(fit.boot, self.ext.gamma), widen=widening(fit.n_rounds))
         except SvgapError as e:
             shares = named("uniform", left)
             data.update(chosen="uniform", fallback=str(e), eta=shares)
             why = f"no plan ({e}); spending the budget uniformly over rounds {w}..{self.rounds - 1}"
         else:
             data.update(pl.to_json())
-            shares = pl.shares[pl.best]
-            data.update(chosen=pl.best, eta=shares,
+            shares = pl.shares[pl.chosen]
+            data.update(chosen=pl.chosen, eta=shares,
                         equivalent_command=f"svgap plan --fit fit.json --gamma {self.ext.gamma!r} --rounds {left} "
                                            f"--start-round {w} --objective {self.ext.objective}")
             key = "U_s_inf" if self.ext.objective == "limit" else "U_s_T"
-            ranked = sorted(pl.outcomes, key=lambda k: getattr(pl.outcomes[k], key))
-            cands = ", ".join(f"{k} {getattr(pl.outcomes[k], key):.4f}" for k in ranked)
+            ranked = sorted(pl.outcomes, key=lambda k: (getattr(pl.outcomes[k], key) is None,
+                                                        getattr(pl.outcomes[k], key) or 0.0))
+            cands = ", ".join(f"{k} {getattr(pl.outcomes[k], key):.4f}" if pl.outcomes[k].verdict is None
+                              else f"{k} ({pl.outcomes[k].verdict.split(':')[0]})" for k in ranked)
             base = getattr(pl.baseline, key)
             label = "U_s,inf" if self.ext.objective == "limit" else f"U_s at round {self.rounds}"
             why = (f"plan after round {w} (fit rate {fit.rate:.3f}, U_s,inf {fit.U_s_inf:.4f}; gamma "
-                   f"{self.ext.gamma:g}): predicted {label}: {cands}; no external data {base:.4f} -> {pl.best}")
+                   f"{self.ext.gamma:g}): predicted {label}: {cands}; no external data {base:.4f} -> {pl.chosen} "
+                   f"({pl.why})")
         counts = round_counts(shares, self.budget)
         self.counts = [0] * w + counts
         data["counts"] = self.counts

@@ -201,7 +201,7 @@ def records_from(model: GapModel, rounds: int) -> list[RoundRecord]:
     return out
 
 
-@pytest.mark.parametrize("objective, gamma", [("limit", 0.5), ("horizon", 0.5), ("horizon", 30.0)])
+@pytest.mark.parametrize("objective, gamma", [("limit", 0.5), ("horizon", 0.5), ("horizon", 2.0)])
 def test_planned_chooses_what_svgap_plan_chooses(tmp_path, capsys, objective, gamma):
     src = write_jsonl(tmp_path / "ext.jsonl", 60)
     model = GapModel(rate=0.6, alpha_prime=3.0, beta_prime=1.2, U_s_inf=2.0, U_v_inf=1.5)
@@ -230,10 +230,13 @@ def test_planned_chooses_what_svgap_plan_chooses(tmp_path, capsys, objective, ga
     assert main(["plan", "--fit", str(fit_file), "--gamma", str(gamma), "--rounds", str(rounds - w),
                  "--start-round", str(w), "--objective", objective, "--json"]) == 0
     cli = json.loads(capsys.readouterr().out)
-    assert plan_json["chosen"] == cli["best"]
-    assert plan_json["strategies"][cli["best"]]["eta"] == cli["strategies"][cli["best"]]["eta"]
-    assert counts[w:] == round_counts(cli["strategies"][cli["best"]]["eta"], 30)
-    assert any(cli["best"] in s and "predicted" in s for s in said)
+    assert plan_json["chosen"] == cli["chosen"] and plan_json["comparison"] == cli["comparison"]
+    # the best by the point prediction, unless the fit cannot tell it from the runner-up: then uniform (with no
+    # runner-up, as when gamma 2 makes early and uniform predict negative uncertainties, the best stands)
+    assert cli["chosen"] == (cli["best"] if cli["comparison"]["distinguishable"] in (True, None) else "uniform")
+    assert plan_json["strategies"][cli["chosen"]]["eta"] == cli["strategies"][cli["chosen"]]["eta"]
+    assert counts[w:] == round_counts(cli["strategies"][cli["chosen"]]["eta"], 30)
+    assert any(cli["chosen"] in s and "predicted" in s for s in said)
     assert sched.metrics(w)["external/count"] == counts[w]
 
 
@@ -248,6 +251,20 @@ def test_planned_without_a_model_falls_back_to_uniform_and_says_why(tmp_path):
     assert [len(b) for b in drive(sched, 6, flat)] == [0, 0, 0, 2, 2, 2]
     assert rec.dicts["external/plan.json"]["chosen"] == "uniform" and rec.dicts["external/plan.json"]["fallback"]
     assert any("no plan" in s for s in said)
+
+
+def test_planned_with_only_impossible_predictions_falls_back_with_the_verdict(tmp_path):
+    """gamma 30 empties U_v in one jump: every allocation predicts a negative uncertainty -> uniform, and why."""
+    src = write_jsonl(tmp_path / "ext.jsonl", 20)
+    recs = records_from(GapModel(rate=0.6, alpha_prime=3.0, beta_prime=1.2, U_s_inf=2.0, U_v_inf=1.5), 10)
+    cfg = cfg_for("rounds=9", "external.budget=10", "external.strategy=planned", f"external.source={src}",
+                  "external.gamma=30", "external.warmup_rounds=4", "external.objective=horizon")
+    sched = build_scheduler(cfg, None)
+    rec, said = Recorder(), []
+    sched.attach(rec, tmp_path / "run", said.append)
+    assert [len(b) for b in drive(sched, 9, recs)] == [0, 0, 0, 0, 2, 2, 2, 2, 2]
+    pj = rec.dicts["external/plan.json"]
+    assert pj["chosen"] == "uniform" and pj["fallback"].startswith("negative uncertainty: every allocation")
 
 
 # ---- bad input through the CLI: exit 2, one line, nothing run -------------------------------------------------------

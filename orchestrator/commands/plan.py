@@ -1,5 +1,6 @@
 """`svgap plan`: given a fitted gap model and gamma, predict the solver under each allocation of a limited
-external-data budget (THEORY §3) and name the best by the objective."""
+external-data budget (docs/theory.md §5) with a 95 % interval per strategy, name the best by the objective and say
+whether it can be told apart from the runner-up under the fit (theory/intervals.py)."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,7 @@ from orchestrator.errors import SvgapError
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("plan", help="plan an external-data budget over rounds (THEORY §3)")
+    p = sub.add_parser("plan", help="plan an external-data budget over rounds (docs/theory.md §5)")
     add_source_args(p, fit_json=True)
     p.add_argument("--gamma", type=float, default=None,
                    help="strength of external data (> 0); omitted with --run: fitted from the run's external/eta")
@@ -51,7 +52,7 @@ def _external_fit(args: argparse.Namespace):
     """
     from orchestrator import tracking
     from orchestrator.commands.fit import COLUMNS
-    from orchestrator.theory.allocation import fit_gamma
+    from orchestrator.theory.gamma import fit_gamma
 
     cs, cv = COLUMNS[args.quantity]
     series = tracking.metric_series(args.run, [cs, cv, "external/eta"], args.tracking_uri)
@@ -65,22 +66,40 @@ def _external_fit(args: argparse.Namespace):
         raise SvgapError(f"run {args.run} used external data; fitting its gap model with gamma: {e}") from None
 
 
+def _n(x, fmt=".4f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def _ci(ci) -> str:
+    return "" if not ci or None in ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
 def format_plan(pl) -> str:
     j = pl.to_json()
+    key = "U_s_inf" if pl.objective == "limit" else "U_s_T"
     lines = [f"plan over {pl.rounds} rounds from round {pl.start_round}, gamma {pl.gamma:.4g}, "
-             f"objective {pl.objective} (lower U_s is better)",
-             f"  {'strategy':<12}{'U_s at T':>12}{'U_s,inf':>12}{'J':>10}   eta"]
+             f"objective {pl.objective} (lower U_s is better)"]
+    if pl.verdict:
+        return "\n".join(lines + [f"  {pl.verdict}"])
+    lines.append(f"  {'strategy':<12}{'U_s at T':>12}{'U_s,inf':>12}  {'95% interval (' + key + ')':<28}{'J':>8}   eta")
     for name, o in j["strategies"].items():
         eta = " ".join(f"{e:.2f}" for e in o["eta"])
         mark = "  <- best" if name == j["best"] else ""
-        lines.append(f"  {name:<12}{o['U_s_T']:>12.4f}{o['U_s_inf']:>12.4f}{o['J']:>10.4f}   {eta}{mark}")
+        if o.get("verdict"):
+            lines.append(f"  {name:<12}{o['verdict']}")
+            continue
+        lines.append(f"  {name:<12}{_n(o['U_s_T']):>12}{_n(o['U_s_inf']):>12}  {_ci((o.get('ci') or {}).get(key)):<28}"
+                     f"{_n(o['J']):>8}   {eta}{mark}")
     b = j["baseline"]
-    lines.append(f"  {'no external':<12}{b['U_s_T']:>12.4f}{b['U_s_inf']:>12.4f}{0.0:>10.4f}")
+    base = b.get("verdict") or f"{_n(b['U_s_T']):>12}{_n(b['U_s_inf']):>12}"
+    lines.append(f"  {'no external':<12}{base}")
+    lines.append(f"  {pl.why}")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator.theory.allocation import plan
+    from orchestrator.theory.intervals import propagate, samples_from_rows, widening
 
     if args.gamma is not None and not (math.isfinite(args.gamma) and args.gamma > 0):
         raise SvgapError(f"--gamma must be > 0, got {args.gamma:g}")
@@ -102,12 +121,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         strategies = names
     ext = _external_fit(args) if args.run else None
-    if ext is not None:
+    if ext is not None:  # the joint fit's samples carry gamma's uncertainty unless --gamma fixes it
         model, gamma = ext.model, args.gamma if args.gamma is not None else ext.gamma
+        rows = ext.samples
+        samples = samples_from_rows(rows, gamma if args.gamma is not None or rows is None else rows[:, 5])
+        widen = widening(ext.n_rounds)
     else:
         if args.gamma is None:
             raise SvgapError("--gamma is required (only --run of a run that used external data can fit it)")
-        model, gamma = (_load_fit_json(args.fit) if args.fit else fit_from_args(args, n_boot=0)), args.gamma
+        model, gamma = (_load_fit_json(args.fit) if args.fit else fit_from_args(args, n_boot=200)), args.gamma
+        samples, widen = samples_from_rows(model.boot, gamma), widening(model.n_rounds)
     pl = plan(model, gamma, args.rounds, strategies, args.objective, start_round=args.start_round)
+    propagate(pl, samples, widen=widen)
     print(json.dumps(pl.to_json(), indent=2) if args.json else format_plan(pl))
     return 0

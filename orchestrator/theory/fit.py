@@ -258,7 +258,7 @@ class FitResult:
         out["verdict"] = self.verdict
         if self.boot is not None and len(self.boot):  # what `svgap plan --fit` propagates into its intervals
             out["bootstrap"] = {"columns": list(BOOT_COLUMNS),
-                                "rows": [[float(f"{x:.6g}") for x in row] for row in self.boot]}
+                                "rows": [[float(x) for x in row] for row in self.boot]}
         return out
 
     @classmethod

@@ -1,0 +1,109 @@
+"""How sure a plan is (docs/theory.md §5): the fit's bootstrap replicates (and gamma's uncertainty, where gamma was
+fitted) are pushed through every strategy's simulation, giving a 95 % interval per strategy and a verdict on
+whether the best can be told apart from the runner-up.
+
+Why paired: every strategy is simulated with the same replicate, so most of the fit's uncertainty (where the limit
+is) moves all strategies together. Whether `early` beats `uniform` is a question about their difference, so the
+rule is: the best is distinguishable when the 95 % interval of (runner-up - best) over the replicates excludes 0.
+Whether the two marginal intervals overlap is reported too (`intervals_overlap`), but it is not the test: they
+nearly always overlap. When the best is not distinguishable, `planned` takes `uniform`, the least committal
+allocation (no round is favoured on evidence the fit does not have), and says so.
+
+Intervals are percentile intervals widened around the point prediction by the same t(n-3)/z factor the fit uses.
+Replicates whose simulation has a verdict (outside the theory, a negative prediction) are left out and counted.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+from orchestrator.theory.allocation import Plan, simulate
+from orchestrator.theory.model import GapModel
+
+LEAST_COMMITTAL = "uniform"
+
+
+def widening(n_rounds: int, level: float = 0.95) -> float:
+    """t(n-3)/z: the fit's small-sample widening for a fit on n_rounds rounds (1 when n_rounds is unknown)."""
+    if n_rounds < 4:
+        return 1.0
+    z = stats.norm.ppf(0.5 + level / 2)
+    return float(stats.t.ppf(0.5 + level / 2, n_rounds - 3) / z)
+
+
+def samples_from_rows(rows: np.ndarray | None, gamma: float | np.ndarray) -> list[tuple[GapModel, float]]:
+    """(model, gamma) pairs from bootstrap rows [rate, alpha', U_s_inf, beta', U_v_inf] (+ gamma per row when gamma
+    is an array, else the one gamma); rows with a non-positive rate or gamma are dropped."""
+    if rows is None or not len(rows):
+        return []
+    g = np.broadcast_to(np.asarray(gamma, float), (len(rows),))
+    out = []
+    for (r, ap, us, bp, uv), gi in zip(np.asarray(rows, float)[:, :5], g):
+        if r > 0 and gi > 0 and all(math.isfinite(x) for x in (r, ap, us, bp, uv, gi)):
+            out.append((GapModel(float(r), float(ap), float(bp), float(us), float(uv)), float(gi)))
+    return out
+
+
+def _interval(point: float, vals: np.ndarray, w: float, level: float) -> list[float] | None:
+    vals = vals[np.isfinite(vals)]
+    if vals.size < 10:
+        return None
+    q = 100 * (1 - level) / 2
+    lo, hi = np.percentile(vals, q), np.percentile(vals, 100 - q)
+    return [float(point - w * (point - lo)), float(point + w * (hi - point))]
+
+
+def propagate(pl: Plan, samples: list[tuple[GapModel, float]], *, U_s0: float | None = None,
+              U_v0: float | None = None, widen: float = 1.0, level: float = 0.95) -> Plan:
+    """Fill each outcome's `ci`, the plan's `comparison` and `chosen`/`why` from the samples (in place)."""
+    if pl.best is None or not samples:
+        if pl.best is not None:
+            pl.why += "; no bootstrap replicates to judge how sure this is"
+        return pl
+    kw = dict(start_round=pl.start_round, U_s0=U_s0, U_v0=U_v0)
+    keys = ("U_s_T", "U_s_inf")
+    vals: dict[str, dict[str, np.ndarray]] = {}
+    for name, eta in pl.shares.items():
+        outs = [simulate(m, g, eta, **kw) for m, g in samples]
+        vals[name] = {k: np.asarray([np.nan if getattr(o, k) is None else getattr(o, k) for o in outs], float)
+                      for k in keys}
+        o = pl.outcomes[name]
+        if o.verdict is None:
+            o.ci = {k: _interval(getattr(o, k), vals[name][k], widen, level) for k in keys}
+            o.impossible_share = float(np.mean(~np.isfinite(vals[name]["U_s_inf"])))
+    key = "U_s_inf" if pl.objective == "limit" else "U_s_T"
+    ranked = sorted((k for k in pl.outcomes if pl.outcomes[k].verdict is None), key=lambda k: pl.key(pl.outcomes[k]))
+    best = ranked[0]
+    comp: dict = {"best": best, "runner_up": None, "key": key, "level": level, "samples": len(samples),
+                  "difference": None, "difference_ci": None, "intervals_overlap": None, "distinguishable": None}
+    pl.comparison = comp
+    if len(ranked) < 2:
+        pl.why += "; no runner-up to compare with"
+        return pl
+    run = ranked[1]
+    ob, orun = pl.outcomes[best], pl.outcomes[run]
+    diff = vals[run][key] - vals[best][key]
+    point = pl.key(orun) - pl.key(ob)
+    comp.update(runner_up=run, difference=point, difference_ci=_interval(point, diff, widen, level))
+    cb, cr = ob.ci.get(key), orun.ci.get(key)
+    comp["intervals_overlap"] = None if not (cb and cr) else bool(cb[1] >= cr[0])
+    label = "U_s,inf" if key == "U_s_inf" else "U_s(T)"
+    dci = comp["difference_ci"]
+    if dci is None:
+        comp["distinguishable"] = False
+        detail = (f"too few replicates give a physical prediction for both {best} and {run} to compare them")
+    else:
+        comp["distinguishable"] = bool(dci[0] > 0)
+        detail = (f"{label}({run}) - {label}({best}) = {point:.4g}, {100 * level:g}% interval "
+                  f"[{dci[0]:.4g}, {dci[1]:.4g}]")
+    if comp["distinguishable"]:
+        pl.chosen = best
+        pl.why = f"{best} is best and distinguishable from {run} under the fit: {detail}, which excludes 0"
+    else:
+        pl.chosen = LEAST_COMMITTAL if LEAST_COMMITTAL in ranked else best
+        pl.why = (f"{best} and {run} are indistinguishable under the fit ({detail}{', which includes 0' if dci else ''}"
+                  f"); choosing {pl.chosen}, " + ("the least committal allocation" if pl.chosen == LEAST_COMMITTAL
+                                                  else "the point best (uniform is not among the candidates)"))
+    return pl
