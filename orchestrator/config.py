@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import yaml
 
+from orchestrator.errors import SvgapError
 from orchestrator.typed import ConfigError, from_dict, rng, to_dict
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "arithmetic.yaml"
@@ -32,14 +33,37 @@ class WorkloadConfig:
 
 
 @dataclass
+class VLLMSection:
+    """`model.vllm`: the vLLM engine's own settings (backends/vllm.py). On CPU, vLLM's default of 256 sequences
+    a step halves throughput; `kv_cache_mb` sizes the KV cache (vLLM's own CPU default is 4 GiB per engine);
+    `threads_bind` is VLLM_CPU_OMP_THREADS_BIND: nobind lets the OS place each engine's threads (auto pins every
+    engine of a node to the same cores)."""
+    max_num_seqs: int = field(default=2048, metadata=rng(1))
+    max_num_batched_tokens: int = field(default=32768, metadata=rng(1))
+    kv_cache_mb: int = field(default=256, metadata=rng(16))
+    max_lora_rank: int = field(default=16, metadata=rng(1))
+    enforce_eager: bool = True  # compiled mode starts 3-4x slower here and is no faster for this model size
+    threads_bind: str = "nobind"
+
+
+@dataclass
 class ModelConfig:
     """The policy π_0: the workload's locally built base model unless `path` names a saved HF model."""
     path: str | None = None
     cache_dir: str = "~/.cache/svgap"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    # inference engine of the generation and verification actors (backends/registry.py): hf is the reference
+    # inference engine of the generation and verification actors (backends/engines.py): hf is the reference
     engine: Literal["hf", "vllm"] = "hf"
+    vllm: VLLMSection = field(default_factory=VLLMSection)
+
+    def validate(self, prefix: str) -> None:
+        from orchestrator.backends.engines import check_available  # light: finds packages, imports none
+
+        try:
+            check_available(self.engine)
+        except SvgapError as e:
+            raise ConfigError(str(e).replace("model.engine", f"{prefix}.engine" if prefix else "engine", 1)) from None
 
 
 @dataclass
@@ -166,6 +190,11 @@ class ExperimentConfig:
 
     def validate(self, prefix: str = "") -> None:
         self.workload.validate("workload")  # also when the section was absent: resolve the workload's options
+        if self.model.engine == "vllm" and self.training.mode == "lora" \
+                and self.training.lora_rank > self.model.vllm.max_lora_rank:
+            raise ConfigError(f"model.vllm.max_lora_rank: {self.model.vllm.max_lora_rank} is below "
+                              f"training.lora_rank {self.training.lora_rank}; the vLLM engine could not load the "
+                              f"adapters")
         ext = self.external
         if ext.strategy == "explicit":
             if ext.shares is None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from orchestrator import ray_session, tracking
+from orchestrator.backends.engines import engine_options
 from orchestrator.config import ExperimentConfig, dump
 from orchestrator.errors import SvgapError
 from orchestrator.model_source import ModelSource
@@ -128,7 +129,8 @@ class Experiment:
         def spec(role: str) -> tuple[PoolSpec, WorkerSpec]:
             res = getattr(r, role)
             return (PoolSpec(role, res, r.placement, r.timeout_s),
-                    WorkerSpec(role, source, cfg.model.device, cfg.model.dtype, res.cpus, res.threads))
+                    WorkerSpec(role, source, cfg.model.device, cfg.model.dtype, res.cpus, res.threads,
+                               cfg.model.engine, engine_options(cfg)))
 
         g, v, t = spec("generation"), spec("verification"), spec("training")
         built: list[ActorGroup] = []

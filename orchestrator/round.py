@@ -117,12 +117,13 @@ class RoundRunner:
         make = wl.tf_query if method == "tf" else wl.qe_query
         queries = [make(p, s.text) for p, row in zip(problems, samples) for s in row]
         vc = cfg.verification
-        score_refs = self.pools.verification.submit_shards("score", queries, version, method, vc.batch_size)
-        u_refs = (self.pools.verification.submit_shards(
-            "uncertainty", [(p.prompt, s.token_ids) for p, row in zip(problems, samples) for s in row], version,
-            vc.batch_size) if vc.uncertainty == "scored" else None)
-        flat_scores = self.pools.verification.gather("verify", score_refs)
-        flat_u = self.pools.verification.gather("verify", u_refs) if u_refs else None
+        # one call per verification actor: its engine scores the queries and (scored) measures U in one pass
+        items = [(q, p.prompt, s.token_ids) for q, (p, s) in
+                 zip(queries, ((p, s) for p, row in zip(problems, samples) for s in row))]
+        verified = self.pools.verification.map_shards("verify", "verify", items, version, method,
+                                                      vc.uncertainty == "scored", vc.batch_size)
+        flat_scores = [s for s, _ in verified]
+        flat_u = [u for _, u in verified] if vc.uncertainty == "scored" else None
         timings["verify"] = time.perf_counter() - t1
         self.progress(f"round {t}: verified {len(queries)} candidates in {timings['verify']:.1f}s")
         t_wait = time.perf_counter()

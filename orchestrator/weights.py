@@ -110,15 +110,18 @@ class WeightsHolder:
 
 def base_fingerprint(model, sample: int = 4096) -> str:
     """A hash of the base weights (names, shapes and a strided sample of each tensor's values), taken before any
-    adapter: every actor must start from the same π_0, and nodes that build or load it themselves may not."""
+    adapter: every actor must start from the same π_0, and nodes that build or load it themselves may not.
+    `model` is a torch model, or a mapping of HF parameter name -> tensor (an engine that reads the model folder
+    itself, like vLLM, hashes the same weights this way)."""
     import hashlib
 
     import torch
 
     h = hashlib.sha256()
     # peft wraps the base: base_model.model.<name>, and adapted layers keep their weight under .base_layer
+    named = model.items() if isinstance(model, dict) else model.named_parameters()
     params = {n.removeprefix("base_model.model.").replace(".base_layer.", "."): p
-              for n, p in model.named_parameters() if "lora_" not in n}
+              for n, p in named if "lora_" not in n}
     with torch.no_grad():
         for name in sorted(params):
             flat = params[name].detach().reshape(-1)

