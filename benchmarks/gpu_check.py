@@ -1,7 +1,8 @@
-"""GPU path check: the HF backend and the LoRA trainer on CUDA in float32 and bfloat16, next to the CPU numbers.
+"""GPU path check: the HF backend, the LoRA trainer and the DeepSpeed engine on CUDA in float32 and bfloat16, next to
+the CPU numbers.
 
-Run on a machine with a GPU (torch + transformers + peft are enough: no Ray, no MLflow). Prints one table and writes
-benchmarks/out/gpu_check.json. Each row says what was checked, the numbers, and PASS / FAIL / SKIP with the reason.
+Run on a machine with a GPU (torch + transformers + peft, and deepspeed for its rows: no Ray, no MLflow). Prints one
+table and writes benchmarks/out/gpu_check.json. Each row says what was checked, the numbers, and PASS / FAIL / SKIP with the reason.
 
     python benchmarks/gpu_check.py [--model DIR] [--devices cpu,cuda] [--prompts 256]
 
@@ -93,7 +94,7 @@ def training_rows(model_dir: Path, device: str, dtype: str, prompts: int) -> lis
     problems = wl.problems("train", prompts, seed=1)
     examples = [TrainingExample(p.prompt, response_text=wl.reference(p), external=True) for p in problems]
     trainer = LoRATrainer(model_dir, TrainingConfig(), device=device, dtype=dtype, seed=0)
-    stats = trainer.train(examples, round_t=0)
+    stats, _ = trainer.train(examples, round_t=0)
     be = HFBackend(model_dir, device=device, dtype=dtype)
     before = be.score([e.prompt for e in examples[:64]],
                       [trainer._encode(e)[1] for e in examples[:64]])
@@ -106,6 +107,52 @@ def training_rows(model_dir: Path, device: str, dtype: str, prompts: int) -> lis
                 {"loss_first": round(stats.loss_first, 4), "loss_last": round(stats.loss_last, 4),
                  "U_ref_before": round(u_before, 4), "U_ref_after": round(u_after, 4),
                  "train_s": round(stats.seconds, 2)})]
+
+
+# fp32: the same arithmetic up to reduction order; bf16: DeepSpeed keeps fp32 master weights, the torch engine doesn't
+DS_TOL = {"float32": {"loss": 1e-5, "weights": 1e-4}, "bfloat16": {"loss": 5e-2, "weights": 5e-2}}
+
+
+def deepspeed_rows(model_dir: Path, device: str, dtype: str) -> list[Row]:
+    """One DeepSpeed rank (ZeRO-2, nccl on CUDA / gloo on CPU), one optimizer step on 16 reference answers, against
+    the torch engine's step on the same batch: the loss is finite and equal, the LoRA weights after it too."""
+    import math
+    import socket
+
+    import numpy as np
+
+    from orchestrator.backends.deepspeed import DeepSpeedTrainer
+    from orchestrator.backends.lora import TorchTrainer
+    from orchestrator.backends.trainer import RankEnv, TrainingExample
+    from orchestrator.config import DeepSpeedSection, TrainingConfig
+    from workloads.arithmetic.workload import ArithmeticWorkload
+
+    wl = ArithmeticWorkload()
+    examples = [TrainingExample(p.prompt, response_text=wl.reference(p), external=True)
+                for p in wl.problems("train", 16, seed=2)]
+    ref_stats, ref = TorchTrainer(model_dir, TrainingConfig(batch_size=16, epochs=1), device=device, dtype=dtype,
+                                  seed=0).train(examples, 0)
+    with socket.socket() as s:
+        s.bind(("", 0))
+        port = s.getsockname()[1]
+    cfg = TrainingConfig(engine="deepspeed", batch_size=16, epochs=1, deepspeed=DeepSpeedSection(
+        zero_stage=2, precision="bf16" if dtype == "bfloat16" else "fp32"))
+    t0 = time.perf_counter()
+    ds = DeepSpeedTrainer(model_dir, cfg, device=device, seed=0, env=RankEnv(master_port=port))
+    init_s = time.perf_counter() - t0
+    try:
+        stats, up = ds.train(examples, 0)
+    finally:
+        ds.close()
+    flat = lambda u: np.concatenate([np.asarray(x, np.float64).ravel() for k in sorted(u.tensors)  # noqa: E731
+                                     for x in u.tensors[k]])
+    loss_diff = abs(stats.loss_first - ref_stats.loss_first)
+    w_diff = float(np.abs(flat(up) - flat(ref)).max())
+    tol = DS_TOL[dtype]
+    ok = stats.steps == 1 and math.isfinite(stats.loss_first) and loss_diff <= tol["loss"] and w_diff <= tol["weights"]
+    return [Row("DeepSpeed ZeRO-2 step = torch engine step", device, dtype, "PASS" if ok else "FAIL",
+                {"loss": round(stats.loss_first, 5), "loss_diff": loss_diff, "weight_diff": w_diff,
+                 "tol": tol, "init_s": round(init_s, 1), "step_s": round(stats.seconds, 2)})]
 
 
 def guarded(fn, label: Row, *args) -> list[Row]:
@@ -144,7 +191,18 @@ def main() -> int:
                 ref = {k: got[-1].numbers[k] for k in ("solver_acc", "bon_acc", "tf_auc")}
             rows += guarded(training_rows, Row("training", device, dtype, "FAIL"), model_dir, device, dtype,
                             args.prompts)
-    rows.append(Row("DeepSpeed on CUDA", "cuda", "-", "SKIP", why="svgap has no DeepSpeed trainer yet"))
+    # DeepSpeed picks its accelerator once per process: the CUDA rows on a GPU machine, else the CPU row here
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        rows.append(Row("DeepSpeed on CUDA", "cuda", "-", "SKIP", why="deepspeed is not installed (svgap[deepspeed])"))
+    elif cuda and "cuda" in args.devices.split(","):
+        for dtype in ("float32", "bfloat16"):
+            rows += guarded(deepspeed_rows, Row("DeepSpeed on CUDA", "cuda", dtype, "FAIL"), model_dir, "cuda", dtype)
+    else:
+        rows += guarded(deepspeed_rows, Row("DeepSpeed on CPU", "cpu", "float32", "FAIL"), model_dir, "cpu",
+                        "float32")
+        rows.append(Row("DeepSpeed on CUDA", "cuda", "-", "SKIP", why="no CUDA device here"))
     print(f"{'check':52} {'device':6} {'dtype':9} {'status':6} numbers / why")
     for r in rows:
         detail = r.why or ", ".join(f"{k}={v}" for k, v in r.numbers.items())

@@ -5,7 +5,7 @@ The resolved config is saved with every run and is enough to rerun it (``load(sa
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -87,6 +87,35 @@ class VerificationConfig:
 
 
 @dataclass
+class DeepSpeedSection:
+    """`training.deepspeed`: how the DeepSpeed engine trains (backends/deepspeed.py). The global batch is
+    training.batch_size whatever the number of ranks K: micro_batch x accumulation x K = batch_size, with the
+    accumulation derived (micro_batch null = batch_size / K, no accumulation). `ds_config` is merged last over the
+    DeepSpeed config svgap builds, for experts (DeepSpeed itself judges it when the ranks start)."""
+    zero_stage: int = field(default=2, metadata=rng(0, 3))
+    micro_batch: int | None = field(default=None, metadata=rng(1))
+    gradient_clipping: float = field(default=1.0, metadata=rng(0.0))  # max global grad norm; 0 = off
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: bf16 weights/activations, fp32 master weights
+    offload_optimizer: bool = False  # optimizer states in CPU memory (ZeRO 1-3)
+    timeout_s: float = field(default=300.0, metadata=rng(0.0, lo_open=True))  # a lost peer: error, not a hang
+    ds_config: dict = field(default_factory=dict)
+
+    def micro_and_accumulation(self, batch_size: int, ranks: int, prefix: str = "training") -> tuple[int, int]:
+        """(micro-batch per rank, gradient accumulation steps) giving the global batch `batch_size` on K ranks."""
+        micro = self.micro_batch or batch_size // ranks
+        if micro < 1 or batch_size % (micro * ranks):
+            how = (f"micro_batch {self.micro_batch} x {ranks} ranks" if self.micro_batch
+                   else f"{ranks} ranks")
+            raise ConfigError(f"{prefix}.batch_size: {batch_size} is not a multiple of {how}; the global batch "
+                              f"must split evenly (set training.deepspeed.micro_batch or training.batch_size)")
+        return micro, batch_size // (micro * ranks)
+
+    def validate(self, prefix: str) -> None:
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ConfigError(f"{prefix}.offload_optimizer: needs zero_stage 1, 2 or 3 (got 0)")
+
+
+@dataclass
 class TrainingConfig:
     """LoRA SFT on the BoN picks; the loss is U_v(t) itself (THEORY §1 step 6)."""
     lora_rank: int = field(default=8, metadata=rng(1))
@@ -98,11 +127,23 @@ class TrainingConfig:
     epochs: int = field(default=2, metadata=rng(1))
     batch_size: int = field(default=32, metadata=rng(1))
     weight_decay: float = field(default=0.0, metadata=rng(0.0))
-    # trainer (backends/registry.py): torch = one process; deepspeed = a data-parallel ZeRO group of
+    # trainer (backends/trainer.py registry): torch = one process; deepspeed = a data-parallel ZeRO group of
     # resources.training.actors ranks
     engine: Literal["torch", "deepspeed"] = "torch"
     # lora publishes an adapter per round; full fine-tunes every weight and publishes the full weights
     mode: Literal["lora", "full"] = "lora"
+    deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
+
+    LORA_ONLY = ("lora_rank", "lora_alpha", "lora_dropout", "target_modules")
+
+    def validate(self, prefix: str) -> None:
+        if self.mode == "full":
+            for name in self.LORA_ONLY:
+                f = self.__dataclass_fields__[name]
+                dflt = f.default_factory() if f.default_factory is not MISSING else f.default
+                if getattr(self, name) != dflt:
+                    raise ConfigError(f"{prefix}.{name}: a LoRA option, but training.mode is full (every weight "
+                                      f"is trained); remove it or use training.mode lora")
 
 
 @dataclass
@@ -129,12 +170,15 @@ class ResourcesConfig:
     training: PoolResources = field(default_factory=lambda: PoolResources(actors=1, cpus=0.5))
     placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     timeout_s: float = field(default=600.0, metadata=rng(0.0, lo_open=True))
+    # Training never runs while generation/verification do (a round measures, then trains), so on a cluster too
+    # small for its own CPUs the training actors may share the generation pool's bundles (ray_session.py).
+    # auto: only when the separate pool would not fit; never: always its own bundles; always: always share.
+    colocate_training: Literal["auto", "never", "always"] = "auto"
 
     def validate(self, prefix: str) -> None:
-        if self.training.actors != 1:
-            raise ConfigError(f"{prefix + '.' if prefix else ''}training.actors: must be 1 (one LoRA trainer; "
-                              f"a data-parallel trainer group comes with the DeepSpeed backend), got "
-                              f"{self.training.actors}")
+        if self.colocate_training == "always" and self.training.gpus > 0:
+            raise ConfigError(f"{prefix + '.' if prefix else ''}colocate_training: always shares CPU bundles only; "
+                              f"with resources.training.gpus > 0 give training its own bundles (never/auto)")
 
 
 @dataclass
@@ -195,6 +239,12 @@ class ExperimentConfig:
             raise ConfigError(f"model.vllm.max_lora_rank: {self.model.vllm.max_lora_rank} is below "
                               f"training.lora_rank {self.training.lora_rank}; the vLLM engine could not load the "
                               f"adapters")
+        ranks = self.resources.training.actors
+        if self.training.engine == "torch" and ranks != 1:
+            raise ConfigError(f"resources.training.actors: {ranks} ranks need training.engine deepspeed (the torch "
+                              f"engine trains in one process)")
+        if self.training.engine == "deepspeed":
+            self.training.deepspeed.micro_and_accumulation(self.training.batch_size, ranks)
         ext = self.external
         if ext.strategy == "explicit":
             if ext.shares is None:

@@ -26,7 +26,8 @@ from orchestrator.pools.verification import VerificationWorker
 from orchestrator.pools.worker import WorkerSpec
 from orchestrator.round import PickRow, Pools, RoundRecord, RoundRunner, derive_seed
 from orchestrator.typed import flatten, to_dict
-from orchestrator.weights import check_same_base, publish
+from orchestrator.backends.trainer import check_available as check_trainer
+from orchestrator.weights import check_same_base, check_versions, publish, save_update
 
 
 def _stderr(msg: str) -> None:
@@ -133,11 +134,21 @@ class Experiment:
                                cfg.model.engine, engine_options(cfg)))
 
         g, v, t = spec("generation"), spec("verification"), spec("training")
+        check_trainer(cfg.training.engine)
+        colocate = ray_session.training_colocates(r)
+        if colocate:  # threads: what the host bundle reserves, as for the generation actor that takes turns on it
+            t = (t[0], WorkerSpec("training", source, cfg.model.device, cfg.model.dtype, r.generation.cpus,
+                                  r.training.threads))
+            self.progress(f"training x{r.training.actors} shares the generation pool's bundles "
+                          f"(resources.colocate_training={r.colocate_training}: a round trains only after it has "
+                          f"generated and verified)")
         built: list[ActorGroup] = []
         try:
             built.append(ActorGroup(g[0], self.classes["generation"], g[1]))
             built.append(ActorGroup(v[0], self.classes["verification"], v[1]))
-            built.append(ActorGroup(t[0], self.classes["training"], t[1], cfg.training, cfg.seed))
+            # a rank group: actor 0 picks MASTER_ADDR/PORT, every rank builds its trainer (torch: one rank)
+            built.append(ActorGroup(t[0], self.classes["training"], t[1], cfg.training, cfg.seed, ranks=True,
+                                    host=built[0] if colocate else None))
             # Block until every actor has built its engine, so a broken model fails here, named by pool.
             for pool in built:
                 pool.call_all("start", "version")
@@ -210,14 +221,15 @@ class Experiment:
                 rows += ext_rows
                 t_sync = time.perf_counter()
                 ref = publish(update)
-                pools.generation.call_all("sync", "load_weights", ref)
-                pools.verification.call_all("sync", "load_weights", ref)
+                check_versions({f"{p.spec.role}[{i}]": v for p in (pools.generation, pools.verification)
+                                for i, v in enumerate(p.call_all("sync", "load_weights", ref))}, update.version)
                 version = update.version
-                update.save(files.root / "adapters" / f"v{version:03d}.npz")
                 record.timings["train"] = stats.seconds
                 record.timings["sync"] = time.perf_counter() - t_sync
+                save_update(files.root, update)  # adapters/vNNN.npz, or weights/vNNN.npz (the latest only)
                 record.train = {"loss_first": stats.loss_first, "loss_last": stats.loss_last,
-                                "examples": stats.examples, "external": stats.external, "tokens": stats.tokens}
+                                "examples": stats.examples, "external": stats.external, "tokens": stats.tokens,
+                                "sync_bytes": update.nbytes()}
                 record.counts["external"] = len(ext_rows)
                 if scheduler:
                     record.metrics.update(scheduler.metrics(t))

@@ -37,25 +37,51 @@ def connect(address: str | None) -> bool:
     return False
 
 
-def requested(resources: ResourcesConfig) -> dict[str, float]:
-    """Total CPU/GPU the three pools ask for."""
-    pools = [resources.generation, resources.verification, resources.training]
+def requested(resources: ResourcesConfig, colocate: bool = False) -> dict[str, float]:
+    """Total CPU/GPU the pools ask for; a colocated training pool asks nothing of its own (it runs on the
+    generation pool's bundles, between the rounds' inference stages)."""
+    pools = [resources.generation, resources.verification] + ([] if colocate else [resources.training])
     return {"CPU": sum(p.actors * p.cpus for p in pools), "GPU": sum(p.actors * p.gpus for p in pools)}
 
 
-def check_capacity(resources: ResourcesConfig) -> None:
-    """Fail fast when the config asks for more than the cluster has (a placement group would wait forever)."""
+def _fits(want: dict[str, float], have: dict[str, float]) -> bool:
+    return all(want[k] <= have.get(k, 0.0) + 1e-9 for k in ("CPU", "GPU"))
+
+
+def training_colocates(resources: ResourcesConfig, have: dict[str, float] | None = None) -> bool:
+    """Whether the training actors share the generation pool's bundles (resources.colocate_training).
+
+    A round never trains while it generates or verifies, so sharing is honest on a small machine: `auto` shares
+    only when a separate training pool would not fit but the inference pools do, and never shares GPUs (a
+    training actor given no GPU of its own would see none)."""
+    import ray
+
+    mode = resources.colocate_training
+    if mode != "auto":
+        return mode == "always"
+    have = ray.cluster_resources() if have is None else have
+    if resources.training.gpus > 0 or _fits(requested(resources), have):
+        return False
+    return _fits(requested(resources, colocate=True), have)
+
+
+def check_capacity(resources: ResourcesConfig) -> bool:
+    """Fail fast when the config asks for more than the cluster has (a placement group would wait forever).
+    Returns whether the training pool will share the generation pool's bundles."""
     import ray
 
     have = ray.cluster_resources()
-    want = requested(resources)
+    colocate = training_colocates(resources, have)
+    want = requested(resources, colocate)
+    roles = (("generation", resources.generation), ("verification", resources.verification)) + \
+        (() if colocate else (("training", resources.training),))
     for kind in ("CPU", "GPU"):
         if want[kind] > have.get(kind, 0.0) + 1e-9:
-            parts = ", ".join(f"{role} {p.actors}x{getattr(p, kind.lower() + 's'):g}" for role, p in
-                              (("generation", resources.generation), ("verification", resources.verification),
-                               ("training", resources.training)))
-            raise SvgapError(f"resources: the pools ask for {want[kind]:g} {kind} ({parts}) but the cluster has "
-                             f"{have.get(kind, 0.0):g}")
+            parts = ", ".join(f"{role} {p.actors}x{getattr(p, kind.lower() + 's'):g}" for role, p in roles)
+            shared = " (training shares the generation pool's bundles)" if colocate else ""
+            raise SvgapError(f"resources: the pools ask for {want[kind]:g} {kind} ({parts}){shared} but the "
+                             f"cluster has {have.get(kind, 0.0):g}")
+    return colocate
 
 
 def shutdown(started: bool) -> None:

@@ -13,11 +13,12 @@ from typing import Callable
 import numpy as np
 
 from orchestrator.backends.base import Sample
-from orchestrator.backends.lora import TrainingExample, TrainingStats
+from orchestrator.backends.trainer import TrainingExample, TrainingStats
 from orchestrator.config import ExperimentConfig
+from orchestrator.errors import SvgapError
 from orchestrator.pools.group import ActorGroup
 from orchestrator.selection import best_of_n
-from orchestrator.weights import AdapterUpdate
+from orchestrator.weights import WeightsUpdate
 from workloads.base import Problem
 
 # Metrics every round logs (step = t), in the order of the summary table's source.
@@ -174,14 +175,19 @@ class RoundRunner:
         return RoundRecord(t, version, metrics, timings, counts), picks, pick_ids
 
     def train(self, t: int, picks: list[PickRow], pick_ids: list[list[int]],
-              external: list[Problem]) -> tuple[TrainingStats, AdapterUpdate, list[PickRow]]:
+              external: list[Problem]) -> tuple[TrainingStats, WeightsUpdate, list[PickRow]]:
         """Fine-tune on the BoN picks (their sampled tokens) plus round t's external examples (`answer` = the
-        stronger source's response text); returns π_{t+1}'s adapter and the external rows for the JSONL."""
+        stronger source's response text); returns π_{t+1} (adapter or full weights) and the external rows for the
+        JSONL. Every training rank gets the whole list (one object-store copy) and takes its share of each batch."""
+        import ray
+
         examples = [TrainingExample(r.prompt, response_ids=ids) for r, ids in zip(picks, pick_ids)]
         ext_rows = [PickRow(t, p.id, p.prompt, p.answer, True) for p in external]
         examples += [TrainingExample(r.prompt, response_text=r.response, external=True) for r in ext_rows]
         t0 = time.perf_counter()
-        stats, update = self.pools.training.call_one("train", "train", examples, t)
+        stats, update = self.pools.training.call_all("train", "train", ray.put(examples), t)[0]  # rank 0's
+        if update is None:
+            raise SvgapError(f"round {t}: training rank 0 returned no update")
         self.progress(f"round {t}: trained on {len(examples)} examples ({len(ext_rows)} external) "
                       f"in {time.perf_counter() - t0:.1f}s, loss {stats.loss_first:.3f} -> {stats.loss_last:.3f}")
         return stats, update, ext_rows

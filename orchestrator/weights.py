@@ -1,8 +1,9 @@
-"""Weight sync: the trained LoRA adapter goes through the Ray object store with a version number.
+"""Weight sync: the trained LoRA adapter or the full weights go through the Ray object store with a version number.
 
 Version 0 is the base model π_0; training round t publishes version t+1 (π_{t+1}). Generation and verification
-actors merge the adapter into their base weights (W = W0 + scale·B·A, so inference pays nothing for LoRA) and
-refuse to work for a round that asks for another version than the one they hold.
+actors merge an adapter into their base weights (W = W0 + scale·B·A, so inference pays nothing for LoRA) or copy
+full weights over their own, in place, and refuse to work for a round that asks for another version than the one
+they hold. `publish` puts an update in the object store once: actors on one node read that one copy.
 """
 from __future__ import annotations
 
@@ -72,21 +73,47 @@ WeightsUpdate = AdapterUpdate | FullUpdate
 
 
 def publish(update: WeightsUpdate):
-    """Put the adapter in the object store once; every actor reads the same object (zero-copy on a node)."""
+    """Put the update in the object store once; every actor reads the same object (zero-copy on a node, one
+    transfer per other node)."""
     import ray
 
     return ray.put(update)
 
 
+def check_versions(held: dict[str, int], version: int) -> None:
+    """After a sync every inference actor (name -> version its load_weights returned) must hold `version`."""
+    wrong = [f"{who} holds {v}" for who, v in held.items() if v != version]
+    if wrong:
+        raise StaleWeightsError(f"sync of model version {version} failed: {', '.join(wrong)}")
+
+
+def save_update(root: Path, update: WeightsUpdate) -> Path:
+    """Into the run folder: adapters are kept per version (adapters/vNNN.npz, small); full weights only the latest
+    (weights/vNNN.npz; the previous file goes once the new one is written) -- enough to resume, not T models."""
+    sub = "adapters" if isinstance(update, AdapterUpdate) else "weights"
+    folder = Path(root) / sub
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"v{update.version:03d}.npz"
+    update.save(path)
+    if sub == "weights":
+        for old in folder.glob("v*.npz"):
+            if old != path:
+                old.unlink()
+    return path
+
+
 class WeightsHolder:
-    """Inside an actor: keeps the base weights of adapted modules and the version currently merged."""
+    """Inside an actor: loads a model version in place -- an adapter merged over the kept base weights of the
+    adapted modules, or full weights copied over every tensor -- and remembers the version it holds."""
 
     def __init__(self, model) -> None:
         self.model = model
         self.version = 0
         self._base: dict[str, "object"] = {}
 
-    def load(self, update: AdapterUpdate) -> int:
+    def load(self, update: WeightsUpdate) -> int:
+        if isinstance(update, FullUpdate):
+            return self._load_full(update)
         import torch
 
         modules = dict(self.model.named_modules())
@@ -99,6 +126,28 @@ class WeightsHolder:
                     self._base[name] = weight.detach().clone()
                 delta = torch.from_numpy(np.ascontiguousarray(b)).float() @ torch.from_numpy(np.ascontiguousarray(a)).float()
                 weight.copy_((self._base[name].float() + update.scaling * delta.to(weight.device)).to(weight.dtype))
+        self.version = update.version
+        return self.version
+
+    def _load_full(self, update: FullUpdate) -> int:
+        """Every weight of π_{t+1}, copied into the existing tensors (no new model, no reload): names and shapes
+        must match the model's state_dict exactly, and nothing is changed unless they all do."""
+        import torch
+
+        state = self.model.state_dict()
+        unknown = sorted(set(update.tensors) - set(state))
+        missing = sorted(set(state) - set(update.tensors))
+        if unknown or missing:
+            what = f"names {unknown[0]!r}, which the model lacks" if unknown else f"lacks the model's {missing[0]!r}"
+            raise SvgapError(f"full weights version {update.version} {what}")
+        for k, v in update.tensors.items():
+            if tuple(v.shape) != tuple(state[k].shape):
+                raise SvgapError(f"full weights version {update.version}: {k!r} has shape {tuple(v.shape)}, the "
+                                 f"model's is {tuple(state[k].shape)}")
+        with torch.no_grad():
+            for k, v in update.tensors.items():
+                state[k].copy_(torch.from_numpy(np.ascontiguousarray(v)).to(state[k].device, state[k].dtype))
+        self._base.clear()  # the base of later adapters would be these weights, not π_0's
         self.version = update.version
         return self.version
 

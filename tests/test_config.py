@@ -65,7 +65,7 @@ def test_overrides_apply_with_types():
     ("generation.n.x=3", "--set generation.n.x: n is not a section"),
     ("generation..n=3", "--set 'generation..n=3': empty key part"),
     ("resources.training.cpus=0", "resources.training: cpus and gpus are both 0"),
-    ("resources.training.actors=2", "resources.training.actors: must be 1"),
+    ("resources.training.actors=2", "resources.training.actors: 2 ranks need training.engine deepspeed"),
     ("tracking.uri=[x]", "tracking.uri: expected a string"),
 ])
 def test_validation_errors_name_the_key(override, needle):

@@ -3,6 +3,10 @@
 Learned from OpenRLHF's small actor-group abstraction: the controller never sees individual actor handles; it
 calls a method on all actors or maps shards of a list over them. Every `ray.get` has a timeout, and a failure
 names the role, the actor and the stage.
+
+A group can be rank-aware (a data-parallel trainer, OpenRLHF's distributed-actor pattern): actor 0 picks a free port
+on its node and every actor joins with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT. A group can also be
+hosted on another group's bundles (colocation: roles that never run at the same time share CPUs).
 """
 from __future__ import annotations
 
@@ -57,26 +61,54 @@ def _cause(err: BaseException) -> str:
 class ActorGroup:
     """Actors of one role, created on a placement group that reserves all their bundles at once."""
 
-    def __init__(self, spec: PoolSpec, actor_cls: type, *init_args: Any, **init_kwargs: Any) -> None:
-        self.spec = spec
+    def __init__(self, spec: PoolSpec, actor_cls: type, *init_args: Any, ranks: bool = False,
+                 host: "ActorGroup | None" = None, **init_kwargs: Any) -> None:
+        """ranks: after start, form a rank group (the actor class implements RankedActor). host: place the actors
+        on that group's bundles, asking no resources of their own (actor i on bundle i mod len(host))."""
+        self.spec, self.host, self.ranked = spec, host, ranks
+        # actors that hold processes of their own (a rank group, a vLLM engine) are closed before they are killed
+        self.closable = ranks or callable(getattr(actor_cls, "close", None))
+        self.guests: list[ActorGroup] = []  # groups hosted on this one's bundles: shut down first
         n = spec.resources.actors
-        self.pg = placement_group([spec.bundle()] * n, strategy=spec.placement, name=f"svgap-{spec.role}")
-        try:
-            ray.get(self.pg.ready(), timeout=min(spec.timeout_s, 120.0))
-        except GetTimeoutError:
-            remove_placement_group(self.pg)
-            raise SvgapError(f"cannot place the {spec.role} pool ({n} x {spec.bundle()}, {spec.placement}) on "
-                             f"the cluster within the timeout; it has {ray.available_resources()}") from None
+        if host is None:
+            self.pg = placement_group([spec.bundle()] * n, strategy=spec.placement, name=f"svgap-{spec.role}")
+            try:
+                ray.get(self.pg.ready(), timeout=min(spec.timeout_s, 120.0))
+            except GetTimeoutError:
+                remove_placement_group(self.pg)
+                raise SvgapError(f"cannot place the {spec.role} pool ({n} x {spec.bundle()}, {spec.placement}) on "
+                                 f"the cluster within the timeout; it has {ray.available_resources()}") from None
+            self.bundles = list(range(n))
+            cpus, gpus = spec.resources.cpus, spec.resources.gpus
+        else:
+            self.pg = host.pg
+            host.guests.append(self)
+            self.bundles = [host.bundles[i % len(host.bundles)] for i in range(n)]
+            cpus, gpus = 0, 0  # the host's bundles hold the resources; the two roles take turns on them
         remote_cls = ray.remote(actor_cls)
         self.actors = [
             remote_cls.options(
-                num_cpus=spec.resources.cpus,
-                num_gpus=spec.resources.gpus,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i),
+                num_cpus=cpus,
+                num_gpus=gpus,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=b),
                 name=None,
             ).remote(*init_args, **init_kwargs)
-            for i in range(n)
+            for b in self.bundles
         ]
+        if ranks:
+            try:
+                self._form_rank_group()
+            except BaseException:
+                self.shutdown()
+                raise
+
+    def _form_rank_group(self) -> None:
+        """Actor 0 picks MASTER_ADDR/PORT on its node; all actors join at once (joining is a collective)."""
+        addr, port = self.call_one("rendezvous", "rank_address")
+        nodes = self.nodes()
+        envs = [{"RANK": i, "WORLD_SIZE": len(self.actors), "LOCAL_RANK": nodes[:i].count(nodes[i]),
+                 "MASTER_ADDR": addr, "MASTER_PORT": port} for i in range(len(self.actors))]
+        self._get([a.join.remote(env) for a, env in zip(self.actors, envs)], "start")
 
     def __len__(self) -> int:
         return len(self.actors)
@@ -86,7 +118,7 @@ class ActorGroup:
         from ray.util.placement_group import placement_group_table
 
         where = placement_group_table(self.pg).get("bundles_to_node_id", {})
-        return [str(where.get(i, "?")) for i in range(len(self.actors))]
+        return [str(where.get(b, "?")) for b in self.bundles]
 
     def _get(self, refs: list, stage: str) -> list:
         """One deadline for the whole stage (not timeout_s per actor in turn)."""
@@ -126,12 +158,45 @@ class ActorGroup:
         return self.gather(stage, self.submit_shards(method, items, *args, **kwargs))
 
     def shutdown(self) -> None:
+        """Guests first (their bundles go with this group's placement group); a rank group leaves its process
+        group before its actors are killed."""
+        for g in self.guests:
+            g.shutdown()
+        self.guests = []
+        if self.closable and self.actors:
+            try:
+                ray.get([a.close.remote() for a in self.actors], timeout=30)
+            except Exception:
+                pass
         for a in self.actors:
             try:
                 ray.kill(a)
             except Exception:
                 pass
+        self.actors = []
+        if self.host is not None:
+            return  # the host group owns the placement group
         try:
             remove_placement_group(self.pg)
         except Exception:
             pass
+
+
+class RankedActor:
+    """What an actor of a rank-aware group implements: where rank 0 listens, and joining the group."""
+
+    def rank_address(self) -> tuple[str, int]:
+        """This node's address and a port free on it now (rank 0 binds it as MASTER_PORT right after)."""
+        import socket
+
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
+
+    def join(self, env: dict) -> object:
+        raise NotImplementedError
+
+    def close(self) -> object:
+        """Leave the rank group (called on every rank before the actors are killed)."""
+        raise NotImplementedError

@@ -1,35 +1,60 @@
-"""Training actor: LoRA SFT on the round's training set; returns the new adapter for weight sync.
+"""Training actors: one rank each of the trainer chosen by `training.engine` (backends/trainer.py registry).
 
-One trainer now; the interface (train(examples, round) -> stats + adapter) is what a DeepSpeed data-parallel
-group will implement later, each rank taking a shard.
+The group (pools/group.py, ranks=True) hands every actor its rank; `join` builds the trainer, which for DeepSpeed
+forms the torch.distributed group -- so all ranks join, train and close together. Rank 0 returns the update.
 """
 from __future__ import annotations
 
-from orchestrator.backends.lora import TrainingExample, TrainingStats
+from pathlib import Path
+
+from orchestrator.backends.trainer import RankEnv, TrainingExample, TrainingStats, make_trainer
 from orchestrator.config import TrainingConfig
+from orchestrator.errors import SvgapError
+from orchestrator.pools.group import RankedActor
 from orchestrator.pools.worker import WorkerSpec, set_threads
-from orchestrator.weights import AdapterUpdate
+from orchestrator.weights import WeightsUpdate
 
 
-class TrainingWorker:
+class TrainingWorker(RankedActor):
     def __init__(self, spec: WorkerSpec, cfg: TrainingConfig, seed: int) -> None:
-        from orchestrator.backends.lora import LoRATrainer
-
         set_threads(spec)
-        self.trainer = LoRATrainer(spec.source.resolve(), cfg, device=spec.device, dtype=spec.dtype, seed=seed)
+        self.spec, self.cfg, self.seed = spec, cfg, seed
+        self.trainer = None
 
-    def train(self, examples: list[TrainingExample], round_t: int) -> tuple[TrainingStats, AdapterUpdate]:
-        stats = self.trainer.train(examples, round_t)
-        return stats, self.trainer.adapter()
+    def join(self, env: dict) -> int:
+        """Build this rank's trainer (a collective for multi-rank engines); returns the rank."""
+        import atexit
+
+        rank = RankEnv(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"]), str(env["MASTER_ADDR"]),
+                       int(env["MASTER_PORT"]))
+        cls = make_trainer(self.cfg.engine)
+        self.trainer = cls(self.spec.source.resolve(), self.cfg, device=self.spec.device, dtype=self.spec.dtype,
+                           seed=self.seed, env=rank)
+        atexit.register(self.trainer.close)
+        return rank.rank
+
+    def _t(self):
+        if self.trainer is None:
+            raise SvgapError("training actor used before it joined its rank group")
+        return self.trainer
+
+    def train(self, examples: list[TrainingExample], round_t: int) -> tuple[TrainingStats, WeightsUpdate | None]:
+        return self._t().train(examples, round_t)
 
     def version(self) -> int:
-        return self.trainer.version
+        return self._t().version
 
     def base_fingerprint(self) -> str:
-        from orchestrator.weights import base_fingerprint
+        return self._t().base_fingerprint()
 
-        return base_fingerprint(self.trainer.model)  # lora_ tensors are skipped: the frozen base only
+    def save(self, directory: str) -> None:
+        self._t().save(Path(directory))
 
-    def restore(self, update: AdapterUpdate) -> int:
-        self.trainer.load_adapter(update)
-        return self.trainer.version
+    def restore(self, directory: str) -> int:
+        return self._t().restore(Path(directory))
+
+    def close(self) -> bool:
+        """Leave the process group before the actor is killed."""
+        if self.trainer is not None:
+            self.trainer.close()
+        return True
