@@ -1,6 +1,8 @@
 """The allocation study's table: per strategy the seed-mean initial/final held-out accuracy, the fitted U_s,inf and
 gamma, the theory's predicted ordering next to the observed one, and the spread-vs-gain summary (see
-allocation_study.py for what each column means). Pure data in, plain dicts/text out."""
+allocation_study.py for what each column means). Where the theory has no physical number for a run (a fit outside
+alpha > beta >= 0, a negative limit or gap, a failed or bounded gamma fit: docs/theory.md §7) its cell shows the
+verdict word instead, and the notes give the whole verdict. Pure data in, plain dicts/text out."""
 from __future__ import annotations
 
 import csv
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import SvgapError
+from orchestrator.theory import verdicts as vd
 
 if TYPE_CHECKING:
     from orchestrator.allocation_study import Outcome
@@ -41,10 +44,12 @@ def _eta(records: list, rounds: int) -> list[float]:
 
 def summarize(outcomes: list[Outcome], base: ExperimentConfig) -> dict:
     """The study table (rows per strategy) and its summary, as plain JSON-able data."""
-    from orchestrator.theory.allocation import fit_gamma, outside_theory, plan, simulate
+    from orchestrator.theory.allocation import outside_theory, plan, simulate
     from orchestrator.theory.fit import fit_gap
+    from orchestrator.theory.gamma import fit_gamma
 
     quantity = base.fit.quantity
+    notes: list[str] = []
     ok = [o for o in outcomes if o.error is None and o.records]
     strategies = list(dict.fromkeys(o.variant.strategy for o in outcomes))
     per: dict[tuple[str, int], dict] = {}
@@ -52,16 +57,18 @@ def summarize(outcomes: list[Outcome], base: ExperimentConfig) -> dict:
         t, S, V = _series(o.records, quantity)
         row = {"initial": o.records[0].metrics["heldout_acc"], "final": o.records[-1].metrics["heldout_acc"],
                "rounds": t, "U_s": S, "U_v": V, "eta": _eta(o.records, base.rounds), "fit": None, "gamma": None,
-               "U_s_inf": None}
+               "U_s_inf": None, "verdict": None}
         try:
-            f = fit_gap(t, S, V, n_boot=0, quantity=quantity)
+            f = fit_gap(t, S, V, n_boot=0, quantity=quantity, backtest=False)
             if f.decaying:
                 row["fit"], row["U_s_inf"] = f, f.U_s_inf
-        except SvgapError:
-            pass
+            elif not any(row["eta"]):
+                row["verdict"] = f.verdict
+                notes.append(f"fit of {o.variant.strategy} seed {o.variant.seed}: {f.verdict}")
+        except SvgapError as e:
+            row["verdict"] = str(e)
         per[(o.variant.strategy, o.variant.seed)] = row
     # gamma per external run: the `none` run of the same seed gives the self-improvement model
-    notes = []
     for (s, seed), row in per.items():
         if s == "none" or not any(row["eta"]):
             continue
@@ -81,9 +88,13 @@ def summarize(outcomes: list[Outcome], base: ExperimentConfig) -> dict:
                 continue
         except SvgapError as e:
             notes.append(f"gamma of {s} seed {seed}: {e}")
+            row["verdict"] = str(e)
             continue
         row["gamma"] = g.gamma
-        row["U_s_inf"] = simulate(g.model, g.gamma, row["eta"]).U_s_inf
+        sim = simulate(g.model, g.gamma, row["eta"])
+        row["U_s_inf"], row["verdict"] = sim.U_s_inf, sim.verdict
+        if sim.verdict:
+            notes.append(f"limit of {s} seed {seed} with gamma {g.gamma:.3g}: {sim.verdict}")
     gammas = [r["gamma"] for r in per.values() if r["gamma"] is not None]
     gamma = statistics.median(gammas) if gammas else None
     # predicted U_s at round T: each seed's `none` model, the pooled gamma, each run's realised allocation
@@ -100,10 +111,16 @@ def summarize(outcomes: list[Outcome], base: ExperimentConfig) -> dict:
             except SvgapError as e:
                 notes.append(f"prediction for seed {seed}: {e}")
                 continue
-            if pl is not None:
+            if pl is not None and pl.verdict:
+                notes.append(f"prediction for seed {seed}: {pl.verdict}")
+            elif pl is not None:
                 for s, out in pl.outcomes.items():
-                    predicted[s].append(out.U_s_T)
-                predicted.setdefault("none", []).append(pl.baseline.U_s_T)
+                    if out.verdict:
+                        notes.append(f"prediction of {s} for seed {seed} (pooled gamma {gamma:.3g}): {out.verdict}")
+                    else:
+                        predicted[s].append(out.U_s_T)
+                if pl.baseline.verdict is None:
+                    predicted.setdefault("none", []).append(pl.baseline.U_s_T)
     elif "none" in strategies:
         notes.append("no gamma could be fitted: no predicted ordering")
     else:
@@ -119,7 +136,9 @@ def summarize(outcomes: list[Outcome], base: ExperimentConfig) -> dict:
         lim, lim_sd = _mean_sd([x["U_s_inf"] for x in r])
         gam, gam_sd = _mean_sd([x["gamma"] for x in r])
         pred, _ = _mean_sd(predicted.get(s, []))
+        words = [w for w in (vd.word_of(x["verdict"]) for x in r) if w]
         rows.append({"strategy": s, "seeds": seeds, "failed_seeds": failed,
+                     "verdicts": sorted(set(words)), "verdict_seeds": len(words),
                      "initial_acc": ini, "initial_acc_sd": ini_sd, "final_acc": fin, "final_acc_sd": fin_sd,
                      "U_s_inf": lim, "U_s_inf_sd": lim_sd, "U_s_inf_seeds": _have([x["U_s_inf"] for x in r]),
                      "gamma": gam, "gamma_sd": gam_sd, "gamma_seeds": _have([x["gamma"] for x in r]),
@@ -165,6 +184,13 @@ HEADER = ["strategy", "seeds", "initial held-out acc", "final held-out acc", "ga
           "fitted gamma", "predicted U_s(T)", "predicted rank", "observed rank"]
 
 
+def _or_verdict(text: str, x: dict) -> str:
+    """A theory cell: its number, or (none) the verdict words of the seeds that gave no number."""
+    if text != "-" or not x.get("verdicts"):
+        return text if not x.get("verdicts") else f"{text}; {', '.join(x['verdicts'])} ({x['verdict_seeds']} seeds)"
+    return f"{', '.join(x['verdicts'])} ({x['verdict_seeds']} of {len(x['seeds'])} seeds)"
+
+
 def table_rows(table: dict) -> list[list[str]]:
     out = []
     for x in table["rows"]:
@@ -172,7 +198,7 @@ def table_rows(table: dict) -> list[list[str]]:
         gain = "-" if x["gain_over_none"] is None else f"{x['gain_over_none']:+.3f}"
         out.append([x["strategy"], seeds, _pm(x["initial_acc"], x["initial_acc_sd"]),
                     _pm(x["final_acc"], x["final_acc_sd"]), gain,
-                    _pm(x["U_s_inf"], x["U_s_inf_sd"], ".4f", x["U_s_inf_seeds"], len(x["seeds"])),
+                    _or_verdict(_pm(x["U_s_inf"], x["U_s_inf_sd"], ".4f", x["U_s_inf_seeds"], len(x["seeds"])), x),
                     _pm(x["gamma"], x["gamma_sd"], ".3g", x["gamma_seeds"], len(x["seeds"])),
                     _f(x["predicted_U_s_T"], ".4f"),
                     _f(x["predicted_rank"], "d"), _f(x["observed_rank"], "d")])

@@ -1,9 +1,12 @@
-"""The gap fit as the run goes (THEORY §2) and the stop rule: after round t is measured, before it trains.
+"""The gap fit as the run goes (docs/theory.md §2) and the stop rule: after round t is measured, before it trains.
 
 From `fit.min_rounds` records on, fit U_s and U_v of rounds 0..t and log `fit/*` at step t plus the fit JSON. In a
 run that has used external data, a plain fit reads the external jumps in U_v as self-improvement; there the gap
-model and γ are also fitted jointly (THEORY §3) and the solver's limit is predicted from the measured state through
-the rest of the run's allocation: `fit/gamma`, `fit/U_s_inf_external` -- and the stop rule uses that limit.
+model and γ are also fitted jointly (docs/theory.md §5) and the solver's limit is predicted from the measured state
+through the rest of the run's allocation: `fit/gamma`, `fit/U_s_inf_external` -- and the stop rule uses that limit.
+Where that prediction is impossible (theory/verdicts.py: outside the theory, negative, failed, at a bound) the fit
+JSON's `external.verdict` says which, no `fit/U_s_inf_external` is logged, and the stop rule does not fire: a run
+with external data never stops on the plain fit's limit.
 Knows the theory and the round records; logs through whatever logger the controller hands it.
 """
 from __future__ import annotations
@@ -46,8 +49,8 @@ class OnlineFit:
         external = self._external(t, records, scheduler)
         if external is not None:
             data["external"] = external
-            metrics["fit/gamma"] = external["gamma"]
-            metrics["fit/U_s_inf_external"] = limit = external["U_s_inf"]
+            metrics["fit/gamma"] = external.get("gamma")
+            metrics["fit/U_s_inf_external"] = limit = external.get("U_s_inf")  # None with a verdict
         logger.log_dict(data, f"fits/round_{t:03d}.json")
         logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=t)
         return data, self._stop(t, records, limit, scheduler)
@@ -57,19 +60,22 @@ class OnlineFit:
         eta = {r.round: r.metrics.get("external/eta", 0.0) for r in records}
         if scheduler is None or not any(v > 0 for v in eta.values()):
             return None
-        from orchestrator.theory.allocation import fit_gamma, simulate
+        from orchestrator.theory.allocation import simulate
+        from orchestrator.theory.gamma import fit_gamma
 
         rounds, S, V = self._series(records)
         try:
             g = fit_gamma(rounds, S, V, eta)
         except SvgapError as e:
             self.progress(f"round {t}: no joint fit with external data ({e})")
-            return None
+            return {"gamma": None, "U_s_inf": None, "verdict": str(e)}
         future = scheduler.future_eta(t)
         if future is None:
-            return None
+            return {**g.to_json(), "U_s_inf": None, "verdict": None}
         ahead = simulate(g.model, g.gamma, future, start_round=t, U_s0=S[-1], U_v0=V[-1])
-        return {**g.to_json(), "future_eta": future, "U_s_inf": ahead.U_s_inf}
+        if ahead.verdict is not None:
+            self.progress(f"round {t}: no limit through the rest of the allocation ({ahead.verdict})")
+        return {**g.to_json(), "future_eta": future, "U_s_inf": ahead.U_s_inf, "verdict": ahead.verdict}
 
     def _stop(self, t: int, records: list, limit: float | None, scheduler) -> str | None:
         threshold = self.cfg.stop.when_predicted_gain_below

@@ -1,5 +1,7 @@
 """Plots and a self-contained HTML page of one run: the measured uncertainties with the fitted gap dynamics
-(THEORY §2: points, fitted curves, limits, bootstrap band) and the accuracies per round.
+(docs/theory.md §2: points, fitted curves, limits, bootstrap band), the backtest (the limit predicted from rounds
+0..K against the one from all rounds, every K from 4), and the accuracies per round. Where the theory has no
+physical number the page shows the verdict (docs/theory.md §7).
 
 `render` works on plain metric series (no MLflow), `build_report` reads a run through tracking.py, renders, and
 logs the files to the run under `report/`.
@@ -34,6 +36,7 @@ class ReportFiles:
     html: Path
     figures: list[Path]
     fit: object | None  # the FitResult, or None when there is no fit
+    backtest: list | None = None  # theory.fit.backtest_table rows
 
 
 def _fit(series: dict, quantity: str, eps: float, n_boot: int):
@@ -106,8 +109,9 @@ def _plot_uncertainty(series: dict, res, quantity: str, title: str, path: Path, 
         ts = np.arange(int(t[0]), int(t[0]) + len(sim.U_s_path))
         ax1.plot(ts, sim.U_s_path, ":", color=COLORS["U_s"], lw=2, label=f"U_s joint fit with γ = {g.gamma:.3g}")
         ax1.plot(ts, sim.U_v_path, ":", color=COLORS["U_v"], lw=2, label="U_v joint fit (jumps included)")
-        ax1.axhline(sim.U_s_inf, ls=":", lw=1.2, color="black", label=f"U_s,∞ with this external data = "
-                                                                      f"{sim.U_s_inf:.4g}")
+        if sim.U_s_inf is not None:
+            ax1.axhline(sim.U_s_inf, ls=":", lw=1.2, color="black", label=f"U_s,∞ with this external data = "
+                                                                          f"{sim.U_s_inf:.4g}")
     unit = "total NLL per response (nats)" if quantity == "total" else "NLL per token (nats)"
     for ax in (ax1, ax2):
         ax.set_xlabel("round t")
@@ -146,7 +150,8 @@ def _plot_accuracy(series: dict, title: str, path: Path) -> bool:
 def _joint(series: dict, quantity: str):
     """THEORY §3 for a run with external data: the gap model and gamma fitted jointly from its U_s, U_v and
     external/eta (jumps U_v <- U_v/(1+gamma eta)). (GammaFit or None, the simulated path or None, a sentence)."""
-    from orchestrator.theory.allocation import fit_gamma, simulate
+    from orchestrator.theory.allocation import simulate
+    from orchestrator.theory.gamma import fit_gamma
 
     cs, cv = UNCERTAINTY[quantity]
     steps = sorted(set(series.get(cs, {})) & set(series.get(cv, {})))
@@ -157,10 +162,69 @@ def _joint(series: dict, quantity: str):
     except SvgapError as e:
         return None, None, f"external data in rounds {rounds}; gamma not fitted: {e}"
     path = simulate(g.model, g.gamma, [eta.get(t, 0.0) for t in range(steps[0], steps[-1])], start_round=steps[0])
+    if path.verdict:
+        return g, None, (f"external data in rounds {rounds}; gamma = {g.gamma:.4g} ({g.method} fit), but the "
+                         f"solver's limit with this external data is not a number: {path.verdict}")
     return g, path, (f"external data in rounds {rounds}; gamma = {g.gamma:.4g} ({g.method} fit of U_s and U_v with "
                      f"the jumps U_v <- U_v/(1 + gamma eta_t), rmse {g.rmse:.3g}); with the data this run used, "
                      f"the solver's limit is U_s,inf = {path.U_s_inf:.4g} (dotted in the figure; the solid curves are "
                      f"the plain fit, which reads the jumps as self-improvement).")
+
+
+def _backtest(series: dict, quantity: str, eps: float, n_boot: int) -> list | None:
+    from orchestrator.theory.fit import backtest_table
+
+    cs, cv = UNCERTAINTY[quantity]
+    steps = sorted(set(series.get(cs, {})) & set(series.get(cv, {})))
+    try:
+        return backtest_table(steps, [series[cs][t] for t in steps], [series[cv][t] for t in steps], eps=eps,
+                              n_boot=min(n_boot, 100)) or None
+    except SvgapError:
+        return None
+
+
+def plot_backtest(table: list[dict], path: Path, title: str) -> bool:
+    """U_s,inf from rounds 0..K (95 % CI bars) against the fit on all rounds; False when no K has a number."""
+    pts = [r for r in table if r["U_s_inf"] is not None]
+    full = next((r["U_s_inf_all"] for r in table if r["U_s_inf_all"] is not None), None)
+    if not pts:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    k = np.asarray([r["first"] for r in pts])
+    y = np.asarray([r["U_s_inf"] for r in pts])
+    lo = np.asarray([r["ci"][0] if r["ci"][0] is not None else v for r, v in zip(pts, y)])
+    hi = np.asarray([r["ci"][1] if r["ci"][1] is not None else v for r, v in zip(pts, y)])
+    ax.errorbar(k, y, yerr=[np.maximum(y - lo, 0.0), np.maximum(hi - y, 0.0)], fmt="o", color=COLORS["U_s"], capsize=3,
+                label="U_s,∞ fitted on rounds 0..K (95% CI)")
+    if full is not None:
+        ax.axhline(full, ls="--", color="black", label=f"U_s,∞ fitted on all rounds = {full:.4g}")
+    for r in table:
+        if r["U_s_inf"] is None:
+            ax.annotate(r["verdict"].split(":")[0], (r["first"], full if full is not None else float(y.mean())),
+                        rotation=90, fontsize=7, ha="center", va="bottom", color="tab:red")
+    ax.set_xlabel("K (last round fitted)")
+    ax.set_ylabel("predicted solver limit U_s,∞")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"backtest: the limit predicted early — {title}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def backtest_html(table: list[dict]) -> str:
+    rows = ["<table><tr><th>K</th><th>rounds fitted</th><th>U_s,∞ (0..K)</th><th>95% CI</th><th>U_s,∞ (all)</th>"
+            "<th>error</th></tr>"]
+    for r in table:
+        if r["U_s_inf"] is None:
+            rows.append(f"<tr><th>{r['first']}</th><td>{r['n_rounds']}</td><td colspan=4 style='text-align:left'>"
+                        f"{html.escape(r['verdict'])}</td></tr>")
+            continue
+        rows.append(f"<tr><th>{r['first']}</th><td>{r['n_rounds']}</td><td>{_fmt(r['U_s_inf'])}</td>"
+                    f"<td>[{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}]</td><td>{_fmt(r['U_s_inf_all'])}</td>"
+                    f"<td>{_fmt(r['error'], '+.4g')}</td></tr>")
+    return "".join(rows) + "</table>"
 
 
 def _fmt(x, spec: str = ".4g") -> str:
@@ -168,7 +232,8 @@ def _fmt(x, spec: str = ".4g") -> str:
     return "–" if x is None else (format(x, spec) if isinstance(x, float) else html.escape(str(x)))
 
 
-def _html(title: str, res, why: str, figures: list[Path], series: dict, quantity: str, joint=None) -> str:
+def _html(title: str, res, why: str, figures: list[Path], series: dict, quantity: str, joint=None,
+          backtest: list | None = None) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}"
@@ -180,7 +245,8 @@ def _html(title: str, res, why: str, figures: list[Path], series: dict, quantity
         lvl = f"{100 * res.ci_level:g}% CI"
         parts.append(f"<h2>Fit: {html.escape(res.verdict)}</h2><table><tr><th>quantity</th><th>value</th>"
                      f"<th>{lvl}</th></tr>")
-        for k in ("rate", "alpha_prime", "beta_prime", "delta", "U_s_inf", "U_v_inf", "G_inf", "alpha_over_beta"):
+        for k in ("rate", "alpha_prime", "beta_prime", "delta", "U_s_inf", "U_v_inf", "G_inf", "alpha_over_beta",
+                  "sensitivity"):
             lo, hi = res.ci.get(k, [None, None])
             parts.append(f"<tr><th>{k}</th><td>{_fmt(getattr(res, k))}</td><td>[{_fmt(lo)}, {_fmt(hi)}]</td></tr>")
         te = res.rounds_to_eps
@@ -194,8 +260,14 @@ def _html(title: str, res, why: str, figures: list[Path], series: dict, quantity
                      f"</pre></details>")
     else:
         parts.append(f"<h2>No fit</h2><p>{html.escape(why)}</p>")
+    if res is not None and res.decaying:
+        parts.append("<p>sensitivity = ∂U_s,∞/∂G_0 at fixed U_v(0) = −β/(α−β) (docs/theory.md §2): how much a "
+                     "larger initial gap lowers the solver's limit.</p>")
     if joint is not None:
         parts.append(f"<h2>External data</h2><p>{html.escape(joint[2])}</p>")
+    if backtest:
+        parts.append("<h2>Backtest: the limit predicted early</h2><p>U_s,∞ fitted on rounds 0..K against the one "
+                     "fitted on all rounds (docs/theory.md §6).</p>" + backtest_html(backtest))
     for f in figures:
         b64 = base64.b64encode(f.read_bytes()).decode("ascii")
         parts.append(f"<h2>{html.escape(f.stem)}</h2><img alt='{html.escape(f.stem)}' "
@@ -229,9 +301,12 @@ def render(series: dict[str, dict[int, float]], out_dir: str | Path, *, title: s
         _plot_uncertainty(series, res, quantity, title, figures[-1], joint)
     if _plot_accuracy(series, title, out / "accuracy.png"):
         figures.append(out / "accuracy.png")
+    table = _backtest(series, quantity, eps, n_boot)
+    if table and plot_backtest(table, out / "backtest.png", title):
+        figures.append(out / "backtest.png")
     page = out / "report.html"
-    page.write_text(_html(title, res, why, figures, series, quantity, joint), encoding="utf-8")
-    return ReportFiles(page, figures, res)
+    page.write_text(_html(title, res, why, figures, series, quantity, joint, table), encoding="utf-8")
+    return ReportFiles(page, figures, res, table)
 
 
 def build_report(run_id: str, out_dir: str | Path | None = None, *, uri: str | None = None,

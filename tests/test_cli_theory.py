@@ -13,7 +13,7 @@ from orchestrator.theory.model import GapModel
 
 TRUE = GapModel(rate=0.4, alpha_prime=3.0, beta_prime=1.0, U_s_inf=5.0, U_v_inf=4.2)
 FIT_KEYS = {"rate", "alpha_prime", "beta_prime", "delta", "U_s_inf", "U_v_inf", "G_inf", "alpha_over_beta", "r2",
-            "rounds_to_eps", "ci", "n_rounds", "fitted_on", "verdict"}
+            "rounds_to_eps", "ci", "n_rounds", "fitted_on", "verdict", "sensitivity", "bootstrap"}
 
 
 def _log(client, run_id: str, rows: dict[int, dict[str, float]]) -> None:
@@ -105,10 +105,16 @@ def test_fit_csv_first_gives_backtest_and_table(tmp_path, capsys):
     rc, out, _ = cli(capsys, "fit", "--csv", good_csv(tmp_path), "--first", "5", "--eps", "0.1", "--json")
     j = json.loads(out)
     assert rc == 0 and set(j) == FIT_KEYS | {"backtest"}
-    assert set(j["backtest"]) == {"U_s_inf_error", "max_abs_error_U_s"}
+    assert set(j["backtest"]) == {"U_s_inf_error", "max_abs_error_U_s", "table"}
+    assert [r["first"] for r in j["backtest"]["table"]] == list(range(4, 10))  # every K from 4 to the last round
     assert j["n_rounds"] == 6 and j["rounds_to_eps"]["eps"] == 0.1
-    rc, out, _ = cli(capsys, "fit", "--csv", good_csv(tmp_path), "--first", "5")
+    lo, hi = j["ci"]["sensitivity"]
+    assert j["sensitivity"] == pytest.approx(-0.5, rel=1e-3) and lo <= j["sensitivity"] <= hi  # -beta/(alpha-beta)
+    png = tmp_path / "bt.png"
+    rc, out, _ = cli(capsys, "fit", "--csv", good_csv(tmp_path), "--first", "5", "--plot", str(png))
     assert rc == 0 and "U_s,inf (limit)" in out and "backtest" in out and "decaying" in out
+    assert re.search(r"^\s+4\s+5\s+\d", out, re.M) and re.search(r"^\s+9\s+10\s+\d", out, re.M)  # K rows
+    assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_fit_run_total_and_per_token(store, capsys):
@@ -134,11 +140,16 @@ def test_plan_from_fit_json(tmp_path, capsys):
     j = json.loads(out)
     assert set(j) >= {"strategies", "best", "objective"}
     assert set(j["strategies"]) == {"early", "uniform", "late"}
-    for o in j["strategies"].values():
-        assert set(o) == {"eta", "U_s_T", "U_s_inf", "J"}
+    for o in j["strategies"].values():  # point prediction and its 95% interval from the fit's bootstrap
+        assert set(o) == {"eta", "U_s_T", "U_s_inf", "J", "ci", "impossible_share"}
+        assert o["ci"]["U_s_inf"][0] - 1e-6 <= o["U_s_inf"] <= o["ci"]["U_s_inf"][1] + 1e-6
     lims = [o["U_s_inf"] for o in j["strategies"].values()]
     assert max(lims) - min(lims) < 0.25 * (j["baseline"]["U_s_inf"] - max(lims))
     assert j["best"] == "early" and j["objective"] == "limit"
+    c = j["comparison"]  # is the best distinguishable from the runner-up under the fit?
+    assert c["best"] == "early" and c["runner_up"] == "uniform" and isinstance(c["distinguishable"], bool)
+    assert c["distinguishable"] == (c["difference_ci"][0] > 0)
+    assert j["chosen"] == ("early" if c["distinguishable"] else "uniform") and j["why"]
     rc, out, _ = cli(capsys, "plan", "--fit", fit_file, "--gamma", "0.05", "--rounds", "3", "--strategies",
                      "uniform", "--shares", "0.2,0.3,0.5", "--objective", "horizon")
     assert rc == 0 and "explicit" in out and "uniform" in out and "no external" in out
@@ -176,9 +187,10 @@ def test_report_writes_pngs_html_and_logs_artifacts(store, tmp_path, capsys):
         assert (out_dir / name).stat().st_size > 1000, name
     assert (out_dir / "uncertainty.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (out_dir / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 and "U_s_inf" in page and "src='http" not in page
+    assert page.count("data:image/png;base64,") == 3 and "U_s_inf" in page and "src='http" not in page
+    assert "Backtest" in page and "sensitivity" in page
     logged = {Path(a.path).name for a in client.list_artifacts(runs["decay"], "report")}
-    assert logged == {"uncertainty.png", "accuracy.png", "report.html"}
+    assert logged == {"uncertainty.png", "accuracy.png", "backtest.png", "report.html"}
 
 
 def test_report_of_an_external_data_run_shows_the_joint_fit(store, tmp_path, capsys):
@@ -291,5 +303,5 @@ def test_plan_on_data_without_decay(tmp_path, capsys):
     path = _csv(tmp_path / "flat.csv", "round,U_s,U_v\n" + "".join(f"{t},5,4\n" for t in range(6)))
     rc, out, _ = cli(capsys, "fit", "--csv", path, "--json")
     assert rc == 0 and json.loads(out)["verdict"].startswith("no decay")
-    rc, _, err = cli(capsys, "plan", "--csv", path, "--gamma", "0.1", "--rounds", "3")
-    assert rc == 2 and "cannot plan external data" in error_line(err)
+    rc, out, _ = cli(capsys, "plan", "--csv", path, "--gamma", "0.1", "--rounds", "3")
+    assert rc == 0 and "no decay: no allocation can be predicted" in out and "<- best" not in out

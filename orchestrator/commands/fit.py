@@ -1,6 +1,7 @@
-"""`svgap fit`: fit the solver-verifier gap dynamics (THEORY §2) to a CSV file or an MLflow run, print the
-limit U_s,inf with CIs, R², rounds to eps and (with --first) the backtest. Also home of the series loaders that
-`svgap plan` shares."""
+"""`svgap fit`: fit the solver-verifier gap dynamics (docs/theory.md §2) to a CSV file or an MLflow run, print the
+limit U_s,inf with CIs, the sensitivity to the initial gap, R², rounds to eps and (with --first) the backtest table:
+the limit predicted from rounds 0..K against the one from all rounds, every K from 4 (docs/theory.md §6). Also home
+of the series loaders that `svgap plan` shares."""
 from __future__ import annotations
 
 import argparse
@@ -89,7 +90,7 @@ def fit_from_args(args: argparse.Namespace, *, first=None, eps: float = 0.05, n_
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("fit", help="fit the gap dynamics (THEORY §2): rate, limits, CIs, rounds to eps")
+    p = sub.add_parser("fit", help="fit the gap dynamics (docs/theory.md §2): rate, limits, CIs, rounds to eps")
     add_source_args(p)
     p.add_argument("--first", type=int, default=None, metavar="K",
                    help="early prediction: fit rounds 0..K only; later rounds give the backtest")
@@ -97,6 +98,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates for the CIs (default 200)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--json", action="store_true", help="print the fit as JSON")
+    p.add_argument("--plot", metavar="FILE.png", default=None,
+                   help="with --first: also draw the backtest (limit from rounds 0..K vs all rounds) into FILE.png")
     return p
 
 
@@ -111,11 +114,12 @@ def format_fit(res) -> str:
     lines = [f"fit of {res.fitted_on.get('quantity', 'total')} uncertainty on {span} ({res.n_rounds} rounds): "
              f"{res.verdict}"]
     if not res.decaying:
-        return "\n".join(lines)
+        return "\n".join(lines + format_backtest(res))
     lvl = f"{100 * res.ci_level:g}% CI"
     lines.append(f"  {'quantity':<18}{'value':>12}   {lvl}")
     names = {"rate": "rate r", "alpha_prime": "alpha'", "beta_prime": "beta'", "delta": "delta",
-             "U_s_inf": "U_s,inf (limit)", "U_v_inf": "U_v,inf", "G_inf": "G_inf", "alpha_over_beta": "alpha/beta"}
+             "U_s_inf": "U_s,inf (limit)", "U_v_inf": "U_v,inf", "G_inf": "G_inf", "alpha_over_beta": "alpha/beta",
+             "sensitivity": "dU_s,inf/dG_0"}
     for k, label in names.items():
         lo, hi = res.ci.get(k, [None, None])
         ci = f"[{_f(lo)}, {_f(hi)}]" if res.ci else ""
@@ -128,12 +132,42 @@ def format_fit(res) -> str:
         bt = res.backtest
         lines.append(f"  backtest on later rounds: U_s,inf error {_f(bt['U_s_inf_error'])} (vs fit on all rounds), "
                      f"max |U_s error| {_f(bt['max_abs_error_U_s'])}")
-    return "\n".join(lines)
+    return "\n".join(lines + format_backtest(res))
+
+
+def format_backtest(res) -> list[str]:
+    """The backtest table: the limit U_s,inf predicted from rounds 0..K for every K, against all rounds."""
+    table = (res.backtest or {}).get("table")
+    if not table:
+        return []
+    lvl = f"{100 * res.ci_level:g}% CI"
+    out = [f"backtest: U_s,inf predicted from rounds 0..K vs fitted on all rounds "
+           f"({_f(table[0]['U_s_inf_all'])})",
+           f"  {'K':>3}{'rounds':>8}{'U_s,inf(0..K)':>15}   {lvl:<24}{'error':>10}"]
+    for r in table:
+        if r["U_s_inf"] is None:
+            out.append(f"  {r['first']:>3}{r['n_rounds']:>8}   {r['verdict']}")
+            continue
+        ci = f"[{_f(r['ci'][0])}, {_f(r['ci'][1])}]"
+        out.append(f"  {r['first']:>3}{r['n_rounds']:>8}{_f(r['U_s_inf']):>15}   {ci:<24}{_f(r['error'], '+.4g'):>10}")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     if args.n_boot < 0:
         raise SvgapError(f"--n-boot must be >= 0, got {args.n_boot}")
+    if args.plot is not None and args.first is None:
+        raise SvgapError("--plot draws the backtest: it needs --first K")
     res = fit_from_args(args, first=args.first, eps=args.eps, n_boot=args.n_boot, seed=args.seed)
     print(json.dumps(res.to_json(), indent=2) if args.json else format_fit(res))
+    if args.plot is not None:
+        from orchestrator.report import plot_backtest
+
+        table = (res.backtest or {}).get("table") or []
+        try:
+            drawn = plot_backtest(table, Path(args.plot), "svgap fit --first " + str(args.first))
+        except OSError as e:
+            raise SvgapError(f"--plot: cannot write {args.plot}: {e}") from None
+        if not args.json:
+            print(f"backtest plot: {args.plot}" if drawn else "backtest plot: no K has a limit to draw")
     return 0

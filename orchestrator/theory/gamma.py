@@ -79,7 +79,7 @@ def _draw(sol, to_row, n: int = 200, seed: int = 0) -> np.ndarray | None:
 
 def fit_gamma(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float],
               eta: Sequence[float] | dict[int, float], *, model: FitResult | GapModel | None = None,
-              gamma_max: float = 1e3) -> GammaFit:
+              gamma_max: float = 1e3, max_nfev: int | None = None) -> GammaFit:
     """Estimate gamma from a run that used external data (eta_t at round t: the run's `external/eta` metric).
 
     Estimator: least squares of the simulated U_s and U_v (jumps included) against the observed series. With
@@ -88,7 +88,7 @@ def fit_gamma(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float],
     plain least-squares fit of the series and a grid over gamma); this needs enough rounds before and after the jumps.
     No physical result raises NoPrediction with its verdict: a failed optimizer (fit failed), gamma at the edge of
     [1e-3, gamma_max] or the rate at its cap (at bound), a joint model outside the theory, with a negative limit or
-    a negative gap.
+    a negative gap. max_nfev caps the optimizer's evaluations (None: scipy's default).
     """
     t, S, V = check_series(rounds, U_s, U_v)
     et = _series_eta(t, eta)
@@ -110,7 +110,8 @@ def fit_gamma(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float],
         sse = [float((resid(m0, g) ** 2).sum()) for g in grid]
         i = int(np.argmin(sse))
         lo, hi = math.log(grid[max(i - 1, 0)]), math.log(grid[min(i + 1, len(grid) - 1)])
-        sol = least_squares(lambda x: resid(m0, math.exp(x[0])), [math.log(grid[i])], bounds=([lo], [hi]))
+        sol = least_squares(lambda x: resid(m0, math.exp(x[0])), [math.log(grid[i])], bounds=([lo], [hi]),
+                            max_nfev=max_nfev)
         if not sol.success:
             raise vd.NoPrediction(vd.Verdict(vd.FIT_FAILED, f"the gamma fit did not converge ({sol.message})"))
         if (i == 0 and sol.x[0] <= lo + 1e-9) or (i == len(grid) - 1 and sol.x[0] >= hi - 1e-9):
@@ -132,7 +133,7 @@ def fit_gamma(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float],
             return np.full(y.size, 1e6)
         return resid(m, math.exp(x[5]))
 
-    sol = least_squares(joint, x0, x_scale="jac")
+    sol = least_squares(joint, x0, x_scale="jac", max_nfev=max_nfev)
     x = sol.x
     m = GapModel(math.exp(x[0]), x[1], x[2], x[3], x[4])
     if not sol.success:
