@@ -77,8 +77,8 @@ def summarize(outcomes: list[Outcome], base: ExperimentConfig) -> dict:
             model = None  # a `none` model outside alpha > beta cannot carry gamma: fit this run jointly instead
         eta = dict(enumerate(row["eta"]))
         # a plain fit of this run would read the external jumps as self-improvement: its limit comes from the
-        # gap model with gamma, simulated through the run's own allocation (THEORY §3)
-        row["fit"] = None
+        # gap model with gamma, simulated through the run's own allocation (docs/theory.md §5); no joint fit: no limit
+        row["fit"] = row["U_s_inf"] = None
         try:
             if model is not None:
                 g = fit_gamma(row["rounds"], row["U_s"], row["U_v"], eta, model=model)
