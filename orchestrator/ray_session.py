@@ -60,7 +60,8 @@ def training_colocates(resources: ResourcesConfig, have: dict[str, float] | None
     if mode != "auto":
         return mode == "always"
     have = ray.cluster_resources() if have is None else have
-    if resources.training.gpus > 0 or _fits(requested(resources), have):
+    if resources.training.gpus > 0 or _fits(requested(resources), have) or \
+            resources.training.actors > resources.generation.actors:  # one training rank per shared bundle at most
         return False
     return _fits(requested(resources, colocate=True), have)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import tempfile
 
 import numpy as np
 import torch
@@ -43,11 +44,20 @@ def main() -> int:
                              deepspeed=DeepSpeedSection(zero_stage=stage, precision=precision))
         tr = DeepSpeedTrainer(model_dir, cfg, device="cpu", env=env)
         stats, up = tr.train(examples, 0)
-        print(json.dumps({"stage": stage, "precision": precision, "steps": stats.steps,
-                          "loss_diff": max(abs(stats.loss_first - ref_stats.loss_first),
-                                           abs(stats.loss_last - ref_stats.loss_last)),
-                          "weight_diff": float(np.abs(flat(up) - flat(ref)).max()), "version": up.version}),
-              flush=True)
+        row = {"stage": stage, "precision": precision, "steps": stats.steps,
+               "loss_diff": max(abs(stats.loss_first - ref_stats.loss_first),
+                                abs(stats.loss_last - ref_stats.loss_last)),
+               "weight_diff": float(np.abs(flat(up) - flat(ref)).max()), "version": up.version}
+        if precision == "fp32" and stage >= 1:  # resume: save, restore into a fresh rank, train on identically
+            with tempfile.TemporaryDirectory() as tmp:
+                tr.save(tmp)
+                fresh = DeepSpeedTrainer(model_dir, cfg, device="cpu", env=env)
+                row["restored_version"] = fresh.restore(tmp)
+                row["restore_diff"] = float(np.abs(flat(fresh.update()) - flat(up)).max())
+                _, a = tr.train(examples, 1)
+                _, b = fresh.train(examples, 1)
+                row["after_restore_train_diff"] = float(np.abs(flat(a) - flat(b)).max())
+        print(json.dumps(row), flush=True)
     try:
         bad = TrainingConfig(engine="deepspeed", batch_size=8, deepspeed=DeepSpeedSection(
             ds_config={"zero_optimization": {"stage": 7}}))

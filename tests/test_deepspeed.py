@@ -70,7 +70,7 @@ def test_two_ranks_equal_the_torch_engine(local_ray, base_model_dir, mode, micro
     assert diff < WEIGHT_TOL < moved, (diff, moved)
 
 
-def test_every_zero_stage_is_accepted_and_bad_ds_config_is_one_line(base_model_dir):
+def test_every_zero_stage_is_accepted_restores_and_bad_ds_config_is_one_line(base_model_dir):
     proc = subprocess.run([sys.executable, str(HERE / "deepspeed_stages_run.py"), str(base_model_dir)],
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(HERE.parent)})
@@ -82,6 +82,9 @@ def test_every_zero_stage_is_accepted_and_bad_ds_config_is_one_line(base_model_d
         assert r["steps"] == 3 and r["version"] == 1
         if precision == "fp32":  # one rank: the same arithmetic as the torch engine
             assert r["loss_diff"] < LOSS_TOL and r["weight_diff"] < WEIGHT_TOL, r
+        if precision == "fp32" and stage >= 1:  # restore refreshes DeepSpeed's fp32 master copy too
+            assert r["restored_version"] == 1 and r["restore_diff"] == 0.0, r
+            assert r["after_restore_train_diff"] < 1e-6, r
         else:  # bf16 weights and activations: close, not equal
             assert r["loss_diff"] < 0.1 and r["weight_diff"] < 0.05, r
     rejected = [r["rejected"] for r in lines if "rejected" in r]

@@ -114,7 +114,7 @@ class DeepSpeedTrainer:
         self.tokenizer, model = sft.load_policy(model_dir, cfg, self.device, torch.float32, seed)
         self._fingerprint = base_fingerprint(model)
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.micro, self.gas = cfg.deepspeed.micro_and_accumulation(cfg.batch_size, self.env.world_size)
         try:
             self.engine, self.optimizer, _, _ = self.ds.initialize(

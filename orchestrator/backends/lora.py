@@ -50,7 +50,7 @@ class TorchTrainer:
         encoded = [self._encode(e) for e in examples]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        opt = torch.optim.AdamW(params, lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay)
         self.model.train()
         losses: list[float] = []
         tokens = 0
