@@ -44,6 +44,7 @@ class OnlineFit:
         metrics = {"fit/rate": data.get("rate"), "fit/U_s_inf": data.get("U_s_inf"),
                    "fit/U_v_inf": data.get("U_v_inf"), "fit/G_inf": data.get("G_inf"), "fit/r2_U_s": r2.get("U_s"),
                    "fit/r2_U_v": r2.get("U_v"), "fit/r2_G": r2.get("G"), "fit/rounds_to_eps": to_eps.get("rounds"),
+                   "fit/sensitivity": data.get("sensitivity"),
                    "fit/decaying": float(fit.decaying)}
         limit = data["U_s_inf"] if fit.decaying else None
         external = self._external(t, records, scheduler)
