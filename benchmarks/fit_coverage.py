@@ -1,4 +1,4 @@
-"""How often the 95% intervals of `svgap fit` cover the truth (THEORY §2 fit; issue 16 item 5).
+"""How often the 95% intervals of `svgap fit` cover the truth (docs/theory.md §2 fit; issue 16 item 5).
 
 Replicates from orchestrator/theory/synthetic.py (as a new user would make them: a random true gap model per
 replicate, 9-11 measured rounds, 1-2 % multiplicative noise on U_s and U_v). Prints the coverage of every reported interval and writes JSON to

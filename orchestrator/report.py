@@ -148,7 +148,7 @@ def _plot_accuracy(series: dict, title: str, path: Path) -> bool:
 
 
 def _joint(series: dict, quantity: str):
-    """THEORY §3 for a run with external data: the gap model and gamma fitted jointly from its U_s, U_v and
+    """docs/theory.md §5 for a run with external data: the gap model and gamma fitted jointly from its U_s, U_v and
     external/eta (jumps U_v <- U_v/(1+gamma eta)). (GammaFit or None, the simulated path or None, a sentence)."""
     from orchestrator.theory.allocation import simulate
     from orchestrator.theory.gamma import fit_gamma
@@ -239,7 +239,7 @@ def _html(title: str, res, why: str, figures: list[Path], series: dict, quantity
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}"
              "img{max-width:100%}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>",
-             f"<p>Fitted quantity: <b>{html.escape(quantity)}</b> uncertainty (THEORY §2, joint fit of U_s and U_v "
+             f"<p>Fitted quantity: <b>{html.escape(quantity)}</b> uncertainty (docs/theory.md §2, joint fit of U_s and U_v "
              f"with one shared rate).</p>"]
     if res is not None and res.decaying:
         lvl = f"{100 * res.ci_level:g}% CI"

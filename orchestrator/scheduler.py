@@ -1,4 +1,4 @@
-"""External-data scheduler (THEORY §3): spends a budget of M external examples over the training rounds.
+"""External-data scheduler (docs/theory.md §5): spends a budget of M external examples over the training rounds.
 
 Round t = 0..T-1 gets exactly counts[t] examples, counts[t] = η_t·M rounded by largest remainder so that the
 counts sum to M exactly; each example is used once (round t takes the next counts[t] of one fixed, seeded draw).

@@ -47,7 +47,7 @@ class Workload(Protocol):
 
     def problems(self, split: Split, n: int, seed: int) -> list[Problem]:
         """n seeded problems. The three splits never share a problem: "train" feeds the rounds, "heldout" the
-        held-out accuracy, "external" the external-data pool (THEORY §3), so external data is never a round's prompt."""
+        held-out accuracy, "external" the external-data pool (docs/theory.md §5), so external data is never a round's prompt."""
 
     def check(self, problem: Problem, response: str) -> bool:
         """Is `response` a correct answer to `problem`?"""

@@ -46,7 +46,7 @@ def _load_fit_json(path: str):
 
 
 def _external_fit(args: argparse.Namespace):
-    """For a run that used external data: gamma and the gap model fitted jointly (THEORY §3), else None.
+    """For a run that used external data: gamma and the gap model fitted jointly (docs/theory.md §5), else None.
 
     A plain fit_gap of such a run would read the external jumps as self-improvement and plan with a wrong model.
     """

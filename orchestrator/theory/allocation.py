@@ -1,4 +1,4 @@
-"""Cross-improvement with a limited budget of external data (THEORY §3, Proposition 5.1).
+"""Cross-improvement with a limited budget of external data (docs/theory.md §5, Proposition 5.1).
 
 External data acts only through the verifier: before round t's update U_v <- U_v / (1 + gamma eta_t), where eta_t
 is round t's share of the budget M (sum of eta_t = 1). Then one round of the closed-form dynamics runs from the new

@@ -1,4 +1,4 @@
-"""Joint fit of the solver and verifier uncertainty series with one shared rate (THEORY §2).
+"""Joint fit of the solver and verifier uncertainty series with one shared rate (docs/theory.md §2).
 
 Why this method: given the rate r, both curves U = A e^{-rt} + C are linear in (A, C), so the 5-parameter least
 squares reduces to a 1-D search over r with the linear parameters profiled out (variable projection). The search is
@@ -119,7 +119,7 @@ def _derived(p: np.ndarray, eps: float) -> dict[str, np.ndarray]:
     delta = ap - bp
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(bp != 0, ap / bp, np.nan)
-        sens = np.where(delta != 0, -bp / delta, np.nan)  # THEORY §2: dU_s,inf/dG_0 = -beta/(alpha-beta)
+        sens = np.where(delta != 0, -bp / delta, np.nan)  # docs/theory.md §2: dU_s,inf/dG_0 = -beta/(alpha-beta)
         t_eps = np.where(np.abs(delta) > eps, np.log(np.abs(delta) / eps) / r, 0.0)
     return {"rate": r, "alpha_prime": ap, "beta_prime": bp, "delta": delta, "U_s_inf": us, "U_v_inf": uv,
             "G_inf": us - uv, "alpha_over_beta": ratio, "sensitivity": sens, "rounds_to_eps": t_eps}
@@ -169,13 +169,13 @@ def _verdict(t, S, V, p, r_min) -> str:
         return (f"{vd.NO_RATE}: the whole decay happens within the first round (rate at its upper bound "
                 f"{R_MAX:g}); the limit is simply the plateau already reached")
     outside = vd.model_verdict(GapModel(float(r), float(ap), float(bp), float(us), float(uv)))
-    if outside is not None:  # alpha <= beta, beta < 0 or G_inf < 0: the curves fit, but THEORY's model does not
+    if outside is not None:  # alpha <= beta, beta < 0 or G_inf < 0: the curves fit, but the theory's model does not
         return str(outside)
     return DECAYING
 
 
 def least_squares_model(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float]) -> GapModel:
-    """The plain least-squares curves of THEORY §2 with no verdict: a starting point for richer fits (γ), which
+    """The plain least-squares curves of docs/theory.md §2 with no verdict: a starting point for richer fits (γ), which
     judge their own result. Use fit_gap for anything reported."""
     t, S, V = check_series(rounds, U_s, U_v)
     r, ap, us, bp, uv = _fit_batch(t, S[None], V[None], 0.01 / max(int(t[-1] - t[0]), 1))[0]
@@ -204,7 +204,7 @@ def _boot_from_json(data) -> np.ndarray | None:
 
 @dataclass
 class FitResult:
-    """One fit of THEORY §2 on a run's rounds. Parameters are None when the verdict is not 'decaying'."""
+    """One fit of docs/theory.md §2 on a run's rounds. Parameters are None when the verdict is not 'decaying'."""
 
     rate: float | None
     alpha_prime: float | None
@@ -223,7 +223,7 @@ class FitResult:
     backtest: dict | None = None
     ci_level: float = 0.95
     boot: np.ndarray | None = field(default=None, repr=False)  # bootstrap rows [r, alpha', U_s_inf, beta', U_v_inf]
-    sensitivity: float | None = None  # THEORY §2: dU_s,inf/dG_0 at fixed U_v(0) = -beta/(alpha-beta) = -beta'/delta
+    sensitivity: float | None = None  # docs/theory.md §2: dU_s,inf/dG_0 at fixed U_v(0) = -beta/(alpha-beta) = -beta'/delta
 
     @property
     def decaying(self) -> bool:

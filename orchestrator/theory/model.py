@@ -1,4 +1,4 @@
-"""Closed forms of the solver-verifier gap dynamics (THEORY §2, Proposition 3.1).
+"""Closed forms of the solver-verifier gap dynamics (docs/theory.md §2, Proposition 3.1).
 
     dU_s/dt = -alpha E(t),  dU_v/dt = -beta E(t),  E(t) = k G(t) - b,  alpha > beta >= 0
 
@@ -104,7 +104,7 @@ class GapModel:
             return 0.0
         return math.log(d / eps) / self.rate
 
-    # --- state form, for cross-improvement (THEORY §3) ------------------------------------------------------------
+    # --- state form, for cross-improvement (docs/theory.md §5) ------------------------------------------------------------
     def step(self, U_s: float, U_v: float, rounds: float = 1.0) -> tuple[float, float]:
         """Advance any state (U_s, U_v) by `rounds` of the dynamics: the excess gap G - G_inf decays by e^{-r},
         and each unit it closes lowers U_s by alpha/(alpha-beta) and U_v by beta/(alpha-beta)."""

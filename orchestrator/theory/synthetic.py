@@ -1,6 +1,6 @@
 """Synthetic runs with a known truth: what the fit's interval coverage is measured on (docs/theory.md §6).
 
-As a new user would make them: a random gap model inside THEORY (alpha > beta >= 0, positive limits and gap),
+As a new user would make them: a random gap model inside docs/theory.md §2 (alpha > beta >= 0, positive limits and gap),
 9-11 measured rounds, 1-2 % multiplicative noise on U_s and U_v. numpy only.
 """
 from __future__ import annotations

@@ -64,7 +64,7 @@ def word_of(text: str | None) -> str | None:
 
 
 def model_verdict(model) -> Verdict | None:
-    """A GapModel that THEORY §2-§3 cannot use, or None. Checked in this order: outside theory, negative
+    """A GapModel that docs/theory.md §2-§5 cannot use, or None. Checked in this order: outside theory, negative
     uncertainty, negative gap (a model can break several; the first is named)."""
     ap, bp = model.alpha_prime, model.beta_prime
     if not all(math.isfinite(x) for x in (model.rate, ap, bp, model.U_s_inf, model.U_v_inf)):
@@ -72,7 +72,7 @@ def model_verdict(model) -> Verdict | None:
     if not (ap - bp > 0 and bp >= 0):
         return Verdict(OUTSIDE_THEORY, f"alpha' {ap:.3g}, beta' {bp:.3g} give "
                                        f"{'delta <= 0 (alpha <= beta)' if ap - bp <= 0 else 'beta < 0'}; "
-                                       f"THEORY needs alpha > beta >= 0")
+                                       f"the theory (docs/theory.md §2) needs alpha > beta >= 0")
     if model.U_s_inf < 0 or model.U_v_inf < 0:
         return Verdict(NEGATIVE_UNCERTAINTY, f"the limits U_s,inf {model.U_s_inf:.3g}, U_v,inf "
                                              f"{model.U_v_inf:.3g} include a value below 0")

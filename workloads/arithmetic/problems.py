@@ -2,7 +2,7 @@
 
 The split of a problem is a fixed function of its operands (a hash), so the train, held-out and external sets never
 share a problem, whatever the seeds. The external split (a band of EXTERNAL_FRACTION of the problems) is the pool
-external data comes from (THEORY §3: a stronger source's answers), so no external example is ever one of a round's
+external data comes from (docs/theory.md §5: a stronger source's answers), so no external example is ever one of a round's
 train prompts or a held-out prompt. A thin band of the train split ("dev") is kept out of pretraining: the builder
 watches its accuracy to decide when to stop.
 """
