@@ -1,4 +1,4 @@
-"""The allocation study behind `svgap allocate` (THEORY §3): one experiment per (strategy, seed) with the same
+"""The allocation study behind `svgap allocate` (docs/theory.md §5): one experiment per (strategy, seed) with the same
 budget M of external data, nested MLflow runs under one parent run, run concurrently on the shared Ray cluster as
 far as its resources allow, then the paper-style table.
 

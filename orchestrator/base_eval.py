@@ -1,4 +1,4 @@
-"""How much room a model has to self-improve (THEORY §1, measured once, before any training).
+"""How much room a model has to self-improve (docs/theory.md §1, measured once, before any training).
 
 On a set of problems: sample N candidates each, check them, score them with the model's own verifier (TF and QE),
 and report solver accuracy (one sample at the configured temperature, estimated over all N), pass@N, the
@@ -48,7 +48,7 @@ def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
 class VerifierEval:
     auc: float  # ROC-AUC of s between correct and incorrect candidates
     below_threshold: float  # fraction of candidates with s < σ
-    bon_accuracy: float  # accuracy of the BoN pick (σ rule of THEORY §1)
+    bon_accuracy: float  # accuracy of the BoN pick (σ rule of docs/theory.md §1)
     fallback_rate: float  # fraction of prompts where no candidate reached σ
     mean_score_correct: float
     mean_score_incorrect: float

@@ -76,7 +76,7 @@ class GenerationConfig:
 
 @dataclass
 class VerificationConfig:
-    """The model judges its own candidates (THEORY §1 step 3) and, with `uncertainty: scored`, also measures their
+    """The model judges its own candidates (docs/theory.md §1) and, with `uncertainty: scored`, also measures their
     uncertainty U = -log π_t(y|x) by a teacher-forced pass -- independent of the sampling engine's kernels and
     precision. `sampled` takes U from the generation engine's logprobs instead (free; with the HF engine in
     float32 the two agree to 1e-4, and each round logs `U_s_sampled` next to U_s so any difference shows)."""
@@ -117,7 +117,7 @@ class DeepSpeedSection:
 
 @dataclass
 class TrainingConfig:
-    """LoRA SFT on the BoN picks; the loss is U_v(t) itself (THEORY §1 step 6)."""
+    """LoRA SFT on the BoN picks; the loss is U_v(t) itself (docs/theory.md §1)."""
     lora_rank: int = field(default=8, metadata=rng(1))
     lora_alpha: float = field(default=16.0, metadata=rng(0.0, lo_open=True))
     lora_dropout: float = field(default=0.0, metadata=rng(0.0, 1.0))
@@ -203,7 +203,7 @@ class TrackingConfig:
 
 @dataclass
 class FitConfig:
-    """Online fit of the gap dynamics (THEORY §2) after every round from `min_rounds` records on."""
+    """Online fit of the gap dynamics (docs/theory.md §2) after every round from `min_rounds` records on."""
     online: bool = True
     min_rounds: int = field(default=4, metadata=rng(4))
     quantity: Literal["total", "per_token"] = "total"
@@ -218,7 +218,7 @@ class StopConfig:
 
 @dataclass
 class ExternalConfig:
-    """A limited budget of external data spread over rounds (THEORY §3)."""
+    """A limited budget of external data spread over rounds (docs/theory.md §5)."""
     budget: int = field(default=0, metadata=rng(0))
     strategy: Literal["none", "early", "uniform", "late", "explicit", "planned"] = "none"
     shares: list[float] | None = None

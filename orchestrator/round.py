@@ -1,4 +1,4 @@
-"""One round t of THEORY §1 with the current model π_t: generate, verify, select, measure, then train.
+"""One round t of docs/theory.md §1 with the current model π_t: generate, verify, select, measure, then train.
 
 `measure` computes every number of round t with π_t (before training) -- that is the round's record -- and
 `train` turns the BoN picks (plus any external examples) into π_{t+1}. Stages talk to pools with plain data.

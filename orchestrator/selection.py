@@ -1,4 +1,4 @@
-"""Best-of-N selection, THEORY §1 step 4.
+"""Best-of-N selection, docs/theory.md §1.
 
 Keep candidates whose verifier score s >= threshold σ; among them pick the lowest length-normalised uncertainty
 U/L. If none passes σ, fall back to the highest-scoring candidate, and say so (the round counts fallbacks).

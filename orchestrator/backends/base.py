@@ -11,7 +11,7 @@ from workloads.base import QEQuery, TFQuery
 @dataclass
 class Sample:
     """One sampled candidate. `logprobs[k]` = log pi(token_k | prompt, tokens_<k) at temperature 1 (the policy
-    itself, not the tempered sampling distribution), so sum(-logprobs) is the uncertainty U(y|x) of THEORY §1."""
+    itself, not the tempered sampling distribution), so sum(-logprobs) is the uncertainty U(y|x) of docs/theory.md §1."""
     token_ids: list[int]  # response tokens, including EOS when it was produced
     text: str  # decoded response, special tokens removed
     logprobs: list[float]

@@ -1,4 +1,4 @@
-"""The SFT math every trainer shares (THEORY §1 step 6), so the torch and DeepSpeed engines train the same thing.
+"""The SFT math every trainer shares (docs/theory.md §1), so the torch and DeepSpeed engines train the same thing.
 
 The loss is the uncertainty of the training responses, L = -(1/n) Σ_i log π(y_i | x_i) (summed over each
 response's tokens, averaged over the examples of a global batch). The order of global batches comes from one seeded

@@ -1,4 +1,4 @@
-"""`svgap allocate`: the external-data allocation study (THEORY §3) -- one experiment per (strategy, seed) with the
+"""`svgap allocate`: the external-data allocation study (docs/theory.md §5) -- one experiment per (strategy, seed) with the
 same budget, nested MLflow runs under one parent run, then the paper-style table (orchestrator/allocation_study.py)."""
 from __future__ import annotations
 

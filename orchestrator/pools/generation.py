@@ -1,4 +1,4 @@
-"""Generation actors: sample N candidates per prompt with per-token logprobs (the solver, THEORY §1 step 1)."""
+"""Generation actors: sample N candidates per prompt with per-token logprobs (the solver, docs/theory.md §1)."""
 from __future__ import annotations
 
 from orchestrator.backends.base import Sample

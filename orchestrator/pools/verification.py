@@ -1,4 +1,4 @@
-"""Verification actors: the same model scores its own candidates, s in [0, 1] (THEORY §1 step 3), and measures
+"""Verification actors: the same model scores its own candidates, s in [0, 1] (docs/theory.md §1), and measures
 their uncertainty by teacher forcing (step 2)."""
 from __future__ import annotations
 
