@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from orchestrator import config as config_mod
+from orchestrator import redact
 from orchestrator.allocation_table import summarize, to_csv, to_markdown
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import SvgapError
@@ -147,16 +148,20 @@ class AllocationStudy:
 
     def _say(self, msg: str) -> None:
         with self._lock:
-            self.progress(msg)
+            self.progress(redact.text(msg))
 
     def _preflight(self) -> tuple[bool, int]:
         import ray
 
         import workloads
         from orchestrator import ray_session, tracking
+        from orchestrator.experiment import check_writable
 
         workload = workloads.get(self.base.workload.name, self.base.workload.options)
         check_schedulers(self.variants, workload)
+        # every child writes its run folder there: an unwritable one must stop the study before the parent run
+        for out_dir in sorted({v.cfg.tracking.out_dir for v in self.variants} | {self.base.tracking.out_dir}):
+            check_writable(Path(out_dir), "tracking.out_dir")
         started = ray_session.connect(self.address)
         try:
             for v in self.variants:
@@ -181,7 +186,7 @@ class AllocationStudy:
                              parent_run_id=parent_run_id, progress=lambda m: self._say(f"{tag} {m}")).run()
             out.run_id, out.records = res.run_id, res.records
         except Exception as e:  # one failed experiment does not stop the study; the table names it
-            first = (str(e).strip().splitlines() or [""])[0]
+            first = redact.text((str(e).strip().splitlines() or [""])[0])
             out.error = f"{type(e).__name__}: {first}" if not isinstance(e, SvgapError) else first
             self._say(f"{tag} FAILED: {out.error}")
         out.seconds = time.perf_counter() - t0
@@ -207,13 +212,14 @@ class AllocationStudy:
                                                    ("strategies", ",".join(self.strategies)),
                                                    ("seeds", self.seeds), ("concurrency", slots))}
             params.update(flatten(to_dict(b)))
+            params = redact.data(params)
             logger = tracking.RunLogger(self.uri, self.experiment_name,
                                         b.tracking.run_name or f"allocate M={b.external.budget}", params,
                                         tags={"svgap.kind": "allocation_study"})
-            logger.log_text(config_mod.dump(b), "config.yaml")
+            logger.log_text(redact.text(config_mod.dump(b)), "config.yaml")
             self._say(f"allocation study: {len(self.variants)} experiments ({', '.join(self.strategies)} x "
                       f"{self.seeds} seed(s)), budget {b.external.budget}, {slots} at a time; parent MLflow run "
-                      f"{logger.run_id} ({self.uri})")
+                      f"{logger.run_id} ({tracking.shown(self.uri)})")
             with ThreadPoolExecutor(max_workers=slots, thread_name_prefix="svgap-allocate") as pool:
                 futures = [pool.submit(self._one, v, logger.run_id, i) for i, v in enumerate(self.variants)]
                 try:
@@ -230,10 +236,10 @@ class AllocationStudy:
                               "seconds": o.seconds, "error": o.error} for o in outcomes]
             out_dir = Path(b.tracking.out_dir) / logger.run_id
             out_dir.mkdir(parents=True, exist_ok=True)
-            files = {"allocation_table.json": json.dumps(table, indent=1),
+            files = {"allocation_table.json": json.dumps(redact.data(table), indent=1),
                      "allocation_table.md": to_markdown(table), "allocation_table.csv": to_csv(table)}
             for name, text in files.items():
-                (out_dir / name).write_text(text)
+                (out_dir / name).write_text(redact.text(text))
                 logger.log_file(out_dir / name)
             s = table["summary"]
             metrics = {f"final_acc/{x['strategy']}": x["final_acc"] for x in table["rows"]

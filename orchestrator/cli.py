@@ -7,6 +7,7 @@ import argparse
 import importlib
 import sys
 
+from orchestrator import redact
 from orchestrator.errors import SvgapError
 
 COMMANDS = ["run", "base_model", "fit", "plan", "report", "allocate"]
@@ -35,14 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    redact.remember(getattr(args, "tracking_uri", None))  # its password is masked in everything printed below
+    redact.remember_env()
     try:
         return int(args._run(args) or 0)
     except SvgapError as e:
-        sys.stderr.write(f"svgap: error: {e}\n")
+        sys.stderr.write(f"svgap: error: {redact.text(str(e))}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("svgap: interrupted\n")
         return 130
+    except Exception:  # a bug: keep the traceback, but never with a credential in it
+        import traceback
+
+        sys.stderr.write(redact.text(traceback.format_exc()))
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from orchestrator import ray_session, tracking
+from orchestrator import ray_session, redact, tracking
 from orchestrator.backends.engines import engine_options
 from orchestrator.config import ExperimentConfig, dump
 from orchestrator.errors import SvgapError
@@ -76,7 +77,7 @@ class RunFiles:
                                                            "model_version": version}))
 
 
-def _check_writable(path: Path, key: str) -> None:
+def check_writable(path: Path, key: str) -> None:
     """The run folder must be creatable before the MLflow run exists, or a failure would leave a half-logged run."""
     p = path.expanduser().absolute()
     if p.exists() and not p.is_dir():
@@ -86,6 +87,11 @@ def _check_writable(path: Path, key: str) -> None:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise SvgapError(f"{key}: cannot create run folders under {p} ({probe} is not writable)")
+    try:  # access() says yes to root even on read-only or virtual file systems (/proc): try it, leave nothing
+        os.rmdir(tempfile.mkdtemp(prefix=".svgap-probe-", dir=probe))
+    except OSError as e:
+        raise SvgapError(f"{key}: cannot create run folders under {p} ({probe}: "
+                         f"{e.strerror or type(e).__name__})") from None
 
 
 class Experiment:
@@ -98,7 +104,7 @@ class Experiment:
         self.uri = tracking_uri or cfg.tracking.uri
         self.experiment_name = experiment_name or cfg.tracking.experiment
         self.parent_run_id = parent_run_id
-        self.progress = progress
+        self.progress = lambda msg: progress(redact.text(msg))  # no credential in any progress line
         self.on_round = on_round
         self.classes = {"generation": GenerationWorker, "verification": VerificationWorker,
                         "training": TrainingWorker, **(worker_classes or {})}
@@ -114,7 +120,7 @@ class Experiment:
             from orchestrator.scheduler import build_scheduler
 
             scheduler = build_scheduler(cfg, workload)
-        _check_writable(Path(cfg.tracking.out_dir), "tracking.out_dir")
+        check_writable(Path(cfg.tracking.out_dir), "tracking.out_dir")
         self.uri = tracking.preflight(self.uri)  # writes nothing
         started = ray_session.connect(self.address)
         try:
@@ -177,13 +183,13 @@ class Experiment:
             self.progress("placed: " + ", ".join(f"{role} x{len(n)} on {len(set(n))} node(s)" for role, n in placed))
             heldout = workload.problems("heldout", cfg.workload.heldout_prompts, derive_seed(cfg.seed, "heldout"))
             runner = RoundRunner(cfg, workload, pools, heldout, self.progress)
-            cfg_text = dump(cfg)
+            cfg_text = redact.text(dump(cfg))  # saved config, artifact and params never carry a password
             logger = tracking.RunLogger(self.uri, self.experiment_name, cfg.tracking.run_name,
-                                        flatten(to_dict(cfg)), self.parent_run_id)
+                                        redact.data(flatten(to_dict(cfg))), self.parent_run_id)
             logger.log_text(cfg_text, "config.yaml")
             files = RunFiles(Path(cfg.tracking.out_dir) / logger.run_id)
             files.prepare(cfg_text)
-            self.progress(f"MLflow run {logger.run_id} ({self.uri}); round files in {files.root}")
+            self.progress(f"MLflow run {logger.run_id} ({tracking.shown(self.uri)}); round files in {files.root}")
             result = ExperimentResult(logger.run_id, self.uri, files.root, [])
             self._rounds(runner, pools, logger, files, result, scheduler)
             logger.end("FINISHED")

@@ -1,8 +1,12 @@
-"""MLflow adapter: the one module that knows MLflow. Only the driver calls it; workers return data."""
+"""MLflow adapter: the one module that knows MLflow. Only the driver calls it; workers return data.
+
+Credentials in a tracking URI are used but never shown: every message, param and text artifact written through
+here passes orchestrator.redact first (MLflow's own MLFLOW_TRACKING_USERNAME / _PASSWORD are the better place)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from orchestrator import redact
 from orchestrator.errors import SvgapError
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -10,7 +14,19 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 
 def resolve_uri(uri: str | None = None) -> str:
     """Explicit URI, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    resolved = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    redact.remember(resolved)  # its password is masked wherever it turns up from now on
+    redact.remember_env()
+    return resolved
+
+
+def shown(uri: str | None = None) -> str:
+    """The resolved URI fit to print or save: credentials masked."""
+    return redact.text(resolve_uri(uri))
+
+
+def _first_line(e: BaseException) -> str:
+    return redact.text((str(e).strip().splitlines() or [type(e).__name__])[0][:200])
 
 
 def _client(uri: str | None):
@@ -36,10 +52,10 @@ def get_run(run_id: str, uri: str | None = None):
     except MlflowException as e:
         code = getattr(e, "error_code", "")
         if "RESOURCE_DOES_NOT_EXIST" in str(code) or "not found" in str(e).lower():
-            raise SvgapError(f"unknown MLflow run id {run_id!r} in {resolve_uri(uri)}") from None
-        raise SvgapError(f"cannot read MLflow run {run_id!r} from {resolve_uri(uri)}: {str(e).splitlines()[0]}") from None
+            raise SvgapError(f"unknown MLflow run id {run_id!r} in {shown(uri)}") from None
+        raise SvgapError(f"cannot read MLflow run {run_id!r} from {shown(uri)}: {_first_line(e)}") from None
     except Exception as e:  # connection errors from the REST store
-        raise SvgapError(f"tracking server {resolve_uri(uri)} unreachable: {type(e).__name__}") from None
+        raise SvgapError(f"tracking server {shown(uri)} unreachable: {type(e).__name__}") from None
 
 
 def metric_series(run_id: str, names: list[str], uri: str | None = None) -> dict[str, dict[int, float]]:
@@ -78,34 +94,60 @@ def preflight(uri: str | None = None) -> str:
     needs a writable folder (the database itself is created only when the run starts).
     """
     resolved = resolve_uri(uri)
+    show = redact.text(resolved)
     if resolved.startswith(("http://", "https://")):
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(resolved.rstrip("/") + "/health", timeout=5) as resp:
-                if resp.status >= 400:
-                    raise SvgapError(f"tracking server {resolved} answered HTTP {resp.status} on /health")
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise SvgapError(f"tracking server {resolved} unreachable: {reason}") from None
+        _probe_http(resolved, show)
     elif resolved.startswith("sqlite:///"):
         db = Path(resolved.removeprefix("sqlite:///")).expanduser()
         folder = db.parent if str(db.parent) else Path(".")
         if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise SvgapError(f"tracking store {resolved}: folder {folder} does not exist or is not writable")
+            raise SvgapError(f"tracking store {show}: folder {folder} does not exist or is not writable")
         if db.exists() and not os.access(db, os.W_OK):
-            raise SvgapError(f"tracking store {resolved}: {db} is not writable")
+            raise SvgapError(f"tracking store {show}: {db} is not writable")
     elif resolved.startswith("file:") or ("://" not in resolved and not resolved.startswith("databricks")):
-        raise SvgapError(f"tracking store {resolved}: MLflow 3 refuses the file store by default; use "
+        raise SvgapError(f"tracking store {show}: MLflow 3 refuses the file store by default; use "
                          f"sqlite:///mlflow.db or an http:// tracking server")
     else:  # another database or a hosted store: one read (writes nothing) shows it can be used
         try:
             _client(resolved).search_experiments(max_results=1)
         except Exception as e:  # noqa: BLE001 - driver missing, refused connection, bad credentials, ...
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise SvgapError(f"tracking store {resolved} unusable: {first}") from None
+            raise SvgapError(f"tracking store {show} unusable: {_first_line(e)}") from None
     return resolved
+
+
+def _probe_http(resolved: str, show: str) -> None:
+    """GET /health with a 5 s timeout. Credentials in the URI (or MLflow's MLFLOW_TRACKING_USERNAME / _PASSWORD)
+    go in a basic-auth header, as MLflow's client sends them: urllib cannot take them inside the URL."""
+    import base64
+    import urllib.error
+    import urllib.request
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(resolved)
+        user, password = parts.username, parts.password
+        netloc = parts.hostname or ""
+        netloc = f"[{netloc}]" if ":" in netloc else netloc
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+    except ValueError as e:  # a bad port, a broken IPv6 literal, ...
+        raise SvgapError(f"tracking URI {show} is malformed: {redact.text(str(e))}") from None
+    url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+    user = unquote(user) if user is not None else os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = unquote(password) if password is not None else os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    req = urllib.request.Request(url)
+    if user is not None or password is not None:
+        token = base64.b64encode(f"{user or ''}:{password or ''}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            if resp.status >= 400:
+                raise SvgapError(f"tracking server {show} answered HTTP {resp.status} on /health")
+    except urllib.error.HTTPError as e:
+        raise SvgapError(f"tracking server {show} answered HTTP {e.code} on /health") from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise SvgapError(f"tracking server {show} unreachable: {redact.text(str(reason))}") from None
 
 
 class RunLogger:
@@ -121,8 +163,8 @@ class RunLogger:
             exp = self.client.get_experiment_by_name(experiment)
             exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
         except Exception as e:  # noqa: BLE001 - any store error becomes one line naming the store
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise SvgapError(f"tracking store {self.uri}: cannot open experiment {experiment!r}: {first}") from None
+            raise SvgapError(f"tracking store {redact.text(self.uri)}: cannot open experiment {experiment!r}: "
+                             f"{_first_line(e)}") from None
         all_tags = {"mlflow.source.name": "svgap", **(tags or {})}
         if run_name:
             all_tags["mlflow.runName"] = run_name
@@ -130,7 +172,7 @@ class RunLogger:
             all_tags["mlflow.parentRunId"] = parent_run_id
         self.run_id = self.client.create_run(exp_id, tags=all_tags, run_name=run_name).info.run_id
         self.experiment_id = exp_id
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        items = [Param(k, redact.text(str(v))[:6000]) for k, v in params.items()]
         for s in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[s:s + 100])
 
@@ -138,16 +180,16 @@ class RunLogger:
         log_metrics(self.run_id, metrics, step, self.uri)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        self.client.log_text(self.run_id, redact.text(text), artifact_file)
 
     def log_dict(self, data: dict, artifact_file: str) -> None:
-        self.client.log_dict(self.run_id, data, artifact_file)
+        self.client.log_dict(self.run_id, redact.data(data), artifact_file)
 
     def log_file(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def set_tag(self, key: str, value: str) -> None:
-        self.client.set_tag(self.run_id, key, value)
+        self.client.set_tag(self.run_id, key, redact.text(str(value)))
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
@@ -182,8 +224,17 @@ def artifact_paths(run_id: str, path: str = "", uri: str | None = None) -> list[
     return out
 
 
+def artifact_text(run_id: str, path: str, uri: str | None = None) -> str:
+    """The text of one artifact file of a run (downloaded to a temporary folder)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="svgap-artifact-") as tmp:
+        local = _client(uri).download_artifacts(run_id, path, tmp)
+        return Path(local).read_text(errors="replace")
+
+
 def ui_hint(uri: str | None = None) -> str:
-    resolved = resolve_uri(uri)
+    resolved = shown(uri)
     if resolved.startswith(("http://", "https://")):
         return f"open {resolved} in a browser"
     return f"mlflow ui --backend-store-uri {resolved}   (then open http://127.0.0.1:5000)"

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-ray = pytest.importorskip("ray")
+import ray  # noqa: E402 - a hard dependency: a broken install fails here instead of skipping
 
 from orchestrator import config, tracking  # noqa: E402
 from orchestrator.cli import main  # noqa: E402
@@ -112,8 +112,11 @@ def test_worker_failure_names_the_stage(local_ray, base_model_dir, tmp_path):
     (["--set", "resources.generation.actors=3", "--set", "resources.generation.cpus=1"],
      "the pools ask for 4 CPU (generation 3x1, verification 1x0.5, training 1x0.5) but the cluster has 2"),
     (["--set", "tracking.out_dir=FILE/runs"], "tracking.out_dir: cannot create run folders under"),
-    (["--tracking-uri", "postgresql://svgap:pw@127.0.0.1:1/mlflow"], "tracking store postgresql://svgap:pw@127.0.0.1:1"
-                                                                      "/mlflow unusable"),
+    # a password in the URI is used, never shown (tests/test_redaction.py has the rest)
+    (["--tracking-uri", "postgresql://svgap:s3cr3t@127.0.0.1:1/mlflow"], "tracking store postgresql://svgap:***@"
+                                                                          "127.0.0.1:1/mlflow unusable"),
+    (["--tracking-uri", "http://svgap:s3cr3t@127.0.0.1:1"], "tracking server http://svgap:***@127.0.0.1:1 unreachable"),
+    (["--set", "tracking.out_dir=/proc/nope"], "tracking.out_dir: cannot create run folders under /proc/nope"),
 ])
 def test_bad_environment_is_one_line_exit_2_and_nothing_logged(local_ray, base_model_dir, tmp_path, capsys,
                                                                args, needle):
@@ -124,8 +127,10 @@ def test_bad_environment_is_one_line_exit_2_and_nothing_logged(local_ray, base_m
     (tmp_path / "FILE").write_text("a file where the run folder should go")
     args = [a.replace("FILE", str(tmp_path / "FILE")) for a in args]
     assert main(argv + args) == 2
-    err = capsys.readouterr().err
+    cap = capsys.readouterr()
+    err = cap.err
     assert needle in err and err.count("\n") == 1, err
+    assert "s3cr3t" not in cap.out + err
     assert not (tmp_path / "runs").exists()
     if (tmp_path / "mlflow.db").exists():
         client = tracking._client(uri)

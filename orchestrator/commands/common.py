@@ -14,7 +14,11 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_config(args: argparse.Namespace) -> config.ExperimentConfig:
-    return config.load(args.config, args.overrides)
+    from orchestrator import redact
+
+    cfg = config.load(args.config, args.overrides)
+    redact.remember(cfg.tracking.uri)  # a password in the config's URI is masked in every line from here on
+    return cfg
 
 
 def add_cluster_args(p: argparse.ArgumentParser) -> None:
