@@ -32,42 +32,51 @@ def examples(n: int, seed: int):
             for p in wl.problems("train", n, seed=seed)]
 
 
-@pytest.mark.parametrize("mode, micro_batch", [("lora", None), ("full", 4)])
-def test_two_ranks_equal_the_torch_engine(local_ray, base_model_dir, mode, micro_batch):
-    """30 examples, global batch 8 (the last one short, so a rank runs an empty micro-batch), 2 epochs; full mode
-    with micro-batch 4 x 2 ranks, i.e. no accumulation, and LoRA with 8/2 = 4 per rank."""
+def test_two_ranks_equal_the_torch_engine_lora_and_full(local_ray, base_model_dir):
+    """30 examples, global batch 8 (the last one short, so a rank runs an empty micro-batch), 2 epochs. LoRA: 8/2 = 4
+    examples per rank and step; full: micro-batch 2 x 2 accumulation steps x 2 ranks. One pair of actors does both."""
     import torch
 
     from orchestrator.backends.lora import TorchTrainer
     from orchestrator.config import DeepSpeedSection, PoolResources, TrainingConfig
     from orchestrator.model_source import ModelSource
     from orchestrator.pools.group import ActorGroup, PoolSpec
-    from orchestrator.pools.training import TrainingWorker
     from orchestrator.pools.worker import WorkerSpec
+
+    from deepspeed_helpers import SwitchingTrainingWorker
 
     torch.set_num_threads(1)
     exs = examples(30, seed=1)
-    common = dict(mode=mode, batch_size=8, epochs=2, lr=5e-3 if mode == "lora" else 1e-3)
-    ref_stats, ref = TorchTrainer(base_model_dir, TrainingConfig(**common), device="cpu").train(exs, 0)
-
-    cfg = TrainingConfig(engine="deepspeed", deepspeed=DeepSpeedSection(zero_stage=2, micro_batch=micro_batch),
-                         **common)
+    runs = {"lora": (dict(mode="lora", batch_size=8, epochs=2, lr=5e-3), None),
+            "full": (dict(mode="full", batch_size=8, epochs=2, lr=1e-3), 2)}
+    ds_cfg = {m: TrainingConfig(engine="deepspeed", deepspeed=DeepSpeedSection(zero_stage=2, micro_batch=mb), **kw)
+              for m, (kw, mb) in runs.items()}
     source = ModelSource("arithmetic", {}, str(base_model_dir), "~/.cache/svgap")
-    group = ActorGroup(PoolSpec("training", PoolResources(actors=2, cpus=0.5), "PACK", 300.0), TrainingWorker,
-                       WorkerSpec("training", source, "cpu", "float32", 0.5, 1), cfg, 0, ranks=True)
+    group = ActorGroup(PoolSpec("training", PoolResources(actors=2, cpus=0.5), "PACK", 300.0),
+                       SwitchingTrainingWorker, WorkerSpec("training", source, "cpu", "float32", 0.5, 1),
+                       ds_cfg["lora"], 0, ranks=True)
+    got = {}
     try:
-        (s0, up0), (s1, up1) = group.call_all("train", "train", exs, 0)
-        assert up1 is None and up0.version == 1 and group.call_all("v", "version") == [1, 1]
+        for mode in runs:
+            if mode != "lora":
+                group.call_all("switch", "switch", ds_cfg[mode])
+            got[mode] = group.call_all("train", "train", exs, 0)
     finally:
         group.shutdown()
-    assert (s1.loss_first, s1.loss_last, s1.steps) == (s0.loss_first, s0.loss_last, s0.steps)  # the global loss
-    assert s0.steps == ref_stats.steps == 8 and s0.tokens == ref_stats.tokens
-    assert abs(s0.loss_first - ref_stats.loss_first) < LOSS_TOL and abs(s0.loss_last - ref_stats.loss_last) < LOSS_TOL
-    assert type(up0) is type(ref) and sorted(up0.tensors) == sorted(ref.tensors)
-    diff = float(np.abs(flat(up0) - flat(ref)).max())
-    moved = float(np.abs(flat(ref) - flat(TorchTrainer(base_model_dir, TrainingConfig(**common),
-                                                       device="cpu").update())).max())
-    assert diff < WEIGHT_TOL < moved, (diff, moved)
+    for mode, (kw, _) in runs.items():
+        (s0, up0), (s1, up1) = got[mode]
+        ref_trainer = TorchTrainer(base_model_dir, TrainingConfig(**kw), device="cpu")
+        before = ref_trainer.update()
+        ref_stats, ref = ref_trainer.train(exs, 0)
+        assert up1 is None and up0.version == 1, mode  # rank 0 returns the update
+        assert (s1.loss_first, s1.loss_last, s1.steps) == (s0.loss_first, s0.loss_last, s0.steps)  # global loss
+        assert s0.steps == ref_stats.steps == 8 and s0.tokens == ref_stats.tokens
+        assert abs(s0.loss_first - ref_stats.loss_first) < LOSS_TOL, (mode, s0, ref_stats)
+        assert abs(s0.loss_last - ref_stats.loss_last) < LOSS_TOL, (mode, s0, ref_stats)
+        assert type(up0) is type(ref) and sorted(up0.tensors) == sorted(ref.tensors)
+        diff = float(np.abs(flat(up0) - flat(ref)).max())
+        moved = float(np.abs(flat(ref) - flat(before)).max())
+        assert diff < WEIGHT_TOL < moved, (mode, diff, moved)
 
 
 def test_every_zero_stage_is_accepted_restores_and_bad_ds_config_is_one_line(base_model_dir):

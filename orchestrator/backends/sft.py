@@ -84,14 +84,16 @@ def nll_sum(model, batch: list[tuple[list[int], list[int]]], pad: int, device):
 
 def export_update(model, mode: str, version: int) -> WeightsUpdate:
     """The trained policy as plain arrays: the LoRA adapter keyed by base-model module names, or every weight."""
+    def arr(t) -> np.ndarray:  # a copy: .numpy() of a float32 CPU tensor would alias the weights still training
+        return np.array(t.detach().float().cpu().numpy(), copy=True)
+
     if mode == "full":
-        return FullUpdate(version, {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()})
+        return FullUpdate(version, {k: arr(v) for k, v in model.state_dict().items()})
     tensors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     scaling = None
     for name, module in model.named_modules():
         if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
-            a = module.lora_A["default"].weight.detach().float().cpu().numpy()
-            b = module.lora_B["default"].weight.detach().float().cpu().numpy()
+            a, b = arr(module.lora_A["default"].weight), arr(module.lora_B["default"].weight)
             tensors[name.removeprefix(LORA_PREFIX)] = (a, b)
             scaling = float(module.scaling["default"])
     if scaling is None:
