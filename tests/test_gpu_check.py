@@ -23,9 +23,15 @@ def test_gpu_check_runs_and_reports_every_path(base_model_dir, tmp_path):
     by = {(r["check"], r["device"], r["dtype"]): r for r in rows}
     assert by[("sample logprobs = teacher-forced NLL", "cpu", "float32")]["status"] == "PASS"
     assert by[("LoRA round: loss falls, merged adapter lowers NLL", "cpu", "float32")]["status"] == "PASS"
-    cuda_rows = [r for r in rows if r["device"] == "cuda" and r["check"] != "DeepSpeed on CUDA"]
+    cuda_rows = [r for r in rows if r["device"] == "cuda"]
+    ds_rows = [r for r in rows if r["check"].startswith("DeepSpeed")]
     if torch.cuda.is_available():
         assert all(r["status"] == "PASS" for r in cuda_rows), cuda_rows
+        assert {r["dtype"] for r in ds_rows if r["device"] == "cuda"} == {"float32", "bfloat16"}, ds_rows
     else:
         assert cuda_rows and all(r["status"] == "SKIP" and r["why"] == "no CUDA device here" for r in cuda_rows)
+        # the DeepSpeed row's code runs here on CPU (gloo): one ZeRO-2 step equals the torch engine's
+        cpu_ds = by[("DeepSpeed ZeRO-2 step = torch engine step", "cpu", "float32")]
+        assert cpu_ds["status"] == "PASS" and cpu_ds["numbers"]["loss_diff"] <= 1e-5, cpu_ds
+        assert [r["device"] for r in ds_rows] == ["cpu", "cuda"]
     assert "status numbers / why" in proc.stdout  # the printed table
