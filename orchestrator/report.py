@@ -202,6 +202,7 @@ def plot_backtest(table: list[dict], path: Path, title: str) -> bool:
         if r["U_s_inf"] is None:
             ax.annotate(r["verdict"].split(":")[0], (r["first"], full if full is not None else float(y.mean())),
                         rotation=90, fontsize=7, ha="center", va="bottom", color="tab:red")
+    ax.set_xticks([r["first"] for r in table])
     ax.set_xlabel("K (last round fitted)")
     ax.set_ylabel("predicted solver limit U_s,∞")
     ax.grid(alpha=0.3)

@@ -348,8 +348,8 @@ def fit_gap(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float], *
                 ci[k] = [None, None]
                 continue
             lo, hi = d[k] - widen * (d[k] - np.percentile(v, q)), d[k] + widen * (np.percentile(v, 100 - q) - d[k])
-            if k in ("rate", "rounds_to_eps"):
-                lo = max(lo, 0.0)
+            if k in ("rate", "rounds_to_eps", "U_s_inf", "U_v_inf", "G_inf"):
+                lo = max(lo, 0.0)  # the physical bound: an uncertainty, a gap, a rate are >= 0 (docs/theory.md §2)
             ci[k] = [_num(lo), _num(hi)]
     bt = None
     if later.any():
