@@ -9,7 +9,8 @@ Whether the two marginal intervals overlap is reported too (`intervals_overlap`)
 nearly always overlap. When the best is not distinguishable, `planned` takes `uniform`, the least committal
 allocation (no round is favoured on evidence the fit does not have), and says so.
 
-Intervals are percentile intervals widened around the point prediction by the same t(n-3)/z factor the fit uses.
+Intervals are percentile intervals widened around the point prediction by the same t(n-3)/z factor the fit uses;
+a predicted uncertainty's interval stops at 0.
 Replicates whose simulation has a verdict (outside the theory, a negative prediction) are left out and counted.
 """
 from __future__ import annotations
@@ -46,13 +47,16 @@ def samples_from_rows(rows: np.ndarray | None, gamma: float | np.ndarray) -> lis
     return out
 
 
-def _interval(point: float, vals: np.ndarray, w: float, level: float) -> list[float] | None:
+def _interval(point: float, vals: np.ndarray, w: float, level: float,
+              floor: float | None = None) -> list[float] | None:
+    """Widened percentile interval around point; `floor` cuts the lower end at a physical bound."""
     vals = vals[np.isfinite(vals)]
     if vals.size < 10:
         return None
     q = 100 * (1 - level) / 2
     lo, hi = np.percentile(vals, q), np.percentile(vals, 100 - q)
-    return [float(point - w * (point - lo)), float(point + w * (hi - point))]
+    lo = point - w * (point - lo)
+    return [float(lo if floor is None else max(lo, floor)), float(point + w * (hi - point))]
 
 
 def propagate(pl: Plan, samples: list[tuple[GapModel, float]], *, U_s0: float | None = None,
@@ -71,7 +75,7 @@ def propagate(pl: Plan, samples: list[tuple[GapModel, float]], *, U_s0: float | 
                       for k in keys}
         o = pl.outcomes[name]
         if o.verdict is None:
-            o.ci = {k: _interval(getattr(o, k), vals[name][k], widen, level) for k in keys}
+            o.ci = {k: _interval(getattr(o, k), vals[name][k], widen, level, floor=0.0) for k in keys}
             o.impossible_share = float(np.mean(~np.isfinite(vals[name]["U_s_inf"])))
     key = "U_s_inf" if pl.objective == "limit" else "U_s_T"
     ranked = sorted((k for k in pl.outcomes if pl.outcomes[k].verdict is None), key=lambda k: pl.key(pl.outcomes[k]))
