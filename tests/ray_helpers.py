@@ -31,3 +31,10 @@ class FailingGenerationWorker(GenerationWorker):
 
     def sample(self, items, version, *args, **kwargs):
         raise RuntimeError("injected sampling failure")
+
+
+from orchestrator.pools.verification import VerificationWorker  # noqa: E402
+
+
+class EngineWorker(GenerationWorker, VerificationWorker):
+    """One actor with both inference roles, so engine tests start one (slow-to-start) vLLM engine, not two."""

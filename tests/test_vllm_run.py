@@ -1,0 +1,60 @@
+"""`svgap run` with the vLLM engine: a small experiment end to end on real Ray/MLflow/vLLM, no engine process left
+afterwards; and without vLLM installed, one line saying how to install it (exit 2, before any round)."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from orchestrator.backends import engines
+from orchestrator.cli import main
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+
+def test_vllm_missing_is_one_line_with_the_install_command(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(engines.ENGINES, "vllm", engines.EngineEntry(
+        engines.ENGINES["vllm"].target, "svgap_no_such_package", engines.ENGINES["vllm"].install))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--set", "model.engine=vllm", "--set", "rounds=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install -e '.[vllm]'" in err[0] and "model.engine" in err[0], err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()  # nothing half-written
+
+
+@pytest.mark.slow
+def test_small_run_with_the_vllm_engine_leaves_no_engine_process(local_ray, base_model_dir, tmp_path):
+    pytest.importorskip("vllm")
+    psutil = pytest.importorskip("psutil")
+    from orchestrator import config
+    from orchestrator.experiment import Experiment
+    from test_vllm import two_head_copy
+
+    def vllm_pids() -> set[int]:
+        out = set()
+        for p in psutil.process_iter(["name", "cmdline"]):
+            try:
+                if "VLLM" in (p.info["name"] or "") or any("VLLM" in c for c in p.info["cmdline"] or []):
+                    out.add(p.pid)
+            except psutil.Error:
+                pass
+        return out
+
+    model = two_head_copy(base_model_dir, tmp_path / "model")
+    before = vllm_pids()
+    seen: set[int] = set()
+    cfg = config.load(None, [
+        "model.engine=vllm", f"model.path={model}", "model.vllm.kv_cache_mb=64", "rounds=1",
+        "workload.train_prompts=32", "workload.heldout_prompts=32", "generation.n=4",
+        "resources.generation.actors=1", "resources.generation.cpus=0.5",
+        "resources.verification.cpus=0.5", "resources.training.cpus=0.5", f"tracking.out_dir={tmp_path}/runs"])
+    res = Experiment(cfg, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", progress=lambda s: None,
+                     on_round=lambda rec: seen.update(vllm_pids() - before)).run()
+    assert [r.round for r in res.records] == [0, 1] and res.records[1].version == 1
+    for r in res.records:  # the generation engine's own U agrees with the verification engine's teacher forcing
+        assert abs(r.metrics["U_s_sampled"] - r.metrics["U_s"]) < 1e-4
+        assert 0.0 <= r.metrics["heldout_acc"] <= 1.0
+    assert len(seen) >= 2  # the two engines' processes were running during the rounds
+    left = seen & vllm_pids()
+    assert not left, f"vLLM engine processes left after the run: {sorted(left)}"
