@@ -2,7 +2,8 @@
 the CPU numbers.
 
 Run on a machine with a GPU (torch + transformers + peft, and deepspeed for its rows: no Ray, no MLflow). Prints one
-table and writes benchmarks/out/gpu_check.json. Each row says what was checked, the numbers, and PASS / FAIL / SKIP with the reason.
+table and writes benchmarks/out/gpu_check.json. Each row says what was checked, the numbers, and PASS / FAIL / SKIP
+with the reason.
 
     python benchmarks/gpu_check.py [--model DIR] [--devices cpu,cuda] [--prompts 256]
 

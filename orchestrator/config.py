@@ -144,6 +144,9 @@ class TrainingConfig:
         return self.lr if self.lr is not None else self.DEFAULT_LR[self.mode]
 
     def validate(self, prefix: str) -> None:
+        if self.engine != "deepspeed" and self.deepspeed != DeepSpeedSection():
+            raise ConfigError(f"{prefix}.deepspeed: set, but training.engine is {self.engine} (the section configures "
+                              f"the deepspeed engine only)")
         if self.mode == "full":
             for name in self.LORA_ONLY:
                 f = self.__dataclass_fields__[name]

@@ -13,7 +13,7 @@ from orchestrator.typed import ConfigError
 @pytest.mark.parametrize("overrides, needle", [
     (["resources.training.actors=2"], "resources.training.actors: 2 ranks need training.engine deepspeed"),
     (["training.deepspeed.zero_stage=4"], "training.deepspeed.zero_stage: 4 is out of range (allowed [0, 3])"),
-    (["training.deepspeed.offload_optimizer=true", "training.deepspeed.zero_stage=0"],
+    (["training.engine=deepspeed", "training.deepspeed.offload_optimizer=true", "training.deepspeed.zero_stage=0"],
      "training.deepspeed.offload_optimizer: needs zero_stage 1, 2 or 3"),
     (["training.deepspeed.precision=fp16"], "training.deepspeed.precision: 'fp16' is not allowed"),
     (["training.deepspeed.ds_config=3"], "training.deepspeed.ds_config: expected a mapping"),
@@ -24,6 +24,7 @@ from orchestrator.typed import ConfigError
     (["training.engine=deepspeed", "resources.training.actors=2", "training.deepspeed.micro_batch=5"],
      "training.batch_size: 32 is not a multiple of micro_batch 5 x 2 ranks"),
     (["training.engine=jax"], "training.engine: 'jax' is not allowed"),
+    (["training.deepspeed.zero_stage=3"], "training.deepspeed: set, but training.engine is torch"),
     (["resources.colocate_training=always", "resources.training.gpus=1"], "resources.colocate_training: always"),
     (["resources.colocate_training=always", "training.engine=deepspeed", "resources.training.actors=4"],
      "resources.colocate_training: always puts one training actor on each generation bundle at most"),
