@@ -148,7 +148,9 @@ def test_plan_from_fit_json(tmp_path, capsys):
     assert j["best"] == "early" and j["objective"] == "limit"
     c = j["comparison"]  # is the best distinguishable from the runner-up under the fit?
     assert c["best"] == "early" and c["runner_up"] == "uniform" and isinstance(c["distinguishable"], bool)
-    assert c["distinguishable"] == (c["difference_ci"][0] > 0)
+    assert c["distinguishable"] == (not c["intervals_overlap"])
+    ci = {k: j["strategies"][k]["ci"]["U_s_inf"] for k in ("early", "uniform")}
+    assert c["intervals_overlap"] == (ci["early"][1] >= ci["uniform"][0])
     assert j["chosen"] == ("early" if c["distinguishable"] else "uniform") and j["why"]
     rc, out, _ = cli(capsys, "plan", "--fit", fit_file, "--gamma", "0.05", "--rounds", "3", "--strategies",
                      "uniform", "--shares", "0.2,0.3,0.5", "--objective", "horizon")

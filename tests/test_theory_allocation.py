@@ -152,3 +152,27 @@ def test_plan_of_a_model_outside_alpha_greater_than_beta_is_a_verdict():
     rising_verifier = GapModel(rate=0.5, alpha_prime=1.0, beta_prime=-0.2, U_s_inf=0.6, U_v_inf=0.4)
     assert plan(rising_verifier, 0.2, 4).verdict.startswith("outside theory")
     assert "beta < 0" in simulate(rising_verifier, 0.2, [0.5, 0.5]).verdict
+
+
+def test_plan_intervals_and_the_distinguishability_rule():
+    """Issue 16 item 2: the fit's bootstrap through every strategy; overlapping intervals -> uniform, and why."""
+    from orchestrator.theory.intervals import propagate, samples_from_rows, widening
+
+    t = np.arange(10)
+    rng = np.random.default_rng(0)
+    s, v, _ = M.predict(t)
+    noisy = fit_gap(t, s * (1 + 0.02 * rng.standard_normal(10)), v * (1 + 0.02 * rng.standard_normal(10)))
+    small = propagate(plan(noisy, 0.01, 6), samples_from_rows(noisy.boot, 0.01), widen=widening(noisy.n_rounds))
+    c = small.comparison
+    assert small.best == "early" and c["runner_up"] == "uniform" and c["intervals_overlap"] is True
+    assert c["distinguishable"] is False and small.chosen == "uniform" and "indistinguishable" in small.why
+    assert c["same_order_share"] > 0.9  # the model orders them the same way; the gap is below what the fit knows
+    for o in small.outcomes.values():
+        lo, hi = o.ci["U_s_inf"]
+        assert lo <= o.U_s_inf <= hi and o.impossible_share == 0.0
+    clean = fit_gap(t, s * (1 + 0.001 * rng.standard_normal(10)), v * (1 + 0.001 * rng.standard_normal(10)))
+    big = propagate(plan(clean, 0.5, 6, objective="horizon"), samples_from_rows(clean.boot, 0.5),
+                    widen=widening(clean.n_rounds))
+    assert big.comparison["distinguishable"] is True and big.chosen == big.best == "early"
+    j = json.loads(json.dumps(big.to_json()))
+    assert {"comparison", "chosen", "why"} <= set(j) and j["strategies"]["early"]["ci"]["U_s_T"][0] > 0

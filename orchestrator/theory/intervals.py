@@ -2,12 +2,14 @@
 fitted) are pushed through every strategy's simulation, giving a 95 % interval per strategy and a verdict on
 whether the best can be told apart from the runner-up.
 
-Why paired: every strategy is simulated with the same replicate, so most of the fit's uncertainty (where the limit
-is) moves all strategies together. Whether `early` beats `uniform` is a question about their difference, so the
-rule is: the best is distinguishable when the 95 % interval of (runner-up - best) over the replicates excludes 0.
-Whether the two marginal intervals overlap is reported too (`intervals_overlap`), but it is not the test: they
-nearly always overlap. When the best is not distinguishable, `planned` takes `uniform`, the least committal
-allocation (no round is favoured on evidence the fit does not have), and says so.
+The rule: the best is distinguishable from the runner-up when their 95 % intervals do not overlap -- the predicted
+gain of one allocation over the other is larger than what the fit knows about either outcome. (Why not the paired
+difference: inside the model the order of the strategies is nearly fixed by its structure -- a multiplicative jump
+is larger while U_v is larger -- so every replicate ranks them the same way, and a paired test would call a
+difference of 0.001 nats "distinguishable". The paired interval and the share of replicates that agree with the
+point ranking are reported as `difference_ci` and `same_order_share`.) When the best is not distinguishable,
+`planned` takes `uniform`, the least committal allocation (no round is favoured on evidence the fit does not
+have), and says so.
 
 Intervals are percentile intervals widened around the point prediction by the same t(n-3)/z factor the fit uses;
 a predicted uncertainty's interval stops at 0.
@@ -81,7 +83,8 @@ def propagate(pl: Plan, samples: list[tuple[GapModel, float]], *, U_s0: float | 
     ranked = sorted((k for k in pl.outcomes if pl.outcomes[k].verdict is None), key=lambda k: pl.key(pl.outcomes[k]))
     best = ranked[0]
     comp: dict = {"best": best, "runner_up": None, "key": key, "level": level, "samples": len(samples),
-                  "difference": None, "difference_ci": None, "intervals_overlap": None, "distinguishable": None}
+                  "difference": None, "difference_ci": None, "same_order_share": None, "intervals_overlap": None,
+                  "distinguishable": None}
     pl.comparison = comp
     if len(ranked) < 2:
         pl.why += "; no runner-up to compare with"
@@ -90,24 +93,26 @@ def propagate(pl: Plan, samples: list[tuple[GapModel, float]], *, U_s0: float | 
     ob, orun = pl.outcomes[best], pl.outcomes[run]
     diff = vals[run][key] - vals[best][key]
     point = pl.key(orun) - pl.key(ob)
-    comp.update(runner_up=run, difference=point, difference_ci=_interval(point, diff, widen, level))
+    both = np.isfinite(diff)
+    comp.update(runner_up=run, difference=point, difference_ci=_interval(point, diff, widen, level),
+                same_order_share=float(np.mean(diff[both] > 0)) if both.any() else None)
     cb, cr = ob.ci.get(key), orun.ci.get(key)
-    comp["intervals_overlap"] = None if not (cb and cr) else bool(cb[1] >= cr[0])
     label = "U_s,inf" if key == "U_s_inf" else "U_s(T)"
-    dci = comp["difference_ci"]
-    if dci is None:
+    if not (cb and cr):
         comp["distinguishable"] = False
-        detail = (f"too few replicates give a physical prediction for both {best} and {run} to compare them")
+        detail = f"too few replicates give a physical prediction for both {best} and {run} to compare them"
     else:
-        comp["distinguishable"] = bool(dci[0] > 0)
-        detail = (f"{label}({run}) - {label}({best}) = {point:.4g}, {100 * level:g}% interval "
-                  f"[{dci[0]:.4g}, {dci[1]:.4g}]")
+        comp["intervals_overlap"] = bool(cb[1] >= cr[0])
+        comp["distinguishable"] = not comp["intervals_overlap"]
+        detail = (f"{label} {best} {pl.key(ob):.4g} [{cb[0]:.4g}, {cb[1]:.4g}] vs {run} {pl.key(orun):.4g} "
+                  f"[{cr[0]:.4g}, {cr[1]:.4g}], {100 * level:g}% intervals")
     if comp["distinguishable"]:
         pl.chosen = best
-        pl.why = f"{best} is best and distinguishable from {run} under the fit: {detail}, which excludes 0"
+        pl.why = f"{best} is best and distinguishable from {run} under the fit: {detail} do not overlap"
     else:
         pl.chosen = LEAST_COMMITTAL if LEAST_COMMITTAL in ranked else best
-        pl.why = (f"{best} and {run} are indistinguishable under the fit ({detail}{', which includes 0' if dci else ''}"
-                  f"); choosing {pl.chosen}, " + ("the least committal allocation" if pl.chosen == LEAST_COMMITTAL
-                                                  else "the point best (uniform is not among the candidates)"))
+        pl.why = (f"{best} and {run} are indistinguishable under the fit ({detail}"
+                  f"{' overlap' if comp['intervals_overlap'] else ''}); choosing {pl.chosen}, "
+                  + ("the least committal allocation" if pl.chosen == LEAST_COMMITTAL
+                     else "the point best (uniform is not among the candidates)"))
     return pl
