@@ -29,7 +29,8 @@ def truth(model: GapModel) -> dict[str, float]:
     """The true value of every quantity `svgap fit` reports an interval for."""
     return {"rate": model.rate, "alpha_prime": model.alpha_prime, "beta_prime": model.beta_prime,
             "delta": model.delta, "U_s_inf": model.U_s_inf, "U_v_inf": model.U_v_inf, "G_inf": model.G_inf,
-            "alpha_over_beta": model.alpha_prime / model.beta_prime, "sensitivity": -model.beta_prime / model.delta}
+            "alpha_over_beta": model.alpha_prime / model.beta_prime, "sensitivity": -model.beta_prime / model.delta,
+            "rounds_to_eps": model.rounds_to_eps(0.05)}  # fit_gap's default eps
 
 
 def coverage(replicates: int, n_boot: int = 200, seed: int = 0) -> dict:
