@@ -6,7 +6,11 @@ and each stage's share of a training round (generate, verify, held-out wait, sel
 orchestration left over: logging, files, fits). Writes benchmarks/out/round_time.json, with the machine's load
 average before and after (the machine may be shared: throughput is only comparable within one run).
 
-    python benchmarks/round_time.py [--engines hf,vllm] [--rounds 2] [--set key=value ...] [--out NAME]
+Models: `default` is the default experiment's model (HF only: its head_dim 16 has no vLLM CPU kernel); `h2` is the
+same recipe with 2 attention heads (head_dim 32, built and cached on first use, ~2-7 min), on which HF and vLLM are
+compared side by side.
+
+    python benchmarks/round_time.py [--variants hf:default:2x0.5,...] [--rounds 2] [--set key=value ...] [--out NAME]
 """
 from __future__ import annotations
 
@@ -24,11 +28,13 @@ OUT = Path(__file__).resolve().parent / "out"
 STAGES = ("generate", "verify", "heldout_wait", "select", "train", "sync")
 SHAPES = {"2x0.5": ["resources.generation.actors=2", "resources.generation.cpus=0.5"],
           "1x1": ["resources.generation.actors=1", "resources.generation.cpus=1"]}
+MODELS = {"default": [], "h2": ["workload.options.heads=2", "workload.options.max_seconds=2400"]}
+VARIANTS = "hf:default:2x0.5,hf:default:1x1,hf:h2:2x0.5,hf:h2:1x1,vllm:h2:2x0.5,vllm:h2:1x1"
 
 
-def one_run(engine: str, shape: str, overrides: list[str]) -> dict:
-    cfg = config.load(None, [f"model.engine={engine}", *SHAPES[shape], *overrides])
-    label = f"{engine} gen {shape}"
+def one_run(engine: str, model: str, shape: str, overrides: list[str]) -> dict:
+    cfg = config.load(None, [f"model.engine={engine}", *MODELS[model], *SHAPES[shape], *overrides])
+    label = f"{engine} {model} gen {shape}"
     with tempfile.TemporaryDirectory() as tmp:
         cfg.tracking.out_dir = f"{tmp}/runs"
         t0 = time.perf_counter()
@@ -42,7 +48,7 @@ def one_run(engine: str, shape: str, overrides: list[str]) -> dict:
     share["orchestration"] = max(0.0, 1.0 - sum(share.values()))
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     return {
-        "engine": engine, "generation": shape, "wall_s": round(wall, 1), "rounds": len(recs) - 1,
+        "engine": engine, "model": model, "generation": shape, "wall_s": round(wall, 1), "rounds": len(recs) - 1,
         "round_s": round(mean([r.timings["round"] for r in trained]), 3),
         "generate_s": round(mean([r.timings["generate"] for r in recs]), 3),
         "verify_s": round(mean([r.timings["verify"] for r in recs]), 3),
@@ -55,36 +61,35 @@ def one_run(engine: str, shape: str, overrides: list[str]) -> dict:
 
 
 def table(runs: list[dict]) -> str:
-    head = (f"{'engine':6} {'gen':6} {'tok/s':>7} {'generate':>9} {'verify':>7} {'round':>7} | "
+    head = (f"{'engine':6} {'model':7} {'gen':6} {'tok/s':>7} {'generate':>9} {'verify':>7} {'round':>7} | "
             + " ".join(f"{k[:8]:>8}" for k in (*STAGES, "orchestration")))
     lines = [head, "-" * len(head)]
     for r in runs:
-        lines.append(f"{r['engine']:6} {r['generation']:6} {r['tokens_per_s']:>7} {r['generate_s']:>8.2f}s "
+        lines.append(f"{r['engine']:6} {r['model']:7} {r['generation']:6} {r['tokens_per_s']:>7} {r['generate_s']:>8.2f}s "
                      f"{r['verify_s']:>6.2f}s {r['round_s']:>6.2f}s | "
                      + " ".join(f"{100 * r['share'][k]:>7.1f}%" for k in (*STAGES, "orchestration")))
-    by = {(r["engine"], r["generation"]): r for r in runs}
-    for engine in dict.fromkeys(r["engine"] for r in runs):
-        one, two = by.get((engine, "1x1")), by.get((engine, "2x0.5"))
+    by = {(r["engine"], r["model"], r["generation"]): r for r in runs}
+    for engine, model in dict.fromkeys((r["engine"], r["model"]) for r in runs):
+        one, two = by.get((engine, model, "1x1")), by.get((engine, model, "2x0.5"))
         if one and two:
-            lines.append(f"{engine}: time/generate 1 actor x 1 CPU / 2 actors x 0.5 CPU = "
+            lines.append(f"{engine} {model}: time/generate 1 actor x 1 CPU / 2 actors x 0.5 CPU = "
                          f"{one['generate_s'] / two['generate_s']:.2f}x")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--engines", default="hf,vllm")
-    ap.add_argument("--shapes", default="2x0.5,1x1")
+    ap.add_argument("--variants", default=VARIANTS, help="engine:model:generation shape, comma-separated")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--out", default="round_time")
     args = ap.parse_args()
     load_before = os.getloadavg()
     runs = []
-    for engine in args.engines.split(","):
-        for shape in args.shapes.split(","):
-            runs.append(one_run(engine, shape, [f"rounds={args.rounds}", *args.overrides]))
-            print(json.dumps(runs[-1]), flush=True)
+    for variant in args.variants.split(","):
+        engine, model, shape = variant.split(":")
+        runs.append(one_run(engine, model, shape, [f"rounds={args.rounds}", *args.overrides]))
+        print(json.dumps(runs[-1]), flush=True)
     text = table(runs)
     print(text)
     OUT.mkdir(exist_ok=True)

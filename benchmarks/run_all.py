@@ -4,7 +4,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = [["demo.py", "--cold"], ["cache_load.py"]]
+SCRIPTS = [["demo.py", "--cold"], ["cache_load.py"],
+           ["round_time.py"]]  # where a round's time goes: HF vs vLLM, 1 vs 2 generation actors, stage shares
 
 for script, *args in SCRIPTS:
     print(f"== {script} {' '.join(args)}", flush=True)
