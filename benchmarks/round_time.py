@@ -65,7 +65,8 @@ def table(runs: list[dict]) -> str:
             + " ".join(f"{k[:8]:>8}" for k in (*STAGES, "orchestration")))
     lines = [head, "-" * len(head)]
     for r in runs:
-        lines.append(f"{r['engine']:6} {r['model']:7} {r['generation']:6} {r['tokens_per_s']:>7} {r['generate_s']:>8.2f}s "
+        lines.append(f"{r['engine']:6} {r['model']:7} {r['generation']:6} {r['tokens_per_s']:>7} "
+                     f"{r['generate_s']:>8.2f}s "
                      f"{r['verify_s']:>6.2f}s {r['round_s']:>6.2f}s | "
                      + " ".join(f"{100 * r['share'][k]:>7.1f}%" for k in (*STAGES, "orchestration")))
     by = {(r["engine"], r["model"], r["generation"]): r for r in runs}

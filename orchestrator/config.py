@@ -44,6 +44,9 @@ class VLLMSection:
     max_lora_rank: int = field(default=16, metadata=rng(1))
     enforce_eager: bool = True  # compiled mode starts 3-4x slower here and is no faster for this model size
     threads_bind: str = "nobind"
+    # request: one LoRARequest per version; merge: W0 + scaling * B @ A reloaded as full weights (on CPU vLLM's LoRA
+    # kernels made a round's verification 6x slower; merge costs one in-place reload per round)
+    lora_mode: Literal["request", "merge"] = "request"
 
 
 @dataclass

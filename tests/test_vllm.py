@@ -132,7 +132,8 @@ def test_sampled_accuracy_and_uncertainty_match_hf_within_noise(hf, problems, vl
     for k, name in ((0, "accuracy"), (1, "U_s")):
         a, b = stats[0][k], stats[1][k]
         se = math.sqrt(a.var() / len(a) + b.var() / len(b))
-        assert abs(a.mean() - b.mean()) < 4 * se + 1e-9, f"{name}: vLLM {a.mean():.4f} vs HF {b.mean():.4f} (se {se:.4f})"
+        assert abs(a.mean() - b.mean()) < 4 * se + 1e-9, \
+            f"{name}: vLLM {a.mean():.4f} vs HF {b.mean():.4f} (se {se:.4f})"
 
 
 def test_lora_versions_equal_hf_merged_and_stale_versions_are_refused(engine, hf, problems, vllm_samples,
@@ -180,6 +181,31 @@ def test_full_weights_load_in_place(engine, hf, problems, vllm_samples):
             ref.append(-float(sum(logp[k - 1, row[k]] for k in range(start, len(row)))))
     assert max(abs(a - b) for a, b in zip(ours, ref)) < TOL * 8
     assert abs(ours[0] - pairs[0][1].nll) > 1e-3  # the weights did change
+
+
+def test_merged_adapter_weights_equal_the_hf_engines_merge(model_dir, train_cfg, problems, default_workload):
+    """lora_mode merge hands vLLM W0 + scaling * B @ A as full weights (loaded like a FullUpdate, tested above):
+    the same weights the HF engine merges in place."""
+    import torch
+
+    from orchestrator.backends.hf import HFBackend
+    from orchestrator.backends.lora import LoRATrainer, TrainingExample
+    from orchestrator.backends.vllm import VLLMBackend
+
+    trainer = LoRATrainer(model_dir, train_cfg, device="cpu", seed=4)
+    trainer.train([TrainingExample(p.prompt, response_text=default_workload.reference(p)) for p in problems[:32]], 0)
+    update = trainer.adapter()
+    merger = object.__new__(VLLMBackend)  # only the merge: no engine needed
+    merger.path = model_dir
+    merged = merger._merged(update)
+    ref = HFBackend(model_dir, device="cpu", threads=1)
+    ref.load_weights(update)
+    params = dict(ref.model.named_parameters())
+    assert merged.version == 1 and set(merged.tensors) == set(params)
+    diff = max(float(torch.max(torch.abs(torch.from_numpy(merged.tensors[k]) - p.detach()))) for k, p in params.items())
+    assert diff < 1e-6
+    assert any(float(np.max(np.abs(merged.tensors[f"{k}.weight"] - merger._base[f"{k}.weight"]))) > 1e-4
+               for k in update.tensors)
 
 
 def test_unsupported_head_dim_is_a_named_error(base_model_dir):

