@@ -40,16 +40,12 @@ def test_stale_version_is_refused_by_a_real_verification_actor(local_ray, base_m
     try:
         assert v.call_all("start", "version") == [0]
         p = default_workload.problems("train", 1, seed=0)[0]
-        query = default_workload.tf_query(p, p.answer)
-        if hasattr(VerificationWorker, "verify"):  # one call scores and measures U (the engine-interface API)
-            call, items, args = "verify", [(query, p.prompt, [5, 6])], ("tf", True, 64)
-        else:  # the older API: score only
-            call, items, args = "score", [query], ("tf", 64)
-        ok = v.map_shards("verify", call, items, 0, *args)
-        assert len(ok) == 1
+        items = [(default_workload.tf_query(p, p.answer), p.prompt, [5, 6])]  # (query, prompt, response ids)
+        ok = v.map_shards("verify", "verify", items, 0, "tf", True, 64)  # scores and measures U in one call
+        assert len(ok) == 1 and 0.0 <= ok[0][0] <= 1.0 and ok[0][1] > 0
         with pytest.raises(StageError, match=r"stage 'verify' failed on verification\[0\].*verification actor holds "
                                              r"model version 0 but was asked to work with version 1; refusing stale "
                                              r"weights"):
-            v.map_shards("verify", call, items, 1, *args)
+            v.map_shards("verify", "verify", items, 1, "tf", True, 64)
     finally:
         v.shutdown()
