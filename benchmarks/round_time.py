@@ -10,7 +10,8 @@ Models: `default` is the default experiment's model (HF only: its head_dim 16 ha
 same recipe with 2 attention heads (head_dim 32, built and cached on first use, ~2-7 min), on which HF and vLLM are
 compared side by side.
 
-    python benchmarks/round_time.py [--variants hf:default:2x0.5,...] [--rounds 2] [--set key=value ...] [--out NAME]
+    python benchmarks/round_time.py [--variants hf:default:2x0.5,vllm:h2:1x1:merge,...] [--rounds 2]
+                                    [--set key=value ...] [--out NAME]
 """
 from __future__ import annotations
 
@@ -29,12 +30,13 @@ STAGES = ("generate", "verify", "heldout_wait", "select", "train", "sync")
 SHAPES = {"2x0.5": ["resources.generation.actors=2", "resources.generation.cpus=0.5"],
           "1x1": ["resources.generation.actors=1", "resources.generation.cpus=1"]}
 MODELS = {"default": [], "h2": ["workload.options.heads=2", "workload.options.max_seconds=2400"]}
-VARIANTS = "hf:default:2x0.5,hf:default:1x1,hf:h2:2x0.5,hf:h2:1x1,vllm:h2:2x0.5,vllm:h2:1x1"
+LORA = {"request": ["model.vllm.lora_mode=request"], "merge": ["model.vllm.lora_mode=merge"]}
+VARIANTS = "hf:default:2x0.5,hf:default:1x1,hf:h2:2x0.5,vllm:h2:2x0.5:merge,vllm:h2:1x1:merge,vllm:h2:2x0.5:request"
 
 
-def one_run(engine: str, model: str, shape: str, overrides: list[str]) -> dict:
-    cfg = config.load(None, [f"model.engine={engine}", *MODELS[model], *SHAPES[shape], *overrides])
-    label = f"{engine} {model} gen {shape}"
+def one_run(engine: str, model: str, shape: str, lora: str, overrides: list[str]) -> dict:
+    cfg = config.load(None, [f"model.engine={engine}", *MODELS[model], *SHAPES[shape], *LORA[lora], *overrides])
+    label = f"{engine} {model} gen {shape}" + (f" lora {lora}" if engine == "vllm" else "")
     with tempfile.TemporaryDirectory() as tmp:
         cfg.tracking.out_dir = f"{tmp}/runs"
         t0 = time.perf_counter()
@@ -48,7 +50,8 @@ def one_run(engine: str, model: str, shape: str, overrides: list[str]) -> dict:
     share["orchestration"] = max(0.0, 1.0 - sum(share.values()))
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     return {
-        "engine": engine, "model": model, "generation": shape, "wall_s": round(wall, 1), "rounds": len(recs) - 1,
+        "engine": engine if engine == "hf" else f"vllm-{lora[:5]}", "model": model, "generation": shape,
+        "wall_s": round(wall, 1), "rounds": len(recs) - 1,
         "round_s": round(mean([r.timings["round"] for r in trained]), 3),
         "generate_s": round(mean([r.timings["generate"] for r in recs]), 3),
         "verify_s": round(mean([r.timings["verify"] for r in recs]), 3),
@@ -61,11 +64,11 @@ def one_run(engine: str, model: str, shape: str, overrides: list[str]) -> dict:
 
 
 def table(runs: list[dict]) -> str:
-    head = (f"{'engine':6} {'model':7} {'gen':6} {'tok/s':>7} {'generate':>9} {'verify':>7} {'round':>7} | "
+    head = (f"{'engine':11} {'model':7} {'gen':6} {'tok/s':>7} {'generate':>9} {'verify':>7} {'round':>7} | "
             + " ".join(f"{k[:8]:>8}" for k in (*STAGES, "orchestration")))
     lines = [head, "-" * len(head)]
     for r in runs:
-        lines.append(f"{r['engine']:6} {r['model']:7} {r['generation']:6} {r['tokens_per_s']:>7} "
+        lines.append(f"{r['engine']:11} {r['model']:7} {r['generation']:6} {r['tokens_per_s']:>7} "
                      f"{r['generate_s']:>8.2f}s "
                      f"{r['verify_s']:>6.2f}s {r['round_s']:>6.2f}s | "
                      + " ".join(f"{100 * r['share'][k]:>7.1f}%" for k in (*STAGES, "orchestration")))
@@ -88,8 +91,8 @@ def main() -> None:
     load_before = os.getloadavg()
     runs = []
     for variant in args.variants.split(","):
-        engine, model, shape = variant.split(":")
-        runs.append(one_run(engine, model, shape, [f"rounds={args.rounds}", *args.overrides]))
+        engine, model, shape, *lora = variant.split(":")
+        runs.append(one_run(engine, model, shape, (lora or ["request"])[0], [f"rounds={args.rounds}", *args.overrides]))
         print(json.dumps(runs[-1]), flush=True)
     text = table(runs)
     print(text)

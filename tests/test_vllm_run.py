@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import pytest
 
@@ -33,8 +34,10 @@ def test_small_run_with_the_vllm_engine_leaves_no_engine_process(local_ray, base
 
     def vllm_pids() -> set[int]:
         out = set()
-        for p in psutil.process_iter(["name", "cmdline"]):
+        for p in psutil.process_iter(["name", "cmdline", "status"]):
             try:
+                if p.info["status"] == psutil.STATUS_ZOMBIE:  # ended, not yet reaped by its parent
+                    continue
                 if "VLLM" in (p.info["name"] or "") or any("VLLM" in c for c in p.info["cmdline"] or []):
                     out.add(p.pid)
             except psutil.Error:
@@ -56,5 +59,9 @@ def test_small_run_with_the_vllm_engine_leaves_no_engine_process(local_ray, base
         assert abs(r.metrics["U_s_sampled"] - r.metrics["U_s"]) < 1e-4
         assert 0.0 <= r.metrics["heldout_acc"] <= 1.0
     assert len(seen) >= 2  # the two engines' processes were running during the rounds
+    deadline = time.monotonic() + 30  # closed and killed: give the processes a moment to exit
     left = seen & vllm_pids()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = seen & vllm_pids()
     assert not left, f"vLLM engine processes left after the run: {sorted(left)}"
