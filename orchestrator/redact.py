@@ -34,7 +34,10 @@ def secrets_in(text: str) -> list[str]:
     found: list[str] = []
     for m in _USERINFO.finditer(text):
         user, sep, pw = m.group("userinfo").partition(":")
-        found.append(pw if sep else user)
+        if sep:
+            found.append(pw)
+        elif len(user) >= 16:  # a lone user part this long is a token; a short one ("mlflow@host") a name
+            found.append(user)
     found += [m.group("value") for m in _QUERY.finditer(text)]
     out = []
     for s in found:

@@ -39,6 +39,14 @@ def test_remembered_secret_is_masked_alone_too():
     assert redact.data(data) == {"tracking.uri": "postgresql://svgap:***@db/mlflow", "n": 4, "l": ["x ***"]}
 
 
+def test_a_short_lone_user_is_masked_in_its_uri_only():
+    """`http://mlflow@host`: masked inside URIs, but the word is not hunted elsewhere (a long one, a token, is)."""
+    redact.remember("http://mlflow@tracking:5000")
+    assert redact.text("open http://mlflow@tracking:5000 with mlflow ui") == "open http://***@tracking:5000 with mlflow ui"
+    redact.remember("https://ghp_0123456789abcdefXYZ@tracking")
+    assert redact.text("token ghp_0123456789abcdefXYZ rejected") == "token *** rejected"
+
+
 def test_mlflow_password_variable_is_a_secret(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "env-pw-77")
     redact.remember_env()
