@@ -35,7 +35,8 @@ VARIANTS = "hf:default:2x0.5,hf:default:1x1,hf:h2:2x0.5,vllm:h2:2x0.5:merge,vllm
 
 
 def one_run(engine: str, model: str, shape: str, lora: str, overrides: list[str]) -> dict:
-    cfg = config.load(None, [f"model.engine={engine}", *MODELS[model], *SHAPES[shape], *LORA[lora], *overrides])
+    lora_set = LORA[lora] if engine == "vllm" else []
+    cfg = config.load(None, [f"model.engine={engine}", *MODELS[model], *SHAPES[shape], *lora_set, *overrides])
     label = f"{engine} {model} gen {shape}" + (f" lora {lora}" if engine == "vllm" else "")
     with tempfile.TemporaryDirectory() as tmp:
         cfg.tracking.out_dir = f"{tmp}/runs"
