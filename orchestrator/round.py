@@ -118,11 +118,17 @@ class RoundRunner:
         make = wl.tf_query if method == "tf" else wl.qe_query
         queries = [make(p, s.text) for p, row in zip(problems, samples) for s in row]
         vc = cfg.verification
-        # one call per verification actor: its engine scores the queries and (scored) measures U in one pass
+        # one call per actor: its engine scores the queries and (scored) measures U in one pass. Every inference
+        # actor holds π_t, so the generation actors take a share once their held-out sample is drawn (their tasks
+        # run in order): one verification actor alone left the generation pool's CPUs idle most of the round.
         items = [(q, p.prompt, s.token_ids) for q, (p, s) in
                  zip(queries, ((p, s) for p, row in zip(problems, samples) for s in row))]
-        verified = self.pools.verification.map_shards("verify", "verify", items, version, method,
-                                                      vc.uncertainty == "scored", vc.batch_size)
+        ver, gen = self.pools.verification, self.pools.generation
+        cut = round(len(items) * len(ver) / (len(ver) + len(gen)))
+        args = (version, method, vc.uncertainty == "scored", vc.batch_size)
+        ver_refs = ver.submit_shards("verify", items[:cut], *args)
+        gen_refs = gen.submit_shards("verify", items[cut:], *args)
+        verified = ver.gather("verify", ver_refs) + gen.gather("verify", gen_refs)
         flat_scores = [s for s, _ in verified]
         flat_u = [u for _, u in verified] if vc.uncertainty == "scored" else None
         timings["verify"] = time.perf_counter() - t1

@@ -71,6 +71,17 @@ class InferenceWorker:
             raise StaleWeightsError(f"{self.spec.role} actor holds model version {held} but was asked to work with "
                                     f"version {version}; refusing stale weights")
 
+    def verify(self, items: list[tuple], version: int, method: str, scored: bool,
+               batch_size: int) -> list[tuple[float, float | None]]:
+        """The verification stage's work on a shard: items = (query, prompt, response token ids) per candidate;
+        returns (score, U(y|x) or None) per item. On every inference actor: all of them hold π_t, and the round
+        spreads this work over the generation actors too once they have sampled."""
+        self.require(version)
+        queries = [q for q, _, _ in items]
+        responses = [(p, list(r)) for _, p, r in items] if scored else None
+        scores, us = self.backend.verify(queries, method, responses, batch_size=batch_size)
+        return [(s, us[i].nll if us is not None else None) for i, s in enumerate(scores)]
+
     def load_weights(self, update) -> int:
         """Load a published model version (AdapterUpdate or FullUpdate); returns the version now held."""
         return self.backend.load_weights(update)
