@@ -48,7 +48,7 @@ def main() -> int:
                "loss_diff": max(abs(stats.loss_first - ref_stats.loss_first),
                                 abs(stats.loss_last - ref_stats.loss_last)),
                "weight_diff": float(np.abs(flat(up) - flat(ref)).max()), "version": up.version}
-        if precision == "fp32" and stage >= 1:  # resume: save, restore into a fresh rank, train on identically
+        if precision == "fp32" and stage >= 2:  # resume: save, restore into a fresh rank, train on identically
             with tempfile.TemporaryDirectory() as tmp:
                 tr.save(tmp)
                 fresh = DeepSpeedTrainer(model_dir, cfg, device="cpu", env=env)

@@ -91,7 +91,7 @@ def test_every_zero_stage_is_accepted_restores_and_bad_ds_config_is_one_line(bas
         assert r["steps"] == 3 and r["version"] == 1
         if precision == "fp32":  # one rank: the same arithmetic as the torch engine
             assert r["loss_diff"] < LOSS_TOL and r["weight_diff"] < WEIGHT_TOL, r
-        if precision == "fp32" and stage >= 1:  # restore refreshes DeepSpeed's fp32 master copy too
+        if precision == "fp32" and stage >= 2:  # restore refreshes DeepSpeed's fp32 master copy too
             assert r["restored_version"] == 1 and r["restore_diff"] == 0.0, r
             assert r["after_restore_train_diff"] < 1e-6, r
         else:  # bf16 weights and activations: close, not equal
