@@ -5,7 +5,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = [["demo.py", "--cold"], ["cache_load.py"],
-           ["round_time.py"]]  # where a round's time goes: HF vs vLLM, 1 vs 2 generation actors, stage shares
+           ["round_time.py"],  # where a round's time goes: HF vs vLLM, 1 vs 2 generation actors, stage shares
+           ["train_sync.py"]]  # per-round train/sync cost: torch LoRA vs 2 DeepSpeed ranks vs full fine-tuning
 
 for script, *args in SCRIPTS:
     print(f"== {script} {' '.join(args)}", flush=True)
