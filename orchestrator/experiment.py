@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from orchestrator import ray_session, redact, tracking
-from orchestrator.backends.engines import engine_options
+from orchestrator.backends.engines import check_model, engine_options
 from orchestrator.config import ExperimentConfig, dump
 from orchestrator.errors import SvgapError
 from orchestrator.model_source import ModelSource
@@ -175,6 +175,7 @@ class Experiment:
             source = ModelSource(cfg.workload.name, cfg.workload.options, cfg.model.path, cfg.model.cache_dir)
             t0 = time.perf_counter()
             model_dir = source.resolve(self.progress)
+            check_model(cfg.model.engine, model_dir)  # e.g. a head_dim the engine has no kernel for: one line, no pools
             self.progress(f"model: {model_dir} ready in {time.perf_counter() - t0:.1f}s")
             self.progress(f"starting pools: generation x{cfg.resources.generation.actors}, verification "
                           f"x{cfg.resources.verification.actors}, training x{cfg.resources.training.actors}")

@@ -24,6 +24,16 @@ def test_vllm_missing_is_one_line_with_the_install_command(monkeypatch, capsys, 
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()  # nothing half-written
 
 
+def test_model_without_a_vllm_kernel_is_one_line_before_any_pool(local_ray, base_model_dir, capsys, tmp_path,
+                                                                  monkeypatch):
+    pytest.importorskip("vllm")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--set", "model.engine=vllm", "--set", "rounds=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "head_dim 16" in err[-1] and "workload.options.heads=2" in err[-1], err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
+
+
 @pytest.mark.slow
 def test_small_run_with_the_vllm_engine_leaves_no_engine_process(local_ray, base_model_dir, tmp_path):
     pytest.importorskip("vllm")

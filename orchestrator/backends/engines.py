@@ -58,3 +58,11 @@ def engine_options(cfg) -> dict[str, Any]:
 
     return {**asdict(cfg.model.vllm), "lora": cfg.training.mode == "lora",
             "lora_target_modules": list(cfg.training.target_modules)}
+
+
+def check_model(name: str, model_dir: str | Path) -> None:
+    """Checks an engine can make of a model folder before any actor starts (the controller resolved it)."""
+    if name == "vllm":
+        from orchestrator.backends.vllm import check_supported
+
+        check_supported(Path(model_dir))

@@ -41,7 +41,7 @@ _SEED_MOD = 1 << 31  # vLLM adds the candidate index to a request's seed
 CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vLLM's CPU attention kernels
 
 
-def _check_supported(path: Path) -> None:
+def check_supported(path: Path) -> None:
     """A named error instead of an engine that dies at its first request (vLLM's CPU attention has no kernel
     for head_dim 16, e.g. the default arithmetic model: hidden 64 / 4 heads)."""
     import json
@@ -82,7 +82,7 @@ class VLLMBackend(InferenceEngine):
 
             if not torch.cuda.is_available():
                 raise SvgapError("model.device is 'cuda' but no CUDA device is visible to this process")
-        _check_supported(self.path)
+        check_supported(self.path)
         self.dtype = dtype
         self.scratch = Path(tempfile.mkdtemp(prefix="svgap-vllm-"))  # this actor's versions, on its own node
         self._version = 0
