@@ -26,8 +26,8 @@ def connect(address: str | None) -> bool:
         _probe(address.removeprefix("ray://"))
     if ray.is_initialized():  # e.g. an allocation study or a test already holds a session
         return False
-    if address is None:
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if address is None:  # "local": start our own, even when another Ray runs on this machine (plain init joins it)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
         return True
     try:
         ray.init(address=address, log_to_driver=False, configure_logging=False)

@@ -44,6 +44,8 @@ def local_ray():
     if here not in sys.path:
         sys.path.insert(0, here)
     os.environ["PYTHONPATH"] = here + os.pathsep + os.environ.get("PYTHONPATH", "")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": a new Ray of our own, never a cluster someone else started on this machine (ray start, or a
+    # ray.cluster_utils.Cluster of another test process), which plain ray.init() would join
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
