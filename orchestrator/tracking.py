@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
 from orchestrator import redact
 from orchestrator.errors import SvgapError
 
