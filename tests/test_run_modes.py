@@ -73,27 +73,35 @@ def test_stop_rule_ends_the_run_before_training_past_the_stop(local_ray, base_mo
     assert sorted(p.name for p in (run_dir / "rounds").iterdir())[-1] == f"round_{t:03d}.json"
 
 
-def test_stop_rule_waits_for_the_external_budget_then_fires_on_the_external_limit(local_ray, base_model_dir,
-                                                                                  tmp_path):
-    """All external data in round 4 (explicit shares): a fit before it that would stop does not, because the
-    budget is not spent -- the run goes on; after round 5 (the first check with the budget spent) it stops on the
-    limit predicted with γ through the rest of the allocation (fit/U_s_inf_external)."""
+def test_stop_rule_waits_for_the_external_budget_then_uses_only_the_external_limit(local_ray, base_model_dir,
+                                                                                   tmp_path):
+    """All external data in round 4 (explicit shares): the fit after round 4 would stop, but the budget is not
+    spent -- the run goes on. Once it is spent, the rule stops only on the limit predicted with γ through the rest
+    of the allocation (fit/U_s_inf_external), never on the plain fit's limit, which reads the external jump as
+    self-improvement. On this tiny model one jump does not identify γ within 6 rounds (the joint fit says so each
+    round), so the run must go on to its last round although the plain fit predicts less gain than the threshold."""
     said: list[str] = []
     res = run(tmp_path, base_model_dir, "rounds=6", "stop.when_predicted_gain_below=100", "external.budget=128",
               "external.strategy=explicit", "external.shares=[0,0,0,0,1,0]", progress=said)
     waited = [s for s in said if "128 external examples are still to be used: not stopping" in s]
     assert waited and all(re.match(r"round [34]: predicted remaining gain", s) for s in waited), said
-    assert [r.round for r in res.records] == [0, 1, 2, 3, 4, 5]
+    assert any(s.startswith("round 4: predicted remaining gain") for s in waited), said
     logged = tracking.run_metrics(res.run_id, res.tracking_uri)
-    assert logged["external/used_total"][4] == 128 and sorted(logged["time/train"]) == [0, 1, 2, 3, 4]
-    assert res.stop_reason.startswith("predicted remaining gain U_s(5) - U_s,inf"), res.stop_reason
-    limit = float(re.search(r"\(limit (-?[\d.]+)\)", res.stop_reason).group(1))
-    assert "fit/U_s_inf_external" in logged, sorted(logged)
-    assert limit == pytest.approx(logged["fit/U_s_inf_external"][5], abs=1e-4)
-    assert res.fits[5]["external"]["U_s_inf"] == pytest.approx(logged["fit/U_s_inf_external"][5])
-    assert res.fits[5]["external"]["future_eta"] == [0.0]  # nothing left to spend in the last training round
-    assert sum(r["external"] for r in picks(res, 4)) == 128
-    assert tracking.get_run(res.run_id, res.tracking_uri).data.tags["svgap.stop_reason"] == res.stop_reason
+    assert logged["external/used_total"][4] == 128 and sum(r["external"] for r in picks(res, 4)) == 128
+    tags = tracking.get_run(res.run_id, res.tracking_uri).data.tags
+    if res.stop_reason is not None:  # γ identified: the stop is on the external limit
+        t = int(re.match(r"predicted remaining gain U_s\((\d)\)", res.stop_reason).group(1))
+        assert t == 5 and [r.round for r in res.records] == list(range(t + 1))
+        limit = float(re.search(r"\(limit (-?[\d.]+)\)", res.stop_reason).group(1))
+        assert limit == pytest.approx(logged["fit/U_s_inf_external"][t], abs=1e-4)
+        assert res.fits[t]["external"]["U_s_inf"] == pytest.approx(logged["fit/U_s_inf_external"][t])
+        assert tags["svgap.stop_reason"] == res.stop_reason
+    else:  # not identified: said every round, and no fallback to the plain limit
+        assert [r.round for r in res.records] == list(range(7)) and "svgap.stop_reason" not in tags
+        for t in (5,):  # the last round (6) ends the run anyway
+            assert any(s.startswith(f"round {t}: no joint fit with external data") for s in said), said
+            assert res.fits[t]["U_s_inf"] is not None and res.fits[t]["U_s_inf"] > res.records[t].metrics["U_s"] - 100
+            assert t not in logged.get("fit/U_s_inf_external", {})
 
 
 def test_qe_verifier_scores_are_probabilities_and_pick_the_candidates(local_ray, base_model_dir, tmp_path,
@@ -178,9 +186,11 @@ def test_planned_strategy_logs_its_plan_and_spends_the_budget_exactly(local_ray,
     if "fallback" in plan:  # the warm-up fit gave a verdict instead of a model: said and spent uniformly
         assert plan["chosen"] == "uniform" and plan["fallback"] in plan["why"]
     else:
-        assert set(plan["strategies"]) == {"early", "uniform", "late"} and plan["chosen"] == plan["best"]
+        assert set(plan["strategies"]) == {"early", "uniform", "late"} and plan["chosen"] in plan["strategies"]
         key = "U_s_inf" if plan["objective"] == "limit" else "U_s_T"
-        assert plan["strategies"][plan["chosen"]][key] == min(o[key] for o in plan["strategies"].values())
+        best = min(o[key] for o in plan["strategies"].values())
+        # the best by the objective -- or uniform when the best cannot be told apart from the runner-up
+        assert plan["strategies"][plan["chosen"]][key] == best or plan["chosen"] == "uniform", plan["why"]
         assert plan["fit"]["fitted_on"]["rounds"] == [0, 1, 2, 3, 4]
     assert plan["counts"] == [0, 0, 0, 0, 200]
     assert any(s.startswith("external data: ") and "counts per round [0, 0, 0, 0, 200]" in s for s in said), said
