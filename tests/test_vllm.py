@@ -180,7 +180,7 @@ def test_full_weights_load_in_place(engine, hf, problems, vllm_samples):
             start = len(row) - len(s.token_ids)
             ref.append(-float(sum(logp[k - 1, row[k]] for k in range(start, len(row)))))
     assert max(abs(a - b) for a, b in zip(ours, ref)) < TOL * 8
-    assert abs(ours[0] - pairs[0][1].nll) > 1e-3  # the weights did change
+    assert max(abs(a - s.nll) for a, (_, s) in zip(ours, pairs)) > 1e-2  # the weights did change
 
 
 def test_merged_adapter_weights_equal_the_hf_engines_merge(model_dir, train_cfg, problems, default_workload):
