@@ -129,13 +129,14 @@ class VLLMBackend(InferenceEngine):
         return list(self._engine_pids)
 
     def shutdown(self) -> None:
-        llm, self.llm = self.llm, None
+        llm, self.llm = getattr(self, "llm", None), None  # also after an __init__ that failed part-way
         if llm is not None:
             try:
                 llm.llm_engine.engine_core.shutdown()
             except Exception:  # already gone: nothing left to end
                 pass
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        if getattr(self, "scratch", None) is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def __del__(self) -> None:
         self.shutdown()
