@@ -34,6 +34,15 @@ class Scored:
     length: int
 
 
+def check_sample_args(prompts: list[str], seeds: list[int], n: int, temperature: float, max_new_tokens: int) -> None:
+    """The arguments every engine's `sample` refuses alike (one seed per prompt fixes that prompt's candidates)."""
+    if len(seeds) != len(prompts):
+        raise ValueError(f"sample needs one seed per prompt ({len(prompts)} prompts, {len(seeds)} seeds)")
+    if n < 1 or max_new_tokens < 1 or not temperature > 0:
+        raise ValueError(f"sample needs n >= 1, max_new_tokens >= 1, temperature > 0 "
+                         f"(got {n}, {max_new_tokens}, {temperature})")
+
+
 class InferenceEngine(ABC):
     """What a generation or verification actor needs from its engine (HF is the reference, vLLM the fast one).
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from orchestrator.backends.base import InferenceEngine, Sample, Scored
+from orchestrator.backends.base import InferenceEngine, Sample, Scored, check_sample_args
 from orchestrator.backends.device import resolve_device, torch_dtype
 from orchestrator.errors import SvgapError
 from workloads.base import QEQuery, TFQuery
@@ -146,11 +146,7 @@ class HFBackend(InferenceEngine):
     @torch.inference_mode()
     def sample(self, prompts: list[str], n: int, temperature: float, max_new_tokens: int, seeds: list[int],
                batch_size: int = 512) -> list[list[Sample]]:
-        if len(seeds) != len(prompts):
-            raise ValueError(f"sample needs one seed per prompt ({len(prompts)} prompts, {len(seeds)} seeds)")
-        if n < 1 or max_new_tokens < 1 or not temperature > 0:
-            raise ValueError(f"sample needs n >= 1, max_new_tokens >= 1, temperature > 0 "
-                             f"(got {n}, {max_new_tokens}, {temperature})")
+        check_sample_args(prompts, seeds, n, temperature, max_new_tokens)
         prompt_ids = [self.encode(p) for p in prompts]
         rows = [(i, j) for i in range(len(prompts)) for j in range(n)]
         results: list[list[Sample | None]] = [[None] * n for _ in prompts]

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from orchestrator.backends.base import InferenceEngine, Sample, Scored
+from orchestrator.backends.base import InferenceEngine, Sample, Scored, check_sample_args
 from orchestrator.backends.device import torch_dtype
 from orchestrator.errors import SvgapError
 from workloads.base import QEQuery, TFQuery
@@ -243,11 +243,7 @@ class VLLMBackend(InferenceEngine):
         """batch_size is not used: vLLM schedules its own batches (model.vllm.max_num_seqs)."""
         from vllm import SamplingParams
 
-        if len(seeds) != len(prompts):
-            raise ValueError(f"sample needs one seed per prompt ({len(prompts)} prompts, {len(seeds)} seeds)")
-        if n < 1 or max_new_tokens < 1 or not temperature > 0:
-            raise ValueError(f"sample needs n >= 1, max_new_tokens >= 1, temperature > 0 "
-                             f"(got {n}, {max_new_tokens}, {temperature})")
+        check_sample_args(prompts, seeds, n, temperature, max_new_tokens)
         params = [SamplingParams(n=n, temperature=temperature, max_tokens=max_new_tokens, logprobs=0,
                                  seed=int(s) % _SEED_MOD, detokenize=False) for s in seeds]
         out = []
