@@ -116,13 +116,11 @@ class RoundRunner:
         heldout_refs = self._sample_refs(self.heldout, t, "heldout", 1, version)
         method = cfg.verification.method
         make = wl.tf_query if method == "tf" else wl.qe_query
-        queries = [make(p, s.text) for p, row in zip(problems, samples) for s in row]
         vc = cfg.verification
         # one call per actor: its engine scores the queries and (scored) measures U in one pass. Every inference
         # actor holds π_t, so the generation actors take a share once their held-out sample is drawn (their tasks
         # run in order): one verification actor alone left the generation pool's CPUs idle most of the round.
-        items = [(q, p.prompt, s.token_ids) for q, (p, s) in
-                 zip(queries, ((p, s) for p, row in zip(problems, samples) for s in row))]
+        items = [(make(p, s.text), p.prompt, s.token_ids) for p, row in zip(problems, samples) for s in row]
         ver, gen = self.pools.verification, self.pools.generation
         cut = round(len(items) * len(ver) / (len(ver) + len(gen)))
         args = (version, method, vc.uncertainty == "scored", vc.batch_size)
@@ -132,7 +130,7 @@ class RoundRunner:
         flat_scores = [s for s, _ in verified]
         flat_u = [u for _, u in verified] if vc.uncertainty == "scored" else None
         timings["verify"] = time.perf_counter() - t1
-        self.progress(f"round {t}: verified {len(queries)} candidates in {timings['verify']:.1f}s")
+        self.progress(f"round {t}: verified {len(items)} candidates in {timings['verify']:.1f}s")
         t_wait = time.perf_counter()
         heldout = self.pools.generation.gather("heldout", heldout_refs)
         # held-out sampling overlaps verification: what it adds to the round is the wait after verify is done
