@@ -10,7 +10,7 @@ import sys
 from orchestrator import redact
 from orchestrator.errors import SvgapError
 
-COMMANDS = ["run", "base_model", "fit", "plan", "report", "allocate"]
+COMMANDS = ["run", "base_model", "fit", "plan", "report", "allocate", "sweep", "submit", "jobs", "logs", "stop", "sync"]
 
 
 class _Parser(argparse.ArgumentParser):
