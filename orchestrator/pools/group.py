@@ -62,15 +62,24 @@ class ActorGroup:
     """Actors of one role, created on a placement group that reserves all their bundles at once."""
 
     def __init__(self, spec: PoolSpec, actor_cls: type, *init_args: Any, ranks: bool = False,
-                 host: "ActorGroup | None" = None, **init_kwargs: Any) -> None:
+                 host: "ActorGroup | None" = None, pg: Any = None,
+                 bundle_indices: Sequence[int] | None = None, **init_kwargs: Any) -> None:
         """ranks: after start, form a rank group (the actor class implements RankedActor). host: place the actors
-        on that group's bundles, asking no resources of their own (actor i on bundle i mod len(host))."""
+        on that group's bundles, asking no resources of their own (actor i on bundle i mod len(host)).
+        pg + bundle_indices: place actor i on bundle bundle_indices[i] of a placement group someone
+        else reserved (a Tune trial's, orchestrator/studies): the group neither creates nor removes it."""
         self.spec, self.host, self.ranked = spec, host, ranks
+        self.owns_pg = pg is None
         # actors that hold processes of their own (a rank group, a vLLM engine) are closed before they are killed
         self.closable = ranks or callable(getattr(actor_cls, "close", None))
         self.guests: list[ActorGroup] = []  # groups hosted on this one's bundles: shut down first
         n = spec.resources.actors
-        if host is None:
+        if pg is not None and host is None:
+            if bundle_indices is None or len(bundle_indices) != n:
+                raise SvgapError(f"{spec.role} pool: {n} actors need {n} bundle indices, got {bundle_indices}")
+            self.pg, self.bundles = pg, list(bundle_indices)
+            cpus, gpus = spec.resources.cpus, spec.resources.gpus
+        elif host is None:
             self.pg = placement_group([spec.bundle()] * n, strategy=spec.placement, name=f"svgap-{spec.role}")
             try:
                 ray.get(self.pg.ready(), timeout=min(spec.timeout_s, 120.0))
@@ -174,8 +183,8 @@ class ActorGroup:
             except Exception:
                 pass
         self.actors = []
-        if self.host is not None:
-            return  # the host group owns the placement group
+        if self.host is not None or not self.owns_pg:
+            return  # the host group (or whoever reserved it, e.g. a Tune trial) owns the placement group
         try:
             remove_placement_group(self.pg)
         except Exception:
