@@ -98,8 +98,14 @@ class Experiment:
     def __init__(self, cfg: ExperimentConfig, *, address: str | None = None, tracking_uri: str | None = None,
                  experiment_name: str | None = None, parent_run_id: str | None = None,
                  progress: Callable[[str], None] = _stderr, worker_classes: dict[str, type] | None = None,
-                 on_round: Callable[[RoundRecord], None] | None = None) -> None:
+                 on_round: Callable[[RoundRecord], None] | None = None,
+                 placement: dict[str, tuple[object, list[int]]] | None = None,
+                 run_tags: dict[str, str] | None = None) -> None:
+        """placement: {role: (placement group, bundle indices)} reserved by someone else (a sweep's Tune trial);
+        a role left out (training) shares the generation pool's bundles. run_tags: extra tags of the MLflow run."""
         self.cfg = cfg
+        self.placement = placement
+        self.run_tags = dict(run_tags or {})
         self.address = address
         self.uri = tracking_uri or cfg.tracking.uri
         self.experiment_name = experiment_name or cfg.tracking.experiment
@@ -141,7 +147,14 @@ class Experiment:
 
         g, v, t = spec("generation"), spec("verification"), spec("training")
         check_trainer(cfg.training.engine)
-        colocate = ray_session.training_colocates(r)
+        where = self.placement or {}
+        colocate = ray_session.training_colocates(r) if self.placement is None else "training" not in where
+
+        def group(role: str, pool: tuple[PoolSpec, WorkerSpec], *args, **kwargs) -> ActorGroup:
+            if role in where and kwargs.get("host") is None:
+                kwargs.update(pg=where[role][0], bundle_indices=where[role][1])
+            return ActorGroup(pool[0], self.classes[role], pool[1], *args, **kwargs)
+
         if colocate:  # threads: what the host bundle reserves, as for the generation actor that takes turns on it
             t = (t[0], WorkerSpec("training", source, cfg.model.device, cfg.model.dtype, r.generation.cpus,
                                   r.training.threads))
@@ -150,11 +163,11 @@ class Experiment:
                           f"generated and verified)")
         built: list[ActorGroup] = []
         try:
-            built.append(ActorGroup(g[0], self.classes["generation"], g[1]))
-            built.append(ActorGroup(v[0], self.classes["verification"], v[1]))
+            built.append(group("generation", g))
+            built.append(group("verification", v))
             # a rank group: actor 0 picks MASTER_ADDR/PORT, every rank builds its trainer (torch: one rank)
-            built.append(ActorGroup(t[0], self.classes["training"], t[1], cfg.training, cfg.seed, ranks=True,
-                                    host=built[0] if colocate else None))
+            built.append(group("training", t, cfg.training, cfg.seed, ranks=True,
+                               host=built[0] if colocate else None))
             # Block until every actor has built its engine, so a broken model fails here, named by pool.
             for pool in built:
                 pool.call_all("start", "version")
@@ -186,7 +199,8 @@ class Experiment:
             runner = RoundRunner(cfg, workload, pools, heldout, self.progress)
             cfg_text = redact.text(dump(cfg))  # saved config, artifact and params never carry a password
             logger = tracking.RunLogger(self.uri, self.experiment_name, cfg.tracking.run_name,
-                                        redact.data(flatten(to_dict(cfg))), self.parent_run_id)
+                                        redact.data(flatten(to_dict(cfg))), self.parent_run_id,
+                                        tags=self.run_tags or None)
             logger.log_text(cfg_text, "config.yaml")
             files = RunFiles(Path(cfg.tracking.out_dir) / logger.run_id)
             files.prepare(cfg_text)
