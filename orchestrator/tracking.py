@@ -239,3 +239,19 @@ def ui_hint(uri: str | None = None) -> str:
     if resolved.startswith(("http://", "https://")):
         return f"open {resolved} in a browser"
     return f"mlflow ui --backend-store-uri {resolved}   (then open http://127.0.0.1:5000)"
+
+
+def set_tags(run_id: str, tags: dict[str, str], uri: str | None = None) -> None:
+    """Tag an existing run (a study's driver tags a trial's run, e.g. why the theory stopped it)."""
+    client = _client(uri)
+    for k, v in tags.items():
+        client.set_tag(run_id, k, redact.text(str(v)))
+
+
+def set_status(run_id: str, status: str, uri: str | None = None) -> None:
+    """RUNNING again (a restored study's parent run), or FINISHED / FAILED / KILLED."""
+    client = _client(uri)
+    if status == "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+    else:
+        client.set_terminated(run_id, status)
