@@ -183,6 +183,9 @@ class ResourcesConfig:
     training: PoolResources = field(default_factory=lambda: PoolResources(actors=1, cpus=0.5))
     placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     timeout_s: float = field(default=600.0, metadata=rng(0.0, lo_open=True))
+    # a stage that loses an actor (OOM, node gone) replaces it and sends its shard again, up to this many times
+    # per stage; one more loss stops the run naming the role, actor, node and cause (pools/calls.py)
+    retries: int = field(default=3, metadata=rng(0))
     # Training never runs while generation/verification do (a round measures, then trains), so on a cluster too
     # small for its own CPUs the training actors may share the generation pool's bundles (ray_session.py).
     # auto: only when the separate pool would not fit; never: always its own bundles; always: always share.

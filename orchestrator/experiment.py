@@ -141,7 +141,7 @@ class Experiment:
 
         def spec(role: str) -> tuple[PoolSpec, WorkerSpec]:
             res = getattr(r, role)
-            return (PoolSpec(role, res, r.placement, r.timeout_s),
+            return (PoolSpec(role, res, r.placement, r.timeout_s, r.retries),
                     WorkerSpec(role, source, cfg.model.device, cfg.model.dtype, res.cpus, res.threads,
                                cfg.model.engine, engine_options(cfg)))
 
@@ -228,6 +228,7 @@ class Experiment:
             scheduler.attach(logger, files.root, self.progress)
         for t in range(cfg.rounds + 1):
             t_round = time.perf_counter()
+            faults0 = pools.faults()  # lost actors replaced in this round: its record says how many
             record, picks, pick_ids = runner.measure(t, version)
             result.records.append(record)
             rows = list(picks)
@@ -256,6 +257,7 @@ class Experiment:
                     record.metrics.update(scheduler.metrics(t))
             record.timings["round"] = time.perf_counter() - t_round
             files.picks(t, rows)
+            record.counts.update(pools.faults_since(faults0))
             files.record(record)
             logger.log_metrics(record.flat_metrics(), step=t)
             logger.log_file(files.root / "picks" / f"round_{t:03d}.jsonl", "picks")

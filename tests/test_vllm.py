@@ -29,20 +29,21 @@ sys.path.insert(0, os.path.dirname(__file__))
 TOL = 1e-4  # float32, measured differences are 3e-5 and below
 
 
-def two_head_copy(src, dst):
-    """The default model's weights with 2 heads of 32 instead of 4 of 16 (vLLM's CPU kernels need head_dim >= 32)."""
+def unwidenable_copy(src, dst):
+    """The default model with partial rotary embeddings declared: no exact wider model exists for vLLM's CPU
+    kernels (the HF engine would still run it)."""
     shutil.copytree(src, dst)
     for f in dst.iterdir():
         f.chmod(0o644)
     cfg = json.loads((dst / "config.json").read_text())
-    cfg.update(num_attention_heads=2, num_key_value_heads=2, head_dim=32)
+    cfg.update(partial_rotary_factor=0.5)
     (dst / "config.json").write_text(json.dumps(cfg))
     return dst
 
 
 @pytest.fixture(scope="module")
-def model_dir(base_model_dir, tmp_path_factory):
-    return two_head_copy(base_model_dir, tmp_path_factory.mktemp("vllm") / "model")
+def model_dir(base_model_dir):
+    return base_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -208,11 +209,11 @@ def test_merged_adapter_weights_equal_the_hf_engines_merge(model_dir, train_cfg,
                for k in update.tensors)
 
 
-def test_unsupported_head_dim_is_a_named_error(base_model_dir):
+def test_unsupported_head_dim_is_a_named_error(base_model_dir, tmp_path):
     from orchestrator.backends.vllm import VLLMBackend
 
-    with pytest.raises(SvgapError, match=r"head_dim 16 .* workload.options.heads=2"):
-        VLLMBackend(base_model_dir, device="cpu")
+    with pytest.raises(SvgapError, match=r"head_dim 16, and it cannot be widened exactly .*partial rotary"):
+        VLLMBackend(unwidenable_copy(base_model_dir, tmp_path / "model"), device="cpu")
 
 
 def test_no_engine_process_outlives_the_pool(engine):

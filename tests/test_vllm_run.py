@@ -27,10 +27,13 @@ def test_vllm_missing_is_one_line_with_the_install_command(monkeypatch, capsys, 
 def test_model_without_a_vllm_kernel_is_one_line_before_any_pool(local_ray, base_model_dir, capsys, tmp_path,
                                                                   monkeypatch):
     pytest.importorskip("vllm")
+    from test_vllm import unwidenable_copy
+
+    model = unwidenable_copy(base_model_dir, tmp_path / "model")
     monkeypatch.chdir(tmp_path)
-    assert main(["run", "--set", "model.engine=vllm", "--set", "rounds=1"]) == 2
+    assert main(["run", "--set", "model.engine=vllm", "--set", f"model.path={model}", "--set", "rounds=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert "head_dim 16" in err[-1] and "workload.options.heads=2" in err[-1], err
+    assert "head_dim 16" in err[-1] and "cannot be widened" in err[-1] and "model.engine hf" in err[-1], err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
 
 
@@ -40,7 +43,6 @@ def test_small_run_with_the_vllm_engine_leaves_no_engine_process(local_ray, base
     psutil = pytest.importorskip("psutil")
     from orchestrator import config
     from orchestrator.experiment import Experiment
-    from test_vllm import two_head_copy
 
     def vllm_pids() -> set[int]:
         out = set()
@@ -54,11 +56,10 @@ def test_small_run_with_the_vllm_engine_leaves_no_engine_process(local_ray, base
                 pass
         return out
 
-    model = two_head_copy(base_model_dir, tmp_path / "model")
     before = vllm_pids()
     seen: set[int] = set()
     cfg = config.load(None, [
-        "model.engine=vllm", f"model.path={model}", "model.vllm.kv_cache_mb=64", "rounds=1",
+        "model.engine=vllm", "model.vllm.kv_cache_mb=64", "rounds=1",
         "workload.train_prompts=32", "workload.heldout_prompts=32", "generation.n=4",
         "resources.generation.actors=1", "resources.generation.cpus=0.5",
         "resources.verification.cpus=0.5", "resources.training.cpus=0.5", f"tracking.out_dir={tmp_path}/runs"])

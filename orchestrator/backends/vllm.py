@@ -41,23 +41,19 @@ _SEED_MOD = 1 << 31  # vLLM adds the candidate index to a request's seed
 CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vLLM's CPU attention kernels
 
 
-def check_supported(path: Path) -> None:
-    """A named error instead of an engine that dies at its first request (vLLM's CPU attention has no kernel
-    for head_dim 16, e.g. the default arithmetic model: hidden 64 / 4 heads)."""
+def check_supported(path: Path):
+    """A named error instead of an engine that dies at its first request. vLLM's CPU attention has no kernel for
+    head_dim 16 (the default arithmetic model: hidden 64 / 4 heads): such a model runs as its exact widened
+    equivalent (vllm_widen.py); returns that plan, or None when the model runs as it is."""
     import json
 
     import torch
 
+    from orchestrator.backends.vllm_widen import plan
+
     if torch.cuda.is_available():
-        return
-    c = json.loads((path / "config.json").read_text())
-    heads = c.get("num_attention_heads")
-    head_dim = c.get("head_dim") or (c["hidden_size"] // heads if heads and c.get("hidden_size") else None)
-    if head_dim is not None and head_dim not in CPU_HEAD_DIMS:
-        dims = ", ".join(map(str, CPU_HEAD_DIMS))
-        raise SvgapError(f"model.engine vllm: vLLM's CPU attention supports head_dim {dims}"
-                         f" but the model at {path} has head_dim {head_dim} (hidden_size / num_attention_heads); "
-                         f"for the arithmetic workload use --set workload.options.heads=2 (hidden 64 -> head_dim 32)")
+        return None
+    return plan(json.loads((path / "config.json").read_text()), CPU_HEAD_DIMS, path)
 
 
 def _is_vllm(proc) -> bool:
@@ -82,9 +78,11 @@ class VLLMBackend(InferenceEngine):
 
             if not torch.cuda.is_available():
                 raise SvgapError("model.device is 'cuda' but no CUDA device is visible to this process")
-        check_supported(self.path)
+        self.widen = check_supported(self.path)
         self.dtype = dtype
         self.scratch = Path(tempfile.mkdtemp(prefix="svgap-vllm-"))  # this actor's versions, on its own node
+        self.engine_dir = self.path if self.widen is None else \
+            self.widen.write_folder(self.path, self.scratch / "model-wide", torch_dtype("float32"))
         self._version = 0
         self._lora = None
         self._next_lora_id = 1
@@ -113,7 +111,7 @@ class VLLMBackend(InferenceEngine):
                 lora["lora_target_modules"] = list(o["lora_target_modules"])
         before = {p.pid for p in psutil.Process().children(recursive=True)}
         try:
-            self.llm = LLM(model=str(self.path), tokenizer=str(self.path), dtype=self.dtype, seed=0,
+            self.llm = LLM(model=str(self.engine_dir), tokenizer=str(self.path), dtype=self.dtype, seed=0,
                            enforce_eager=bool(o["enforce_eager"]), max_num_seqs=int(o["max_num_seqs"]),
                            max_num_batched_tokens=int(o["max_num_batched_tokens"]),
                            kv_cache_memory_bytes=int(o["kv_cache_mb"]) << 20, logprobs_mode="raw_logprobs",
@@ -165,7 +163,7 @@ class VLLMBackend(InferenceEngine):
             from orchestrator.backends.vllm_files import write_peft_adapter
 
             folder = self.scratch / f"adapter-v{update.version:04d}"
-            write_peft_adapter(update, folder)
+            write_peft_adapter(self._for_engine(update), folder)
             old = self._lora
             self._lora = LoRARequest(f"svgap-v{update.version}", self._next_lora_id, str(folder))
             self._next_lora_id += 1  # never reuse an id: vLLM would serve the old adapter
@@ -184,13 +182,24 @@ class VLLMBackend(InferenceEngine):
         from orchestrator.backends.vllm_files import write_full_weights
 
         llm = self._llm()
-        folder = write_full_weights(update, self.scratch / f"full-v{update.version:04d}", torch_dtype(self.dtype))
+        folder = write_full_weights(self._for_engine(update), self.scratch / f"full-v{update.version:04d}", torch_dtype(self.dtype))
         llm.collective_rpc("svgap_reload", args=(str(folder),))  # reload + rebuild CPU-packed copies
         llm.reset_prefix_cache()  # cached blocks hold the old model's keys and values
         self._lora = None
         for old in self.scratch.glob("full-v*"):
             if old != folder:
                 shutil.rmtree(old, ignore_errors=True)
+
+    def _for_engine(self, update):
+        """An update of the model as the engine holds it (widened heads, see vllm_widen.py), else itself."""
+        from orchestrator.weights import AdapterUpdate, FullUpdate
+
+        if self.widen is None:
+            return update
+        if isinstance(update, AdapterUpdate):
+            return AdapterUpdate(update.version, update.scaling,
+                                 {m: self.widen.adapter(m, a, b) for m, (a, b) in update.tensors.items()})
+        return FullUpdate(update.version, self.widen.tensors(update.tensors))
 
     def _merged(self, update):
         """lora_mode merge: π_0's weights + scaling * B @ A as full weights (what the HF engine does in place);
