@@ -6,9 +6,9 @@ and each stage's share of a training round (generate, verify, held-out wait, sel
 orchestration left over: logging, files, fits). Writes benchmarks/out/round_time.json, with the machine's load
 average before and after (the machine may be shared: throughput is only comparable within one run).
 
-Models: `default` is the default experiment's model (HF only: its head_dim 16 has no vLLM CPU kernel); `h2` is the
-same recipe with 2 attention heads (head_dim 32, built and cached on first use, ~2-7 min), on which HF and vLLM are
-compared side by side.
+Models: `default` is the default experiment's model (vLLM runs it as its exact widened equivalent, head_dim 16 ->
+64: backends/vllm_widen.py); `h2` is the same recipe with 2 attention heads (head_dim 32, built and cached on first
+use, ~2-7 min), a model vLLM's CPU kernels take as it is.
 
     python benchmarks/round_time.py [--variants hf:default:2x0.5,vllm:h2:1x1:merge,...] [--rounds 2]
                                     [--set key=value ...] [--out NAME]
@@ -31,7 +31,8 @@ SHAPES = {"2x0.5": ["resources.generation.actors=2", "resources.generation.cpus=
           "1x1": ["resources.generation.actors=1", "resources.generation.cpus=1"]}
 MODELS = {"default": [], "h2": ["workload.options.heads=2", "workload.options.max_seconds=2400"]}
 LORA = {"request": ["model.vllm.lora_mode=request"], "merge": ["model.vllm.lora_mode=merge"]}
-VARIANTS = "hf:default:2x0.5,hf:default:1x1,hf:h2:2x0.5,vllm:h2:2x0.5:merge,vllm:h2:1x1:merge,vllm:h2:2x0.5:request"
+VARIANTS = ("hf:default:2x0.5,hf:default:1x1,vllm:default:2x0.5:merge,vllm:default:1x1:merge,"
+            "vllm:default:2x0.5:request")
 
 
 def one_run(engine: str, model: str, shape: str, lora: str, overrides: list[str]) -> dict:
