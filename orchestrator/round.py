@@ -38,6 +38,16 @@ class Pools:
     verification: ActorGroup
     training: ActorGroup
 
+    def faults(self) -> dict[str, int]:
+        """Lost actors survived so far, all pools together (pools/calls.py): calls sent again, actors replaced."""
+        groups = (self.generation, self.verification, self.training)
+        return {"retried_shards": sum(g.faults.retried for g in groups),
+                "replaced_actors": sum(g.faults.replaced for g in groups)}
+
+    def faults_since(self, before: dict[str, int]) -> dict[str, int]:
+        """What one round survived: the counts a round record carries."""
+        return {k: v - before.get(k, 0) for k, v in self.faults().items()}
+
 
 @dataclass
 class PickRow:
@@ -192,6 +202,8 @@ class RoundRunner:
         stats, update = self.pools.training.call_all("train", "train", ray.put(examples), t)[0]  # rank 0's
         if update is None:
             raise SvgapError(f"round {t}: training rank 0 returned no update")
+        # a training rank lost in a later round is replaced and re-trains from here (π_{t+1}), not from π_0
+        self.pools.training.remember("restore_update", update)
         self.progress(f"round {t}: trained on {len(examples)} examples ({len(ext_rows)} external) "
                       f"in {time.perf_counter() - t0:.1f}s, loss {stats.loss_first:.3f} -> {stats.loss_last:.3f}")
         return stats, update, ext_rows

@@ -10,22 +10,17 @@ hosted on another group's bundles (colocation: roles that never run at the same 
 """
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import GetTimeoutError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from orchestrator.config import PoolResources
 from orchestrator.errors import SvgapError
-
-
-class StageError(SvgapError):
-    """A stage failed on one actor; the message names role, actor index and stage."""
+from orchestrator.pools.calls import CallsMixin, StageError, shard  # noqa: F401 - StageError, shard: importable here
 
 
 @dataclass(frozen=True)
@@ -35,6 +30,7 @@ class PoolSpec:
     resources: PoolResources
     placement: str
     timeout_s: float
+    retries: int = 3  # lost actors one stage survives (each replaced, its shard sent again) before the run stops
 
     def bundle(self) -> dict[str, float]:
         b = {"CPU": float(self.resources.cpus)}
@@ -43,22 +39,7 @@ class PoolSpec:
         return b
 
 
-def shard(items: Sequence[Any], parts: int) -> list[tuple[int, int]]:
-    """Contiguous [start, end) ranges splitting len(items) into `parts` near-equal shards (empty ones dropped)."""
-    n = len(items)
-    size = math.ceil(n / parts) if n else 0
-    return [(s, min(s + size, n)) for s in range(0, n, size)] if size else []
-
-
-def _cause(err: BaseException) -> str:
-    if isinstance(err, RayTaskError):
-        inner = err.cause if getattr(err, "cause", None) is not None else err
-        text = str(inner).strip().splitlines()
-        return f"{type(inner).__name__}: {text[-1] if text else ''}"
-    return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-
-
-class ActorGroup:
+class ActorGroup(CallsMixin):
     """Actors of one role, created on a placement group that reserves all their bundles at once."""
 
     def __init__(self, spec: PoolSpec, actor_cls: type, *init_args: Any, ranks: bool = False,
@@ -94,16 +75,11 @@ class ActorGroup:
             host.guests.append(self)
             self.bundles = [host.bundles[i % len(host.bundles)] for i in range(n)]
             cpus, gpus = 0, 0  # the host's bundles hold the resources; the two roles take turns on them
-        remote_cls = ray.remote(actor_cls)
-        self.actors = [
-            remote_cls.options(
-                num_cpus=cpus,
-                num_gpus=gpus,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=b),
-                name=None,
-            ).remote(*init_args, **init_kwargs)
-            for b in self.bundles
-        ]
+        self._remote, self._cpus, self._gpus = ray.remote(actor_cls), cpus, gpus
+        self._init_args, self._init_kwargs = init_args, init_kwargs
+        self.actors = [self._start_actor(b) for b in self.bundles]
+        self._init_calls()
+        self._locate()
         if ranks:
             try:
                 self._form_rank_group()
@@ -129,42 +105,14 @@ class ActorGroup:
         where = placement_group_table(self.pg).get("bundles_to_node_id", {})
         return [str(where.get(b, "?")) for b in self.bundles]
 
-    def _get(self, refs: list, stage: str) -> list:
-        """One deadline for the whole stage (not timeout_s per actor in turn)."""
-        out = []
-        deadline = time.monotonic() + self.spec.timeout_s
-        for i, ref in enumerate(refs):
-            try:
-                out.append(ray.get(ref, timeout=max(0.0, deadline - time.monotonic())))
-            except GetTimeoutError:
-                raise StageError(f"stage '{stage}' timed out after {self.spec.timeout_s:g}s on "
-                                 f"{self.spec.role}[{i}]") from None
-            except (RayTaskError, RayActorError) as e:
-                raise StageError(f"stage '{stage}' failed on {self.spec.role}[{i}]: {_cause(e)}") from None
-        return out
-
-    def call_all(self, stage: str, method: str, *args: Any, **kwargs: Any) -> list:
-        """The same call on every actor (e.g. load new weights); returns one result per actor."""
-        return self._get([getattr(a, method).remote(*args, **kwargs) for a in self.actors], stage)
-
-    def call_one(self, stage: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._get([getattr(self.actors[0], method).remote(*args, **kwargs)], stage)[0]
-
-    def submit_shards(self, method: str, items: Sequence[Any], *args: Any, **kwargs: Any) -> list:
-        """Start `method(items[shard], *args)` on each actor; returns the pending refs (see `gather`)."""
-        ranges = shard(items, len(self.actors))
-        return [getattr(self.actors[i], method).remote(list(items[s:e]), *args, **kwargs)
-                for i, (s, e) in enumerate(ranges)]
-
-    def gather(self, stage: str, refs: list) -> list:
-        """Concatenate the shard results of `submit_shards`, in item order."""
-        out: list = []
-        for part in self._get(refs, stage):
-            out.extend(part)
-        return out
-
-    def map_shards(self, stage: str, method: str, items: Sequence[Any], *args: Any, **kwargs: Any) -> list:
-        return self.gather(stage, self.submit_shards(method, items, *args, **kwargs))
+    def _start_actor(self, bundle: int):
+        """One actor of this role on `bundle` of the group's placement group (also a lost actor's replacement)."""
+        return self._remote.options(
+            num_cpus=self._cpus,
+            num_gpus=self._gpus,
+            scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=bundle),
+            name=None,
+        ).remote(*self._init_args, **self._init_kwargs)
 
     def shutdown(self) -> None:
         """Guests first (their bundles go with this group's placement group); a rank group leaves its process
