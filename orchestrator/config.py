@@ -59,6 +59,9 @@ class ModelConfig:
     # inference engine of the generation and verification actors (backends/engines.py): hf is the reference
     engine: Literal["hf", "vllm"] = "hf"
     vllm: VLLMSection = field(default_factory=VLLMSection)
+    # auto: prompts and verifier queries go through the model folder's chat template when it has one; none: plain
+    # text always (backends/chat.py)
+    chat_template: Literal["auto", "none"] = "auto"
 
     def validate(self, prefix: str) -> None:
         from orchestrator.backends.engines import check_available  # light: finds packages, imports none

@@ -120,7 +120,7 @@ class Experiment:
         import workloads
 
         cfg = self.cfg
-        workload = workloads.get(cfg.workload.name, cfg.workload.options)
+        workload = workloads.for_config(cfg)  # told whether the model reads its texts through a chat template
         scheduler = None
         if cfg.external.strategy != "none":
             from orchestrator.scheduler import build_scheduler
@@ -185,7 +185,7 @@ class Experiment:
         pools: Pools | None = None
         logger: tracking.RunLogger | None = None
         try:
-            source = ModelSource(cfg.workload.name, cfg.workload.options, cfg.model.path, cfg.model.cache_dir)
+            source = ModelSource.of(cfg)
             t0 = time.perf_counter()
             model_dir = source.resolve(self.progress)
             check_model(cfg.model.engine, model_dir)  # e.g. a head_dim the engine has no kernel for: one line, no pools

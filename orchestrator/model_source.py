@@ -18,6 +18,13 @@ class ModelSource:
     options: dict
     path: str | None
     cache_dir: str
+    chat_template: str = "auto"  # model.chat_template: how engines and trainers open a conversation (backends/chat.py)
+
+    @classmethod
+    def of(cls, cfg) -> "ModelSource":
+        """The source an experiment config names (its workload builds the model unless model.path is set)."""
+        m = cfg.model
+        return cls(cfg.workload.name, cfg.workload.options, m.path, m.cache_dir, getattr(m, "chat_template", "auto"))
 
     def resolve(self, progress: Callable[[str], None] | None = None) -> Path:
         if self.path:
@@ -27,4 +34,8 @@ class ModelSource:
             return p
         import workloads
 
-        return workloads.get(self.workload, self.options).base_model(Path(self.cache_dir).expanduser(), progress)
+        wl = workloads.get(self.workload, self.options)
+        if not callable(getattr(wl, "base_model", None)):
+            raise SvgapError(f"workload {self.workload} builds no base model (it has no base_model method); "
+                             f"set model.path to a saved model directory")
+        return wl.base_model(Path(self.cache_dir).expanduser(), progress)

@@ -1,8 +1,13 @@
 """The Workload protocol: what a task gives the round loop.
 
 A workload owns its prompts (seeded train / held-out / external sets), its answer checker, its verifier prompt templates
-(TF and QE), reference answers from a stronger source (external data) and a base model. Everything crosses
-process boundaries as plain dataclasses.
+(TF and QE), reference answers from a stronger source (external data) and, optionally, a base model. Everything
+crosses process boundaries as plain dataclasses. workloads/README.md shows a complete plug-in.
+
+Texts a workload writes (a problem's prompt, a TF query's first segment, a QE query) open a conversation: the
+engines wrap them in the model's chat template when it has one (orchestrator/backends/chat.py); later TF segments
+continue the same turn. Verifier words (TF's two words, QE's grades) may be several tokens each: they are read where
+they first differ.
 """
 from __future__ import annotations
 
@@ -42,7 +47,16 @@ class QEQuery:
     grade_tokens: tuple[str, ...]
 
 
+@dataclass
+class NoOptions:
+    """The options of a workload that declares none (`workload.options` must then be empty)."""
+
+
 class Workload(Protocol):
+    """Required: problems, check, tf_query, qe_query, reference. Optional: `Options` (a dataclass class attribute
+    whose fields all have defaults; the workload is built as Class(options)), `base_model` (without it the config
+    must set model.path), `use_chat_template(chat: bool)` (told before any text is made whether the model reads
+    them through its chat template, for workloads that word their prompts differently)."""
     name: str
 
     def problems(self, split: Split, n: int, seed: int) -> list[Problem]:
@@ -60,4 +74,4 @@ class Workload(Protocol):
         """The stronger source's answer (external data)."""
 
     def base_model(self, cache_dir: Path, progress: Callable[[str], None] | None = None) -> Path:
-        """Directory of a `save_pretrained` model + tokenizer; built locally and cached by recipe."""
+        """Optional. Directory of a `save_pretrained` model + tokenizer; built locally and cached by recipe."""

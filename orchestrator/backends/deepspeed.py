@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from orchestrator.backends import sft
+from orchestrator.backends.chat import PromptFormat
 from orchestrator.backends.trainer import RankEnv, TrainingExample, TrainingStats
 from orchestrator.config import TrainingConfig
 from orchestrator.errors import SvgapError
@@ -88,7 +89,7 @@ class DeepSpeedTrainer:
     """One rank. All ranks must be built, trained and closed together (they meet in collectives)."""
 
     def __init__(self, model_dir: str | Path, cfg: TrainingConfig, device: str = "auto", dtype: str = "float32",
-                 seed: int = 0, env: RankEnv | None = None) -> None:
+                 seed: int = 0, env: RankEnv | None = None, chat_template: str = "auto") -> None:
         import torch
 
         from orchestrator.backends.device import resolve_device
@@ -112,6 +113,7 @@ class DeepSpeedTrainer:
                              f"({type(e).__name__}: {str(e).strip()[:200]})") from None
         # DeepSpeed casts to bf16 itself (training.deepspeed.precision) and keeps fp32 master weights
         self.tokenizer, model = sft.load_policy(model_dir, cfg, self.device, torch.float32, seed)
+        self.prompts = PromptFormat.for_model(self.tokenizer, model_dir, chat_template)  # as the engines read them
         self._fingerprint = base_fingerprint(model)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -147,7 +149,7 @@ class DeepSpeedTrainer:
             raise SvgapError(f"round {round_t}: no training examples")
         t0 = time.perf_counter()
         self._reset_optimizer()
-        encoded = [sft.encode(self.tokenizer, e) for e in examples]
+        encoded = [sft.encode(self.tokenizer, e, self.prompts) for e in examples]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         k, rank = self.env.world_size, self.env.rank
         self.engine.train()

@@ -40,12 +40,22 @@ def check_available(name: str) -> None:
 
 
 def make_engine(name: str, model_dir: str | Path, *, device: str, dtype: str, threads: int,
-                options: dict[str, Any] | None = None) -> InferenceEngine:
-    """Build engine `name` on the model folder; `options` are the engine's own settings (model.vllm)."""
+                options: dict[str, Any] | None = None, chat_template: str = "auto") -> InferenceEngine:
+    """Build engine `name` on the model folder; `options` are the engine's own settings (model.vllm);
+    `chat_template` is model.chat_template (backends/chat.py), for engines that take it."""
+    import inspect
+
+    from orchestrator.backends.chat import uses_chat
+
     check_available(name)
     module, _, cls = ENGINES[name].target.partition(":")
     engine_cls = getattr(importlib.import_module(module), cls)
     kwargs = {"options": options} if options is not None and name != "hf" else {}
+    if "chat_template" in inspect.signature(engine_cls).parameters:
+        kwargs["chat_template"] = chat_template
+    elif uses_chat(model_dir, chat_template):  # the trainer would open conversations otherwise than the engine
+        raise SvgapError(f"model.engine {name} does not apply chat templates yet and {model_dir} has one; set "
+                         f"model.chat_template: none (plain prompts) or model.engine: hf")
     return engine_cls(model_dir, device=device, dtype=dtype, threads=threads, **kwargs)
 
 

@@ -6,6 +6,13 @@ only, so a candidate does not depend on which other prompts share its batch or i
 Prompts are left-padded (attention mask + explicit position ids), so rows of any lengths batch together; scoring
 sorts its rows by length first so a batch pads little, and `verify` scores the TF/QE queries and the responses'
 uncertainty in one pass over one list of rows.
+
+Any local causal LM (a save_pretrained folder): prompts go through the model's chat template when it has one
+(backends/chat.py, `model.chat_template`), sampling stops at any of the model's end-of-sequence ids and at the stop
+strings its generation_config.json declares, and every logit -- sampled or scored -- comes from the model's own
+forward, `model(...).logits` (never a decoder + head assembled here: Gemma-2's final soft-capping, Granite's or
+Cohere's logit scales live in that forward). Verifier words of several tokens are read where they first differ
+(chat.word_tokens says why).
 """
 from __future__ import annotations
 
@@ -17,11 +24,13 @@ import numpy as np
 import torch
 
 from orchestrator.backends.base import InferenceEngine, Sample, Scored, check_sample_args
+from orchestrator.backends.chat import PromptFormat, stop_strings, stop_token_ids, word_tokens
 from orchestrator.backends.device import resolve_device, torch_dtype
 from orchestrator.errors import SvgapError
 from workloads.base import QEQuery, TFQuery
 
 _U64 = (1 << 64) - 1
+LOGITS_BUDGET = 1 << 27  # float32 logits one scoring forward may hold (512 MiB): real vocabularies are 100k+ wide
 
 
 def candidate_uniforms(seed: int, j: int, steps: int) -> np.ndarray:
@@ -35,7 +44,8 @@ def _chunks(n: int, size: int):
 
 
 class HFBackend(InferenceEngine):
-    def __init__(self, model_dir: str | Path, device: str = "auto", dtype: str = "float32", threads: int | None = None):
+    def __init__(self, model_dir: str | Path, device: str = "auto", dtype: str = "float32", threads: int | None = None,
+                 chat_template: str = "auto"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads:
@@ -48,13 +58,16 @@ class HFBackend(InferenceEngine):
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype_).to(self.device).eval()
         tok = self.tokenizer
-        self.eos_id = tok.eos_token_id
+        self.stop_ids = stop_token_ids(tok, path)
+        if not self.stop_ids:
+            raise SvgapError(f"tokenizer at {path} has no eos token (and generation_config.json names none)")
+        self.eos_id = self.stop_ids[0]
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_id
-        if self.eos_id is None:
-            raise SvgapError(f"tokenizer at {path} has no eos token")
+        self.stop_strings = stop_strings(path)
+        self.prompts = PromptFormat.for_model(tok, path, chat_template)
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
-        self._token_ids: dict[str, int] = {}
+        self._words: dict[tuple[str, ...], tuple[list[int], list[list[int]]]] = {}
         self._holder = None  # WeightsHolder, made on the first update (it keeps the base of adapted weights)
 
     # -- model versions ---------------------------------------------------------------------------------------------
@@ -88,13 +101,17 @@ class HFBackend(InferenceEngine):
         return [list(x) for x in self.tokenizer(list(texts), add_special_tokens=special)["input_ids"]]
 
     def token_id(self, token: str) -> int:
-        """Id of a token that must be exactly one token (judgment and grade tokens)."""
-        if token not in self._token_ids:
-            ids = self.encode(token, special=False)
-            if len(ids) != 1:
-                raise SvgapError(f"verifier token {token!r} is {len(ids)} tokens for this tokenizer, expected 1")
-            self._token_ids[token] = ids[0]
-        return self._token_ids[token]
+        """Id of a text that must be exactly one token."""
+        ids = self.encode(token, special=False)
+        if len(ids) != 1:
+            raise SvgapError(f"verifier token {token!r} is {len(ids)} tokens for this tokenizer, expected 1")
+        return ids[0]
+
+    def words(self, words: tuple[str, ...], what: str) -> tuple[list[int], list[list[int]]]:
+        """(shared prefix ids, each word's ids after it) of verifier words (chat.word_tokens), cached."""
+        if words not in self._words:
+            self._words[words] = word_tokens(self.tokenizer, list(words), what)
+        return self._words[words]
 
     def _pad_left(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         L = max(len(r) for r in rows)
@@ -107,21 +124,28 @@ class HFBackend(InferenceEngine):
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         return ids.to(self.device), mask.to(self.device), pos.to(self.device)
 
-    def _hidden(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, int]:
-        """Last hidden states of left-padded rows; returns (hidden [B, L, H], L)."""
-        ids, mask, pos = self._pad_left(rows)
-        out = self.model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
-        return out.last_hidden_state, ids.shape[1]
-
     def _logits_at(self, rows: Sequence[Sequence[int]], where: list[list[int]]) -> list[torch.Tensor]:
-        """Float32 logits at the given (unpadded) positions of each row: list of [len(where[i]), V]."""
-        hidden, L = self._hidden(rows)
+        """Float32 logits at the given (unpadded) positions of each row: list of [len(where[i]), V].
+
+        The model's own forward computes them, asked to keep only the columns some row reads (`logits_to_keep`
+        as an index tensor); rows are split when those logits would outgrow LOGITS_BUDGET."""
+        L = max(len(r) for r in rows)
+        cols = sorted({L - len(r) + p for r, ps in zip(rows, where) for p in ps})
+        vocab = int(self.model.config.get_text_config().vocab_size)
+        if len(rows) > 1 and len(rows) * len(cols) * vocab > LOGITS_BUDGET:
+            half = len(rows) // 2
+            return self._logits_at(rows[:half], where[:half]) + self._logits_at(rows[half:], where[half:])
+        ids, mask, pos = self._pad_left(rows)
+        keep = torch.tensor(cols, dtype=torch.long, device=self.device)
+        kept = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
+                          logits_to_keep=keep).logits
+        col_of = {c: k for k, c in enumerate(cols)}
         b_idx, p_idx = [], []
         for i, (r, ps) in enumerate(zip(rows, where)):
             for p in ps:
                 b_idx.append(i)
-                p_idx.append(L - len(r) + p)
-        logits = self.model.get_output_embeddings()(hidden[b_idx, p_idx]).float()
+                p_idx.append(col_of[L - len(r) + p])
+        logits = kept[b_idx, p_idx].float()
         out, k = [], 0
         for ps in where:
             out.append(logits[k: k + len(ps)])
@@ -147,7 +171,7 @@ class HFBackend(InferenceEngine):
     def sample(self, prompts: list[str], n: int, temperature: float, max_new_tokens: int, seeds: list[int],
                batch_size: int = 512) -> list[list[Sample]]:
         check_sample_args(prompts, seeds, n, temperature, max_new_tokens)
-        prompt_ids = [self.encode(p) for p in prompts]
+        prompt_ids = self.prompts.encode_many(list(prompts))
         rows = [(i, j) for i in range(len(prompts)) for j in range(n)]
         results: list[list[Sample | None]] = [[None] * n for _ in prompts]
         for lo, hi in _chunks(len(rows), batch_size):
@@ -169,6 +193,7 @@ class HFBackend(InferenceEngine):
         logps = torch.zeros((B, steps), dtype=torch.float32, device=self.device)
         done = torch.zeros(B, dtype=torch.bool, device=self.device)
         lengths = torch.full((B,), steps, dtype=torch.long, device=self.device)
+        stop = torch.tensor(self.stop_ids, dtype=torch.long, device=self.device)
         for t in range(steps):
             logp = torch.log_softmax(logits, -1)  # the policy at temperature 1
             probs = torch.softmax(logits.double() / temperature, -1)
@@ -178,7 +203,7 @@ class HFBackend(InferenceEngine):
             tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
             tokens[:, t] = tok
             logps[:, t] = torch.where(done, torch.zeros_like(logps[:, t]), logp.gather(-1, tok[:, None]).squeeze(-1))
-            newly = (~done) & (tok == self.eos_id)
+            newly = (~done) & torch.isin(tok, stop)
             lengths = torch.where(newly, torch.full_like(lengths, t + 1), lengths)
             done = done | newly
             if bool(done.all()) or t == steps - 1:
@@ -192,18 +217,37 @@ class HFBackend(InferenceEngine):
         tokens_l, logps_l, lengths_l, done_l = tokens.tolist(), logps.tolist(), lengths.tolist(), done.tolist()
         samples = []
         for r in range(B):
-            k = lengths_l[r]
+            k, finished = lengths_l[r], bool(done_l[r])
+            if self.stop_strings and not finished:
+                k, finished = self._stop_string_cut(tokens_l[r][:k])
             tids = tokens_l[r][:k]
             samples.append(Sample(token_ids=tids, text=self.tokenizer.decode(tids, skip_special_tokens=True),
-                                  logprobs=logps_l[r][:k], finished=bool(done_l[r])))
+                                  logprobs=logps_l[r][:k], finished=finished))
         return samples
+
+    def _stop_string_cut(self, tids: list[int]) -> tuple[int, bool]:
+        """(tokens kept, finished): a candidate ends with the token that completes the first stop string (the
+        stop string stays in it, as transformers' StopStringCriteria leaves it); its logprobs are cut alike."""
+        text = self.tokenizer.decode(tids, skip_special_tokens=True)
+        ends = [text.find(s) + len(s) for s in self.stop_strings if s in text]
+        if not ends:
+            return len(tids), False
+        need = min(ends)
+        lo, hi = 1, len(tids)  # the shortest prefix whose text reaches `need` characters
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(self.tokenizer.decode(tids[:mid], skip_special_tokens=True)) >= need:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo, True
 
     # -- teacher-forced scoring and verifier scores: rows + the positions whose next-token logits are read -------
     def _score_rows(self, prompts: list[str], responses: list[list[int]]) -> tuple[list, list]:
         if len(prompts) != len(responses):
             raise ValueError(f"score needs one response per prompt ({len(prompts)} vs {len(responses)})")
         rows, where = [], []
-        for pid, r in zip(self.encode_many(prompts), responses):
+        for pid, r in zip(self.prompts.encode_many(list(prompts)), responses):
             rows.append(pid + list(r))
             where.append(list(range(len(pid) - 1, len(pid) + len(r) - 1)))
         return rows, where
@@ -219,20 +263,21 @@ class HFBackend(InferenceEngine):
     def _tf_rows(self, queries: list[TFQuery]) -> tuple[list, list, list]:
         if any(not q.segments for q in queries):
             raise ValueError("TFQuery needs at least one segment")
-        firsts = self.encode_many([q.segments[0] for q in queries], special=True)
+        firsts = self.prompts.encode_many([q.segments[0] for q in queries])
         rests = iter(self.encode_many([seg for q in queries for seg in q.segments[1:]], special=False))
         rows, where, pairs = [], [], []
         for q, first in zip(queries, firsts):
-            t_id, f_id = self.token_id(q.true_token), self.token_id(q.false_token)
-            row, ps = list(first), [len(first) - 1]
-            row.append(t_id)
+            prefix, (true_ids, false_ids) = self.words((q.true_token, q.false_token), "TF words")
+            row = list(first) + prefix  # the words' shared leading tokens, then the judgment is read
+            ps = [len(row) - 1]
+            row += true_ids  # chain rule: every judgment is followed by the true word
             for _ in q.segments[1:]:
-                row += next(rests)
+                row += next(rests) + prefix
                 ps.append(len(row) - 1)
-                row.append(t_id)
+                row += true_ids
             rows.append(row)
             where.append(ps)
-            pairs.append((t_id, f_id))
+            pairs.append((true_ids[0], false_ids[0]))
         return rows, where, pairs
 
     @staticmethod
@@ -243,8 +288,11 @@ class HFBackend(InferenceEngine):
     def _qe_rows(self, queries: list[QEQuery]) -> tuple[list, list, list]:
         if any(len(q.grade_tokens) < 2 for q in queries):
             raise ValueError("QEQuery needs at least two grade tokens")
-        rows = self.encode_many([q.text for q in queries])
-        grade_ids = [[self.token_id(g) for g in q.grade_tokens] for q in queries]
+        rows, grade_ids = [], []
+        for q, row in zip(queries, self.prompts.encode_many([q.text for q in queries])):
+            prefix, ids = self.words(tuple(q.grade_tokens), "QE grade tokens")
+            rows.append(row + prefix)
+            grade_ids.append([i[0] for i in ids])
         return rows, [[len(r) - 1] for r in rows], grade_ids
 
     @staticmethod

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from orchestrator.backends import sft
+from orchestrator.backends.chat import PromptFormat
 from orchestrator.backends.trainer import RankEnv, TrainingExample, TrainingStats
 from orchestrator.config import TrainingConfig
 from orchestrator.errors import SvgapError
@@ -24,7 +25,7 @@ class TorchTrainer:
     """Owns the trainable copy of the policy: base frozen + LoRA adapter, or every weight (mode full)."""
 
     def __init__(self, model_dir: str | Path, cfg: TrainingConfig, device: str = "auto", dtype: str = "float32",
-                 seed: int = 0, env: RankEnv | None = None) -> None:
+                 seed: int = 0, env: RankEnv | None = None, chat_template: str = "auto") -> None:
         from orchestrator.backends.device import resolve_device, torch_dtype
         from orchestrator.weights import base_fingerprint
 
@@ -34,11 +35,12 @@ class TorchTrainer:
         self.cfg, self.seed = cfg, seed
         self.device = resolve_device(device)
         self.tokenizer, self.model = sft.load_policy(model_dir, cfg, self.device, torch_dtype(dtype), seed)
+        self.prompts = PromptFormat.for_model(self.tokenizer, model_dir, chat_template)  # as the engines read them
         self._fingerprint = base_fingerprint(self.model)  # before any training: the frozen π_0
         self.version = 0
 
     def _encode(self, ex: TrainingExample) -> tuple[list[int], list[int]]:
-        return sft.encode(self.tokenizer, ex)
+        return sft.encode(self.tokenizer, ex, self.prompts)
 
     def train(self, examples: list[TrainingExample], round_t: int) -> tuple[TrainingStats, WeightsUpdate]:
         """One round of SFT on `examples`; afterwards the policy is version round_t + 1."""

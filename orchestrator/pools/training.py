@@ -29,7 +29,7 @@ class TrainingWorker(RankedActor):
                        int(env["MASTER_PORT"]))
         cls = make_trainer(self.cfg.engine)
         self.trainer = cls(self.spec.source.resolve(), self.cfg, device=self.spec.device, dtype=self.spec.dtype,
-                           seed=self.seed, env=rank)
+                           seed=self.seed, env=rank, chat_template=self.spec.source.chat_template)
         atexit.register(self.trainer.close)
         return rank.rank
 

@@ -58,7 +58,8 @@ class InferenceWorker:
         self.spec = spec
         self.threads = set_threads(spec)
         self.backend = make_engine(spec.engine, spec.source.resolve(), device=spec.device, dtype=spec.dtype,
-                                   threads=self.threads, options=spec.engine_options)
+                                   threads=self.threads, options=spec.engine_options,
+                                   chat_template=spec.source.chat_template)
         atexit.register(self.close)  # a normal actor exit ends the engine's processes too
         self._base_fingerprint = self.backend.base_fingerprint()
 
