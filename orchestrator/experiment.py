@@ -5,12 +5,11 @@ picks to make π_{t+1} and syncs it; the last round only measures.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +24,9 @@ from orchestrator.pools.group import ActorGroup, PoolSpec
 from orchestrator.pools.training import TrainingWorker
 from orchestrator.pools.verification import VerificationWorker
 from orchestrator.pools.worker import WorkerSpec
-from orchestrator.round import PickRow, Pools, RoundRecord, RoundRunner, derive_seed
+from orchestrator.resume import ResumePoint, describe, load_update
+from orchestrator.round import Pools, RoundRecord, RoundRunner, derive_seed
+from orchestrator.run_files import RoundLog, RunFiles
 from orchestrator.typed import flatten, to_dict
 from orchestrator.backends.trainer import check_available as check_trainer
 from orchestrator.weights import check_same_base, check_versions, publish, save_update
@@ -43,38 +44,6 @@ class ExperimentResult:
     records: list[RoundRecord]
     fits: dict[int, dict] = field(default_factory=dict)
     stop_reason: str | None = None
-
-
-@dataclass
-class RunFiles:
-    """The run's folder: config, one JSON record and one JSONL of training rows per round, adapters, state."""
-    root: Path
-
-    def prepare(self, cfg_text: str) -> None:
-        for sub in ("rounds", "picks", "adapters", "fits"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        (self.root / "config.yaml").write_text(cfg_text)
-
-    def _atomic(self, path: Path, text: str) -> Path:
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        return path
-
-    def picks(self, t: int, rows: list[PickRow]) -> Path:
-        return self._atomic(self.root / "picks" / f"round_{t:03d}.jsonl",
-                            "".join(json.dumps(asdict(r)) + "\n" for r in rows))
-
-    def record(self, rec: RoundRecord) -> Path:
-        return self._atomic(self.root / "rounds" / f"round_{rec.round:03d}.json", json.dumps(rec.to_json(), indent=1))
-
-    def fit(self, t: int, fit: dict) -> Path:
-        return self._atomic(self.root / "fits" / f"round_{t:03d}.json", json.dumps(fit, indent=1))
-
-    def state(self, last_round: int, version: int, run_id: str) -> None:
-        """Written last in a round: a resume starts from the round after `last_round` with adapter `version`."""
-        self._atomic(self.root / "state.json", json.dumps({"run_id": run_id, "last_finished_round": last_round,
-                                                           "model_version": version}))
 
 
 def check_writable(path: Path, key: str) -> None:
@@ -100,10 +69,12 @@ class Experiment:
                  progress: Callable[[str], None] = _stderr, worker_classes: dict[str, type] | None = None,
                  on_round: Callable[[RoundRecord], None] | None = None,
                  placement: dict[str, tuple[object, list[int]]] | None = None,
-                 run_tags: dict[str, str] | None = None) -> None:
+                 run_tags: dict[str, str] | None = None, resume: ResumePoint | None = None) -> None:
         """placement: {role: (placement group, bundle indices)} reserved by someone else (a sweep's Tune trial);
-        a role left out (training) shares the generation pool's bundles. run_tags: extra tags of the MLflow run."""
+        a role left out (training) shares the generation pool's bundles. run_tags: extra tags of the MLflow run.
+        resume: continue that run (orchestrator/resume.py: `svgap run --resume`) instead of starting a new one."""
         self.cfg = cfg
+        self.resume = resume
         self.placement = placement
         self.run_tags = dict(run_tags or {})
         self.address = address
@@ -184,6 +155,7 @@ class Experiment:
         workload, scheduler, started = self._preflight()
         pools: Pools | None = None
         logger: tracking.RunLogger | None = None
+        files: RunFiles | None = None
         try:
             source = ModelSource.of(cfg)
             t0 = time.perf_counter()
@@ -197,14 +169,7 @@ class Experiment:
             self.progress("placed: " + ", ".join(f"{role} x{len(n)} on {len(set(n))} node(s)" for role, n in placed))
             heldout = workload.problems("heldout", cfg.workload.heldout_prompts, derive_seed(cfg.seed, "heldout"))
             runner = RoundRunner(cfg, workload, pools, heldout, self.progress)
-            cfg_text = redact.text(dump(cfg))  # saved config, artifact and params never carry a password
-            logger = tracking.RunLogger(self.uri, self.experiment_name, cfg.tracking.run_name,
-                                        redact.data(flatten(to_dict(cfg))), self.parent_run_id,
-                                        tags=self.run_tags or None)
-            logger.log_text(cfg_text, "config.yaml")
-            files = RunFiles(Path(cfg.tracking.out_dir) / logger.run_id)
-            files.prepare(cfg_text)
-            self.progress(f"MLflow run {logger.run_id} ({tracking.shown(self.uri)}); round files in {files.root}")
+            logger, files = self._open_run()
             result = ExperimentResult(logger.run_id, self.uri, files.root, [])
             self._rounds(runner, pools, logger, files, result, scheduler)
             logger.end("FINISHED")
@@ -214,26 +179,74 @@ class Experiment:
                 logger.abort(e)
             raise
         finally:
+            if files:
+                files.release()
             if pools:
                 for p in (pools.generation, pools.verification, pools.training):
                     p.shutdown()
             ray_session.shutdown(started)
 
+    def _open_run(self) -> tuple[tracking.RunLogger, RunFiles]:
+        """A new MLflow run and its folder, or (resume) the existing run reattached and its folder."""
+        cfg = self.cfg
+        if self.resume is not None:
+            point = self.resume
+            logger = tracking.RunLogger.reattach(self.uri, point.run_id)
+            files = RunFiles(point.run_dir)
+            files.hold()
+            files.remove_partial()
+            files.note_resume(point.note())
+            self.progress(describe(point))
+            return logger, files
+        cfg_text = redact.text(dump(cfg))  # saved config, artifact and params never carry a password
+        logger = tracking.RunLogger(self.uri, self.experiment_name, cfg.tracking.run_name,
+                                    redact.data(flatten(to_dict(cfg))), self.parent_run_id,
+                                    tags=self.run_tags or None)
+        logger.log_text(cfg_text, "config.yaml")
+        files = RunFiles(Path(cfg.tracking.out_dir) / logger.run_id)
+        files.prepare(cfg_text)
+        files.hold()
+        self.progress(f"MLflow run {logger.run_id} ({tracking.shown(self.uri)}); round files in {files.root}")
+        return logger, files
+
+    def _restore(self, pools: Pools, result: ExperimentResult, scheduler) -> tuple[int, int]:
+        """Resume: the finished rounds' records and fits, the scheduler's state, and π_version published to the fresh
+        inference actors and put back into the trainer. Returns (first round to run, model version)."""
+        point = self.resume
+        if point is None:
+            return 0, 0
+        result.records.extend(point.records)
+        result.fits.update(point.fits)
+        if scheduler is not None and point.scheduler is not None:
+            scheduler.restore(point.scheduler)
+        if point.version > 0:
+            update = load_update(point.update_path)
+            ref = publish(update)
+            check_versions({f"{p.spec.role}[{i}]": v for p in (pools.generation, pools.verification)
+                            for i, v in enumerate(p.call_all("sync", "load_weights", ref))}, point.version)
+            check_versions({f"training[{i}]": v for i, v in
+                            enumerate(pools.training.call_all("sync", "restore_update", ref))}, point.version)
+        return point.last_round + 1, point.version
+
     def _rounds(self, runner: RoundRunner, pools: Pools, logger, files: RunFiles, result: ExperimentResult,
                 scheduler) -> None:
+        """Rounds (first)..T. Round t's files are written, then its metrics go to MLflow in one batch, then
+        state.json commits it: a driver killed before the commit has round t redone by a resume."""
         cfg = self.cfg
-        version = 0
         online = OnlineFit(cfg, self.progress)
         if scheduler is not None:
             scheduler.attach(logger, files.root, self.progress)
-        for t in range(cfg.rounds + 1):
+        first, version = self._restore(pools, result, scheduler)
+        skip = self.resume.logged if self.resume else set()
+        for t in range(first, cfg.rounds + 1):
             t_round = time.perf_counter()
             faults0 = pools.faults()  # lost actors replaced in this round: its record says how many
+            log = RoundLog(logger, skip)
             record, picks, pick_ids = runner.measure(t, version)
             result.records.append(record)
             rows = list(picks)
             # fit on rounds 0..t before training: a stop leaves π_t, the last measured model, as the result
-            fit, stop = online.after_round(t, result.records, logger, scheduler)
+            fit, stop = online.after_round(t, result.records, log, scheduler)
             if fit is not None:
                 result.fits[t] = fit
                 files.fit(t, fit)
@@ -259,9 +272,12 @@ class Experiment:
             files.picks(t, rows)
             record.counts.update(pools.faults_since(faults0))
             files.record(record)
-            logger.log_metrics(record.flat_metrics(), step=t)
+            log.log_metrics(record.flat_metrics(), step=t)
+            log.flush()  # the fit's and the round's metrics of step t: one batch
             logger.log_file(files.root / "picks" / f"round_{t:03d}.jsonl", "picks")
-            files.state(t, version, logger.run_id)
+            if stop:
+                logger.set_tag("svgap.stop_reason", stop)
+            files.state(t, version, logger.run_id, stop, scheduler.state() if scheduler else None)
             m = record.metrics
             self.progress(f"round {t}/{cfg.rounds} done in {record.timings['round']:.1f}s: U_s {m['U_s']:.3f} "
                           f"U_v {m['U_v']:.3f} G {m['G']:.3f} acc_s {m['acc_s']:.3f} acc_v {m['acc_v']:.3f} "
@@ -270,6 +286,5 @@ class Experiment:
                 self.on_round(record)
             if stop:
                 result.stop_reason = stop
-                logger.set_tag("svgap.stop_reason", stop)
                 self.progress(f"stopping early after measuring round {t}: {stop}")
                 break

@@ -215,6 +215,22 @@ class Scheduler:
         """External examples not handed out yet: the run must not stop early while the budget is unspent."""
         return self.budget - self.used
 
+    def state(self) -> dict:
+        """What a resume needs (state.json): the examples handed out per round, and the counts (a plan's too)."""
+        return {"given": {str(t): n for t, n in self.given.items()}, "used": self.used, "counts": self.counts,
+                "plan": self.plan}
+
+    def restore(self, state: dict) -> None:
+        """Back to `state()` after the rounds it covers: the next round takes the next unused examples."""
+        self.given = {int(t): int(n) for t, n in state.get("given", {}).items()}
+        self.used = int(state.get("used", 0))
+        if state.get("counts") is not None:
+            self.counts = [int(c) for c in state["counts"]]
+        self.plan = state.get("plan")
+        if self.used != sum(self.given.values()) or self.used > len(self.pool):
+            raise SvgapError(f"external data state of the run folder is inconsistent (used {self.used}, handed out "
+                             f"{sum(self.given.values())}, pool {len(self.pool)})")
+
     def metrics(self, t: int) -> dict[str, float]:
         n = self.given.get(t, 0)
         return {"external/eta": n / self.budget if self.budget else 0.0, "external/count": float(n),

@@ -148,6 +148,7 @@ class DeepSpeedTrainer:
         if not examples:
             raise SvgapError(f"round {round_t}: no training examples")
         t0 = time.perf_counter()
+        sft.seed_round(self.seed, round_t)
         self._reset_optimizer()
         encoded = [sft.encode(self.tokenizer, e, self.prompts) for e in examples]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

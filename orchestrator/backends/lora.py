@@ -49,6 +49,7 @@ class TorchTrainer:
         if not examples:
             raise SvgapError(f"round {round_t}: no training examples")
         t0 = time.perf_counter()
+        sft.seed_round(self.seed, round_t)
         encoded = [self._encode(e) for e in examples]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         params = [p for p in self.model.parameters() if p.requires_grad]

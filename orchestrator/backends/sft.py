@@ -63,6 +63,14 @@ def global_batches(n: int, batch_size: int, epochs: int, seed: int, round_t: int
     return out
 
 
+def seed_round(seed: int, round_t: int) -> None:
+    """Seed torch for round t's training (dropout): from (seed, round) alone, so a resumed run -- a fresh trainer that
+    did not train the earlier rounds -- draws what the uninterrupted run drew."""
+    import torch
+
+    torch.manual_seed((seed * 1_000_003 + round_t) * 7919 + 17)
+
+
 def nll_sum(model, batch: list[tuple[list[int], list[int]]], pad: int, device):
     """Summed response NLL of a micro-batch (a 0-dim tensor with grad) and its number of response tokens."""
     import torch

@@ -11,6 +11,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a self-improvement experiment (Ray in-process unless --address)")
     add_config_args(p)
     add_cluster_args(p)
+    p.add_argument("--resume", metavar="RUN_ID|RUN_DIR", default=None,
+                   help="continue an interrupted run from its last finished round (its MLflow run id with the same "
+                        "--tracking-uri, or its run folder); --set only for resources.* and timeout keys")
     return p
 
 
@@ -21,9 +24,19 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.experiment import Experiment
     from orchestrator.summary import round_table
 
-    cfg = load_config(args)
-    result = Experiment(cfg, address=args.address, tracking_uri=args.tracking_uri,
-                        experiment_name=args.experiment).run()
+    if args.resume is not None:
+        from orchestrator import resume
+        from orchestrator.errors import SvgapError
+
+        if args.config is not None:
+            raise SvgapError(f"--resume takes the config from the run folder; drop the config file {args.config}")
+        cfg, point, uri = resume.load(args.resume, args.overrides, args.tracking_uri)
+        result = Experiment(cfg, address=args.address, tracking_uri=uri, experiment_name=args.experiment,
+                            resume=point).run()
+    else:
+        cfg = load_config(args)
+        result = Experiment(cfg, address=args.address, tracking_uri=args.tracking_uri,
+                            experiment_name=args.experiment).run()
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(round_table(result.records))
     if result.stop_reason:

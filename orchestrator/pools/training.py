@@ -53,6 +53,15 @@ class TrainingWorker(RankedActor):
     def restore(self, directory: str) -> int:
         return self._t().restore(Path(directory))
 
+    def restore_update(self, update: WeightsUpdate) -> int:
+        """Resume: put π_version back into this rank's trainer. The update comes through the object store, so the run
+        folder need not be shared storage; the trainer's own restore(dir) reads it from a private temporary dir."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="svgap-restore-") as d:
+            update.save(Path(d) / "update.npz")
+            return self._t().restore(Path(d))
+
     def close(self) -> bool:
         """Leave the process group before the actor is killed."""
         if self.trainer is not None:
