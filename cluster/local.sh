@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# A multi-node Ray cluster on this machine (one head + K worker `ray start` processes, token auth on) and an MLflow
+# tracking server on 127.0.0.1 with a sqlite store -- the smallest honest stand-in for a team's cluster.
+#
+#   eval "$(cluster/local.sh up [--workers K] [--cpus-per-worker C])"   # prints only `export` lines on stdout
+#   cluster/local.sh status                                             # what runs, where
+#   eval "$(cluster/local.sh down [--purge])"                           # prints only `unset` lines on stdout
+#
+# Everything lives in one folder, $SVGAP_CLUSTER_DIR (default /tmp/svgap-cluster-$UID): Ray's temp dirs (r/ for the
+# head, w<i>/ for worker i), the auth token, pid files (pids/), logs (logs/) and the MLflow store (mlflow/). Every
+# port is picked free at `up`; object stores are small (--object-store-mb, default 250 per node). Worker i (1..K) advertises the custom resource gen_node
+# (odd i) or train_node (even i), so pools can ask for `resources.<role>.custom: {gen_node: 1}`.
+#
+# `down` stops exactly what `up` started: the pids in pids/ and every process that inherited this cluster's marker
+# variable (SVGAP_LOCAL_CLUSTER_MEMBER=<folder>) -- Ray's own children, the job drivers, and the ray.util.client.server
+# processes that are re-parented to PID 1. Never `ray stop` (it would end every Ray cluster on the machine).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(dirname "$HERE")"
+DIR="${SVGAP_CLUSTER_DIR:-${TMPDIR:-/tmp}/svgap-cluster-$(id -u)}"
+WORKERS=2
+CPUS=1
+HEAD_CPUS=""
+STORE_MB=250
+PURGE=0
+
+die() { echo "cluster/local.sh: error: $*" >&2; exit 2; }
+say() { echo "cluster/local.sh: $*" >&2; }
+
+usage() {
+  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+CMD="${1:-}"
+[ -n "$CMD" ] || usage
+shift
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --workers) WORKERS="${2:-}"; shift 2 ;;
+    --cpus-per-worker) CPUS="${2:-}"; shift 2 ;;
+    --head-cpus) HEAD_CPUS="${2:-}"; shift 2 ;;
+    --object-store-mb) STORE_MB="${2:-}"; shift 2 ;;
+    --dir) DIR="${2:-}"; shift 2 ;;
+    --purge) PURGE=1; shift ;;
+    -h|--help) usage ;;
+    *) die "unknown option $1 (see cluster/local.sh --help)" ;;
+  esac
+done
+[[ "$WORKERS" =~ ^[0-9]+$ ]] || die "--workers: expected a whole number, got '$WORKERS'"
+[[ "$CPUS" =~ ^[0-9]+$ ]] && [ "$CPUS" -ge 1 ] || die "--cpus-per-worker: expected a whole number >= 1, got '$CPUS'"
+[[ "$STORE_MB" =~ ^[0-9]+$ ]] && [ "$STORE_MB" -ge 80 ] || die "--object-store-mb: expected a number >= 80 (Ray's minimum is 75 MB)"
+# the head runs the job drivers; with workers it holds no CPU of its own, so the pools land on the workers
+[ -n "$HEAD_CPUS" ] || { [ "$WORKERS" -gt 0 ] && HEAD_CPUS=0 || HEAD_CPUS="$CPUS"; }
+[[ "$HEAD_CPUS" =~ ^[0-9]+$ ]] || die "--head-cpus: expected a whole number, got '$HEAD_CPUS'"
+
+DIR="$(mkdir -p "$DIR" && cd "$DIR" && pwd)" || die "cannot create the cluster folder $DIR"
+RAYTMP="$DIR/r"
+# Ray's unix sockets live under <temp dir>/session_<date>_<pid>/sockets/; a socket path must stay under 108 bytes
+[ "${#RAYTMP}" -le 40 ] || die "cluster folder $DIR is too long for Ray's socket paths (keep it under ~38 characters, e.g. SVGAP_CLUSTER_DIR=/tmp/svc)"
+MARK="SVGAP_LOCAL_CLUSTER_MEMBER=$DIR"
+
+if [ -n "${SVGAP_PYTHON:-}" ]; then PY="$SVGAP_PYTHON"
+elif [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"
+else PY="$(command -v python3 || true)"; fi
+[ -n "$PY" ] && [ -x "$PY" ] || die "no python found (set SVGAP_PYTHON to the interpreter that has ray and mlflow)"
+BIN="$(dirname "$PY")"
+
+alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+
+# pids of processes (of this user) carrying this cluster's marker in their environment, plus the recorded pids
+members() {
+  "$PY" - "$DIR" <<'EOF'
+import os, sys
+d = sys.argv[1]
+mark = ("SVGAP_LOCAL_CLUSTER_MEMBER=" + d).encode()
+me, uid = os.getpid(), os.getuid()
+skip = {me, os.getppid()}
+pids = set()
+pid_dir = os.path.join(d, "pids")
+if os.path.isdir(pid_dir):
+    for f in os.listdir(pid_dir):
+        try:
+            pids.add(int(open(os.path.join(pid_dir, f)).read().strip()))
+        except (OSError, ValueError):
+            pass
+for p in os.listdir("/proc"):
+    if not p.isdigit() or int(p) in skip:
+        continue
+    try:
+        if os.stat(f"/proc/{p}").st_uid != uid:
+            continue
+        env = open(f"/proc/{p}/environ", "rb").read().split(b"\0")
+    except OSError:
+        continue
+    if mark in env:
+        pids.add(int(p))
+alive = []
+for p in sorted(pids - skip):
+    try:
+        os.kill(p, 0)
+        state = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0]
+        if state != "Z":
+            alive.append(str(p))
+    except OSError:
+        pass
+print(" ".join(alive))
+EOF
+}
+
+free_ports() {  # N ports free now on all interfaces (Ray listens on all of them)
+  "$PY" - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks: s.close()
+EOF
+}
+
+# wait until URL answers (with the token when given); fail early if pid died
+wait_http() {
+  local url="$1" pid="$2" what="$3" log="$4" secs="${5:-90}"
+  "$PY" - "$url" "$pid" "$secs" "$DIR/auth_token" <<'EOF' || { say "$what did not come up; last lines of $log:"; tail -n 15 "$log" >&2; return 1; }
+import os, sys, time, urllib.request
+url, pid, secs, tok = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+headers = {"Authorization": "Bearer " + open(tok).read().strip()} if os.path.exists(tok) else {}
+end = time.time() + secs
+while time.time() < end:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit(1)
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=3) as r:
+            if r.status == 200:
+                sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.3)
+sys.exit(1)
+EOF
+}
+
+wait_nodes() {  # until the cluster lists `want` alive nodes
+  "$PY" - "$1" "$2" "$DIR/auth_token" <<'EOF'
+import json, sys, time, urllib.request
+url, want, tok = sys.argv[1], int(sys.argv[2]), open(sys.argv[3]).read().strip()
+end = time.time() + 90
+while time.time() < end:
+    try:
+        req = urllib.request.Request(url + "/nodes?view=summary", headers={"Authorization": "Bearer " + tok})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            nodes = json.load(r)["data"]["summary"]
+        if sum(1 for n in nodes if n.get("raylet", {}).get("state") == "ALIVE") >= want:
+            sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.5)
+sys.exit(1)
+EOF
+}
+
+launch() {  # name, log, ray temp dir, command...: start detached with the cluster marker, record the pid
+  local name="$1" log="$2" tmp="$3"; shift 3
+  env "$MARK" RAY_TMPDIR="$tmp" RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$DIR/auth_token" \
+      PATH="$BIN:$PATH" RAY_USAGE_STATS_ENABLED=0 \
+      setsid "$@" </dev/null >"$log" 2>&1 &
+  echo $! >"$DIR/pids/$name.pid"
+}
+
+stop_all() {
+  local pids
+  pids="$(members)"
+  [ -n "$pids" ] || { rm -f "$DIR"/pids/*.pid; return 0; }
+  # shellcheck disable=SC2086
+  kill -TERM $pids 2>/dev/null || true
+  for _ in $(seq 1 40); do
+    pids="$(members)"
+    [ -n "$pids" ] || break
+    sleep 0.25
+  done
+  if [ -n "$pids" ]; then
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.5
+  fi
+  pids="$(members)"
+  rm -f "$DIR"/pids/*.pid
+  [ -z "$pids" ] || { say "still running after SIGKILL: $pids"; return 1; }
+}
+
+up() {
+  mkdir -p "$DIR/pids" "$DIR/logs" "$DIR/mlflow" "$RAYTMP"
+  local running
+  running="$(members)"
+  [ -z "$running" ] || die "a cluster from $DIR is already up (pids $running); run cluster/local.sh down first"
+  "$PY" -c "import ray, mlflow" 2>/dev/null || die "$PY lacks ray or mlflow (set SVGAP_PYTHON)"
+  [ -x "$BIN/ray" ] || die "no ray command next to $PY"
+  [ -x "$BIN/mlflow" ] || die "no mlflow command next to $PY"
+  if [ ! -s "$DIR/auth_token" ]; then
+    (umask 077; "$PY" -c "import secrets; print(secrets.token_hex(32))" >"$DIR/auth_token")
+  fi
+  chmod 600 "$DIR/auth_token"
+  # head: gcs, dashboard, client server, node manager, object manager, agent listen+grpc, metrics, runtime env agent
+  # shellcheck disable=SC2046
+  set -- $(free_ports $((10 + 7 * WORKERS)))
+  local gcs=$1 dash=$2 client=$3 nm=$4 om=$5 al=$6 ag=$7 me=$8 rea=$9 mlp=${10}
+  shift 10
+  local t0=$SECONDS
+  trap 'say "up failed; stopping what was started"; stop_all >/dev/null 2>&1 || true' ERR
+  launch head "$DIR/logs/head.log" "$RAYTMP" "$BIN/ray" start --head --block --disable-usage-stats \
+    --node-ip-address 127.0.0.1 --port "$gcs" --dashboard-host 127.0.0.1 --dashboard-port "$dash" \
+    --ray-client-server-port "$client" --node-manager-port "$nm" --object-manager-port "$om" \
+    --dashboard-agent-listen-port "$al" --dashboard-agent-grpc-port "$ag" --metrics-export-port "$me" \
+    --runtime-env-agent-port "$rea" --num-cpus "$HEAD_CPUS" --object-store-memory $((STORE_MB * 1000000)) \
+    --temp-dir "$RAYTMP"
+  launch mlflow "$DIR/logs/mlflow.log" "$RAYTMP" "$BIN/mlflow" server --host 127.0.0.1 --port "$mlp" --workers 1 \
+    --backend-store-uri "sqlite:///$DIR/mlflow/mlflow.db" --artifacts-destination "$DIR/mlflow/artifacts"
+  wait_http "http://127.0.0.1:$dash/api/version" "$(cat "$DIR/pids/head.pid")" "Ray head" "$DIR/logs/head.log"
+  say "head up on 127.0.0.1:$gcs (dashboard :$dash) in $((SECONDS - t0))s"
+  local i kind
+  for i in $(seq 1 "$WORKERS"); do
+    if [ $((i % 2)) -eq 1 ]; then kind=gen_node; else kind=train_node; fi
+    # its own temp dir: nodes sharing one would race for the same socket names (raylet.1, plasma_store.1)
+    mkdir -p "$DIR/w$i"
+    launch "worker$i" "$DIR/logs/worker$i.log" "$DIR/w$i" "$BIN/ray" start --block --disable-usage-stats \
+      --address "127.0.0.1:$gcs" --node-ip-address 127.0.0.1 --node-manager-port "$1" --object-manager-port "$2" \
+      --dashboard-agent-listen-port "$3" --dashboard-agent-grpc-port "$4" --metrics-export-port "$5" \
+      --runtime-env-agent-port "$6" --ray-client-server-port "$7" --num-cpus "$CPUS" \
+      --resources "{\"$kind\": 4}" --object-store-memory $((STORE_MB * 1000000)) --temp-dir "$DIR/w$i"
+    shift 7
+  done
+  if [ "$WORKERS" -gt 0 ]; then
+    wait_nodes "http://127.0.0.1:$dash" $((WORKERS + 1)) || { say "workers did not join; see $DIR/logs/worker*.log"; false; }
+    say "$WORKERS worker node(s) joined ($((SECONDS - t0))s)"
+  fi
+  wait_http "http://127.0.0.1:$mlp/health" "$(cat "$DIR/pids/mlflow.pid")" "MLflow server" "$DIR/logs/mlflow.log"
+  trap - ERR
+  cat >"$DIR/env" <<EOF
+export RAY_ADDRESS=http://127.0.0.1:$dash
+export RAY_AUTH_MODE=token
+export RAY_AUTH_TOKEN_PATH=$DIR/auth_token
+export MLFLOW_TRACKING_URI=http://127.0.0.1:$mlp
+export SVGAP_CLUSTER_DIR=$DIR
+EOF
+  say "up in $((SECONDS - t0))s: head + $WORKERS worker(s), MLflow at http://127.0.0.1:$mlp; folder $DIR"
+  cat "$DIR/env"
+}
+
+down() {
+  [ -d "$DIR" ] || die "no cluster folder $DIR (set SVGAP_CLUSTER_DIR or pass --dir)"
+  local pids n
+  pids="$(members)"
+  n=$(echo "$pids" | wc -w)
+  stop_all
+  say "stopped $n process(es) of $DIR"
+  rm -f "$DIR/env"
+  if [ "$PURGE" = 1 ]; then rm -rf "$DIR"; say "removed $DIR"; fi
+  echo "unset RAY_ADDRESS RAY_AUTH_MODE RAY_AUTH_TOKEN_PATH MLFLOW_TRACKING_URI SVGAP_CLUSTER_DIR"
+}
+
+status() {
+  [ -d "$DIR/pids" ] || { say "not up ($DIR has no pids/)"; exit 3; }
+  local f name pid bad=0
+  for f in "$DIR"/pids/*.pid; do
+    [ -e "$f" ] || { say "not up (no pid files in $DIR/pids)"; exit 3; }
+    name="$(basename "$f" .pid)"; pid="$(cat "$f")"
+    if alive "$pid"; then echo "$name: running (pid $pid)"; else echo "$name: NOT running (pid $pid)"; bad=1; fi
+  done
+  echo "processes of this cluster: $(members | wc -w)"
+  [ -f "$DIR/env" ] && sed 's/^export /  /' "$DIR/env"
+  return $bad
+}
+
+case "$CMD" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) usage ;;
+esac
