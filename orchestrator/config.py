@@ -45,8 +45,9 @@ class VLLMSection:
     enforce_eager: bool = True  # compiled mode starts 3-4x slower here and is no faster for this model size
     threads_bind: str = "nobind"
     # request: one LoRARequest per version; merge: W0 + scaling * B @ A reloaded as full weights (on CPU vLLM's LoRA
-    # kernels made a round's verification 6x slower; merge costs one in-place reload per round)
-    lora_mode: Literal["request", "merge"] = "request"
+    # kernels made a round's verification 6x slower; merge costs one in-place reload per round); auto: request on
+    # CUDA, merge on CPU
+    lora_mode: Literal["auto", "request", "merge"] = "auto"
 
 
 @dataclass

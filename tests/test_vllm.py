@@ -57,7 +57,9 @@ def engine(local_ray, model_dir, train_cfg):
     from orchestrator.pools.worker import WorkerSpec
     from ray_helpers import EngineWorker
 
-    opts = {"lora": True, "lora_target_modules": list(train_cfg.target_modules), "kv_cache_mb": 128}
+    # LoRARequests (lora_mode auto would merge on CPU; the merge is tested below)
+    opts = {"lora": True, "lora_mode": "request", "lora_target_modules": list(train_cfg.target_modules),
+            "kv_cache_mb": 128}
     spec = WorkerSpec("generation", ModelSource("arithmetic", {}, str(model_dir), "unused"), "cpu", "float32", 1.0,
                       1, "vllm", opts)
     g = ActorGroup(PoolSpec("generation", PoolResources(actors=1, cpus=1.0), "PACK", 300.0), EngineWorker, spec)

