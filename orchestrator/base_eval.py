@@ -44,6 +44,20 @@ def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
+def verifier_quality(scores: Sequence[float], correct: Sequence[bool], threshold: float,
+                     checks_answers: bool = True) -> dict[str, float]:
+    """A round's verifier quality: the share of candidates whose score passes σ and, where the workload checks
+    answers and both correct and incorrect candidates exist, the ROC-AUC of s between them (left out otherwise:
+    undefined, not 0.5) -- whether self-training sharpens or erodes the model's own verifier."""
+    s = np.asarray(scores, dtype=np.float64)
+    out = {"share_passing": float((s >= threshold).mean()) if len(s) else math.nan}
+    if checks_answers:
+        auc = roc_auc(s, correct)
+        if not math.isnan(auc):
+            out["verifier_auc"] = auc
+    return out
+
+
 @dataclass
 class VerifierEval:
     auc: float  # ROC-AUC of s between correct and incorrect candidates

@@ -14,6 +14,7 @@ import numpy as np
 
 from orchestrator.backends.base import Sample
 from orchestrator.backends.trainer import TrainingExample, TrainingStats
+from orchestrator.base_eval import verifier_quality
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import SvgapError
 from orchestrator.pools.group import ActorGroup
@@ -184,6 +185,9 @@ class RoundRunner:
             "tokens_per_s": gen_tokens / max(timings["generate"], 1e-9),
             "U_s_sampled": _mean(sampled_all),  # the generation engine's own U_s: equal to U_s unless engines differ
         }
+        # verifier quality: share passing σ, and its ROC-AUC where the workload checks answers (base_eval.py)
+        metrics.update(verifier_quality(flat_scores, correct_all, cfg.verification.threshold,
+                                        getattr(wl, "checks_answers", True)))
         counts = {"prompts": len(problems), "candidates": len(nll_all), "fallbacks": fallbacks,
                   "heldout_prompts": len(self.heldout)}
         return RoundRecord(t, version, metrics, timings, counts), picks, pick_ids
