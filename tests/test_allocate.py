@@ -1,16 +1,19 @@
 """`svgap allocate`: the table arithmetic (γ recovered, predicted vs observed ordering), how many experiments run at
-once, bad input (exit 2, one line, nothing logged), and a real tiny study: parent + nested runs in MLflow with the
-table artifacts."""
+once, bad input (exit 2, one line, nothing logged), and a real tiny study on the study machinery (Ray Tune): parent +
+nested runs in MLflow with the table artifacts."""
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from orchestrator import config
-from orchestrator.allocation_study import Outcome, Variant, build_variants, concurrency, parse_strategies
-from orchestrator.allocation_table import summarize, to_csv, to_markdown
+from orchestrator.studies.allocation import AllocationSummary, parse_strategies, study_data, summarize, to_csv, \
+    to_markdown, variant
+from orchestrator.studies.placement import concurrency
+from orchestrator.studies.variants import Outcome, build_variants
 from orchestrator.cli import main
 from orchestrator.errors import SvgapError
 from orchestrator.round import RoundRecord
@@ -31,7 +34,7 @@ def outcome(strategy: str, seed: int, model: GapModel, gamma: float, rounds: int
             m.update({"external/eta": eta[t], "external/count": float(counts[t])} if strategy != "none" else {})
         recs.append(RoundRecord(t, t, m, {}, {}))
     cfg = config.load(None, [f"rounds={rounds}", f"external.budget={budget}", f"seed={seed}"])
-    return Outcome(Variant(strategy, seed, cfg), run_id=f"{strategy}{seed}", records=recs)
+    return Outcome(variant(strategy, seed, cfg), run_id=f"{strategy}{seed}", records=recs)
 
 
 def test_summary_recovers_gamma_and_orders_by_the_theory():
@@ -70,7 +73,7 @@ def test_summary_recovers_gamma_and_orders_by_the_theory():
 def test_summary_survives_a_failed_run():
     model = GapModel(rate=0.5, alpha_prime=3.0, beta_prime=1.0, U_s_inf=2.0, U_v_inf=1.5)
     ok = outcome("uniform", 0, model, 1.0, 4, 8, [0.3] * 5)
-    bad = Outcome(Variant("none", 0, ok.variant.cfg), error="boom")
+    bad = Outcome(variant("none", 0, ok.variant.cfg), error="boom")
     table = summarize([bad, ok], ok.variant.cfg)
     rows = {r["strategy"]: r for r in table["rows"]}
     assert rows["none"]["failed_seeds"] == [0] and rows["none"]["final_acc"] is None
@@ -89,7 +92,8 @@ def test_concurrency(want, have, expect):
 
 
 def test_variants_one_per_strategy_and_seed():
-    base, vs = build_variants({"seed": 5, "rounds": 3}, 9, ["none", "late"], 2)
+    data, grid = study_data({"seed": 5, "rounds": 3}, 9, ["none", "late"])
+    base, vs = build_variants(data, grid, 2, AllocationSummary.point_name)
     assert [(v.strategy, v.seed) for v in vs] == [("none", 5), ("none", 6), ("late", 5), ("late", 6)]
     assert all(v.cfg.external.budget == 9 and v.cfg.external.strategy == v.strategy for v in vs)
     assert vs[3].cfg.tracking.run_name == "late seed 6" and base.seed == 5
@@ -109,10 +113,10 @@ def write_jsonl(path, n):
     (["--strategies", "none,none"], "--strategies: duplicate strategy"),
     (["--seeds", "0"], "--seeds must be >= 1"),
     (["--budget", "0"], "--budget must be >= 1"),
-    (["--budget", "99"], "strategy early: external.budget 99 is larger than external.source"),
-    (["--strategies", "none,planned", "--set", "rounds=5"], "strategy planned: external.gamma: required"),
+    (["--budget", "99"], "grid point early: external.budget 99 is larger than external.source"),
+    (["--strategies", "none,planned", "--set", "rounds=5"], "grid point planned: external.gamma: required"),
     (["--strategies", "planned", "--set", "external.gamma=1", "--set", "rounds=5", "--set",
-      "external.warmup_rounds=2"], "strategy planned: external.warmup_rounds: 2 warm-up rounds"),
+      "external.warmup_rounds=2"], "grid point planned: external.warmup_rounds: 2 warm-up rounds"),
     (["--strategies", "explicit", "--set", "external.shares=[1.0]"], "external.shares: has 1 entries"),
     (["--set", "resources.generation.actors=3", "--set", "resources.generation.cpus=1"], "the pools ask for 4 CPU"),
 ])
@@ -157,7 +161,9 @@ def test_tiny_study_parent_children_and_table(local_ray, base_model_dir, tmp_pat
     names = sorted(c.data.tags["mlflow.runName"] for c in children)
     assert names == ["early seed 0", "none seed 0"]
     assert all(c.info.status == "FINISHED" for c in children)
-    table = json.loads((tmp_path / "runs" / parent / "allocation_table.json").read_text())
+    folder = Path(re.search(r"table files: (\S+)", out).group(1))
+    assert folder.parent == tmp_path / "runs" / "studies"  # Tune's state and the table: the study's own folder
+    table = json.loads((folder / "allocation_table.json").read_text())
     assert [r["strategy"] for r in table["rows"]] == ["none", "early"]
     by_name = {c.data.tags["mlflow.runName"]: c.info.run_id for c in children}
     early = tracking.run_metrics(by_name["early seed 0"], uri)

@@ -12,8 +12,8 @@ import math
 import pytest
 
 from orchestrator import config, tracking
-from orchestrator.allocation_study import Outcome, Variant
-from orchestrator.allocation_table import summarize, to_markdown
+from orchestrator.studies.allocation import summarize, to_markdown, variant
+from orchestrator.studies.variants import Outcome
 from orchestrator.cli import main
 from orchestrator.online_fit import OnlineFit
 from orchestrator.report import render
@@ -139,7 +139,7 @@ def test_allocation_table_shows_the_verdict(case):
     t, s, v = series(model, gamma)
     recs = [RoundRecord(r, r, {"U_s": s[r], "U_v": v[r], "heldout_acc": 0.5, "external/eta": ETA[r]}, {}, {})
             for r in t]
-    table = summarize([Outcome(Variant("uniform", 0, cfg), run_id="u0", records=recs)], cfg)
+    table = summarize([Outcome(variant("uniform", 0, cfg), run_id="u0", records=recs)], cfg)
     row = table["rows"][0]
     assert row["U_s_inf"] is None and row["gamma"] is None and row["verdicts"] == [expect]
     assert f"{expect} (1 of 1 seeds)" in to_markdown(table)

@@ -1,5 +1,6 @@
-"""`svgap allocate`: the external-data allocation study (docs/theory.md §5) -- one experiment per (strategy, seed) with the
-same budget, nested MLflow runs under one parent run, then the paper-style table (orchestrator/allocation_study.py)."""
+"""`svgap allocate`: the external-data allocation study (docs/theory.md §5) -- a study (orchestrator/studies) over
+external.strategy x seeds with the same budget, nested MLflow runs under one parent run, then the paper-style table
+(orchestrator/studies/allocation.py). Running the same command again restores the study."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "none,early,uniform,late)")
     p.add_argument("--seeds", type=int, default=2, metavar="K",
                    help="seeds per strategy: the config's seed, seed+1, ... (default 2)")
+    p.add_argument("--yes", action="store_true", help="run a study larger than 16 experiments")
     add_cluster_args(p)
     return p
 
@@ -25,16 +27,20 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from orchestrator import config, tracking
-    from orchestrator.allocation_study import AllocationStudy, parse_strategies
-    from orchestrator.allocation_table import to_markdown
+    from orchestrator.studies.allocation import AllocationSummary, parse_strategies, study_data
+    from orchestrator.studies.study import Study, StudySpec
 
+    strategies = parse_strategies(args.strategies)
     data = config.apply_overrides(config.read_yaml(args.config or config.DEFAULT_CONFIG), args.overrides)
-    study = AllocationStudy(data, budget=args.budget, strategies=parse_strategies(args.strategies),
-                            seeds=args.seeds, address=args.address, tracking_uri=args.tracking_uri,
-                            experiment_name=args.experiment)
-    res = study.run()
-    print(to_markdown(res.table), end="")
-    print(f"wall time {res.seconds:.0f}s ({len(res.outcomes)} experiments, {res.concurrency} at a time)")
+    data, grid = study_data(data, args.budget, strategies)
+    spec = StudySpec("allocation", data, grid, args.seeds, yes=args.yes,
+                     params={"budget": data.get("external", {}).get("budget", 0), "strategies": ",".join(strategies)})
+    summary = AllocationSummary()
+    res = Study(spec, address=args.address, tracking_uri=args.tracking_uri, experiment_name=args.experiment,
+                summary=summary).run()
+    print(summary.to_markdown(res.table), end="")
+    print(f"wall time {res.seconds:.0f}s ({len(res.outcomes)} experiments, at most {res.concurrency} at a time, "
+          f"{res.ran} run by this command)")
     print(f"MLflow parent run id: {res.parent_run_id}")
     print(f"table files: {res.out_dir}")
     print(f"to look at it: {tracking.ui_hint(res.tracking_uri)}")

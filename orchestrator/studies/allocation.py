@@ -1,22 +1,108 @@
-"""The allocation study's table: per strategy the seed-mean initial/final held-out accuracy, the fitted U_s,inf and
-gamma, the theory's predicted ordering next to the observed one, and the spread-vs-gain summary (see
-allocation_study.py for what each column means). Where the theory has no physical number for a run (a fit outside
-alpha > beta >= 0, a negative limit or gap, a failed or bounded gamma fit: docs/theory.md §7) its cell shows the
-verdict word instead, and the notes give the whole verdict. Pure data in, plain dicts/text out."""
+"""The allocation study behind `svgap allocate` (docs/theory.md §5): a study (orchestrator/studies) over
+external.strategy x seeds with the same budget M of external data, and its paper-style table.
+
+Table, per strategy (means over seeds, ± the standard deviation over seeds):
+    initial / final held-out accuracy (rounds 0 and T), gain of the final accuracy over `none`,
+    fitted U_s,inf (for `none`: theory.fit.fit_gap on rounds 0..T; for a run with external data: the gap model and
+    that run's γ simulated through its own allocation, so the jumps are not misread as self-improvement),
+    fitted γ (theory.allocation.fit_gamma on the run's U_s/U_v and external/eta, with the gap model fitted on the
+    `none` run of the same seed), predicted U_s at round T under the run's realised allocation (the `none` model and
+    the median γ over all runs), and the predicted and observed ranks.
+Summary: the spread (max - min of the seed-mean final held-out accuracy) between external strategies next to their
+mean gain over `none` -- the paper's "the timing barely matters" is spread << gain.
+Where the theory has no physical number for a run (a fit outside alpha > beta >= 0, a negative limit or gap, a
+failed or bounded gamma fit: docs/theory.md §7) its cell shows the verdict word instead, and the notes give the
+whole verdict. Pure data in, plain dicts/text out.
+"""
 from __future__ import annotations
 
+import copy
 import csv
 import io
+import json
 import math
 import statistics
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import SvgapError
+from orchestrator.studies.variants import Outcome, Variant
 from orchestrator.theory import verdicts as vd
 
-if TYPE_CHECKING:
-    from orchestrator.allocation_study import Outcome
+STRATEGIES = ("none", "early", "uniform", "late", "explicit", "planned")
+DEFAULT_STRATEGIES = ("none", "early", "uniform", "late")
+AXIS = "external.strategy"
+
+
+def parse_strategies(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise SvgapError("--strategies: name at least one of " + ", ".join(STRATEGIES))
+    for n in names:
+        if n not in STRATEGIES:
+            raise SvgapError(f"--strategies: unknown strategy {n!r} (choose from {', '.join(STRATEGIES)})")
+    if len(set(names)) != len(names):
+        raise SvgapError(f"--strategies: duplicate strategy in {text!r}")
+    return names
+
+
+def study_data(data: dict, budget: int | None, strategies: list[str]) -> tuple[dict, dict[str, list]]:
+    """The base config mapping (with --budget) and the study's grid: one axis, external.strategy."""
+    from orchestrator import config as config_mod
+
+    base_data = copy.deepcopy(data)
+    if budget is not None:
+        if budget < 1:
+            raise SvgapError(f"--budget must be >= 1, got {budget}")
+        base_data.setdefault("external", {})["budget"] = budget
+    base = config_mod.from_mapping(copy.deepcopy(base_data))
+    if any(s != "none" for s in strategies) and base.external.budget < 1:
+        raise SvgapError("--budget: required (the config's external.budget is 0)")
+    return base_data, {AXIS: list(strategies)}
+
+
+def variant(strategy: str, seed: int, cfg: ExperimentConfig) -> Variant:
+    """One experiment of the study, as build_variants makes it (for tables built from records)."""
+    return Variant({AXIS: strategy}, seed, cfg, strategy)
+
+
+class AllocationSummary:
+    """The study's table maker (the interface of studies.table.SweepSummary)."""
+    tag = "allocation_study"
+    kind = "allocation"
+
+    def name(self, spec, base) -> str:
+        return f"allocate M={base.external.budget}"
+
+    @staticmethod
+    def point_name(point: dict) -> str:
+        return str(point[AXIS])
+
+    def summarize(self, outcomes: list[Outcome], base: ExperimentConfig, spec=None) -> dict:
+        table = summarize(outcomes, base)
+        table["runs"] = [{"strategy": o.variant.strategy, "seed": o.variant.seed, "run_id": o.run_id,
+                          "seconds": o.seconds, "error": o.error} for o in outcomes]
+        return table
+
+    def to_markdown(self, table: dict) -> str:
+        return to_markdown(table)
+
+    def write(self, table: dict, folder: Path) -> list[Path]:
+        from orchestrator import redact
+
+        files = {"allocation_table.json": json.dumps(redact.data(table), indent=1),
+                 "allocation_table.md": to_markdown(table), "allocation_table.csv": to_csv(table)}
+        for name, text in files.items():
+            (folder / name).write_text(redact.text(text))
+        return [folder / n for n in files]
+
+    def metrics(self, table: dict) -> dict[str, float]:
+        s = table["summary"]
+        out = {f"final_acc/{x['strategy']}": x["final_acc"] for x in table["rows"] if x["final_acc"] is not None}
+        out.update({k: s[k] for k in ("external_spread", "external_mean_gain", "gamma_pooled", "wall_s")
+                    if s.get(k) is not None})
+        return out
+
 
 # ---- the table ------------------------------------------------------------------------------------------------------
 def _mean_sd(xs: list[float]) -> tuple[float | None, float | None]:

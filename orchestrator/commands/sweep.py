@@ -1,0 +1,59 @@
+"""`svgap sweep CONFIG --grid key=v1,v2 [--grid ...] [--seeds K]`: every grid point x seed is one experiment = one
+Ray Tune trial, nested MLflow runs under one parent run, then the summary table and plots (orchestrator/studies).
+Running the same command again restores the study and runs only what did not finish."""
+from __future__ import annotations
+
+import argparse
+
+from orchestrator.commands.common import add_cluster_args, add_config_args
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("sweep", help="run a study: grid points x seeds, one Ray Tune trial each, and tabulate it")
+    add_config_args(p)
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a swept config key and its values, e.g. --grid generation.n=4,8 (repeatable: the product)")
+    p.add_argument("--seeds", type=int, default=1, metavar="K", help="seeds per point: seed, seed+1, ... (default 1)")
+    p.add_argument("--stop-by-theory", action="store_true",
+                   help="stop a trial from its 4th measured round on when its fitted U_s,inf interval cannot beat "
+                        "the best trial's")
+    p.add_argument("--kind", choices=["sweep", "scaling"], default="sweep",
+                   help="scaling: also tabulate stage times and speed-up vs the fewest generation actors")
+    p.add_argument("--max-failures", type=int, default=1, metavar="K",
+                   help="Tune retries a failed trial this many times (default 1)")
+    p.add_argument("--yes", action="store_true", help="run a study larger than 16 trials")
+    add_cluster_args(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from orchestrator import config, tracking
+    from orchestrator.errors import SvgapError
+    from orchestrator.studies.study import Study, StudySpec
+    from orchestrator.studies.table import SweepSummary
+    from orchestrator.studies.variants import parse_grid
+
+    if not args.grid:
+        raise SvgapError("--grid: name at least one swept key, e.g. --grid generation.n=4,8")
+    if args.max_failures < 0:
+        raise SvgapError(f"--max-failures must be >= 0, got {args.max_failures}")
+    data = config.apply_overrides(config.read_yaml(args.config or config.DEFAULT_CONFIG), args.overrides)
+    spec = StudySpec(args.kind, data, parse_grid(args.grid), args.seeds, stop_by_theory=args.stop_by_theory,
+                     max_failures=args.max_failures, yes=args.yes)
+    summary = SweepSummary(args.kind)
+    res = Study(spec, address=args.address, tracking_uri=args.tracking_uri, experiment_name=args.experiment,
+                summary=summary).run()
+    print(summary.to_markdown(res.table), end="")
+    if res.restored and res.ran == 0:
+        print("nothing left to run: every trial of this study had finished before")
+    print(f"MLflow parent run id: {res.parent_run_id}")
+    print(f"study folder (table, plots, Tune state): {res.out_dir}")
+    print(f"to look at it: {tracking.ui_hint(res.tracking_uri)}")
+    failed = [o for o in res.outcomes if o.error]
+    if failed:
+        sys.stderr.write(f"svgap: error: {len(failed)} of {len(res.outcomes)} trials failed: "
+                         + "; ".join(f"{o.variant.label}: {o.error}" for o in failed) + "\n")
+        return 1
+    return 0

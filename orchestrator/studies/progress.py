@@ -1,0 +1,92 @@
+"""What the study's driver says and records while Tune runs: one line per trial event with trials done / running /
+queued (Tune's own tables stay off), and, when the theory scheduler stops a trial, the reason on the trial's MLflow
+run and in the study folder's stops.json (the summary reads it, also after a restore).
+
+Both objects are pickled into Tune's tuner.pkl, so they hold plain data only and print to stderr at call time.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from ray.tune import Callback
+
+STOPS = "stops.json"
+
+
+def _say(msg: str) -> None:
+    from orchestrator import redact
+
+    print(redact.text(msg), file=sys.stderr, flush=True)
+
+
+def counts(trials: list) -> str:
+    done = sum(t.status == "TERMINATED" for t in trials)
+    failed = sum(t.status == "ERROR" for t in trials)
+    running = sum(t.status == "RUNNING" for t in trials)
+    queued = sum(t.status in ("PENDING", "PAUSED") for t in trials)
+    return f"trials: {done} done, {running} running, {queued} queued" + (f", {failed} failed" if failed else "")
+
+
+def _label(trial) -> str:
+    return trial.config.get("variant", {}).get("label", trial.trial_id)
+
+
+class Progress(Callback):
+    """trial started / round measured / finished / failed, each with the study's counts."""
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        _say(f"[{_label(trial)}] started; {counts(trials)}")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if result.get("final") or not result.get("history"):
+            return
+        h = result["history"][-1]
+        _say(f"[{_label(trial)}] round {h['round']}/{result['rounds']}: held-out {h.get('heldout_acc', float('nan')):.3f}"
+             f" U_s {h.get('U_s', float('nan')):.3f} G {h.get('G', float('nan')):.3f}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        _say(f"[{_label(trial)}] finished; {counts(trials)}")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        _say(f"[{_label(trial)}] failed (attempt {trial.run_metadata.num_failures}); {counts(trials)}")
+
+
+class StopRecorder:
+    """Called by the theory scheduler when it stops a trial: the trial's MLflow run gets the reason, the predicted
+    limit and the stop round; stops.json keeps them with the compute saved (rounds not run x its mean round time)."""
+
+    def __init__(self, study_dir: str, uri: str, parent_run_id: str) -> None:
+        self.study_dir, self.uri, self.parent_run_id = study_dir, uri, parent_run_id
+
+    def __call__(self, trial, result: dict, reason: str, prediction) -> None:
+        from orchestrator import tracking
+
+        rounds, t = int(result["rounds"]), int(result["round"])
+        history = result["history"]
+        per_round = result["seconds"] / max(len(history), 1)
+        stop = {"trial_id": trial.trial_id, "label": _label(trial), "round": t, "rounds": rounds,
+                "reason": reason, "prediction": prediction.to_json(), "rounds_saved": rounds - t,
+                "seconds_saved": (rounds - t) * per_round, "share_saved": (rounds - t) / (rounds + 1),
+                "at": time.time()}
+        path = Path(self.study_dir) / STOPS
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data[trial.trial_id] = stop
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(path)
+        _say(f"[{stop['label']}] stopped after round {t} of {rounds}: {reason}")
+        try:
+            runs = [r for r in tracking.child_runs(self.parent_run_id, self.uri)
+                    if r.data.tags.get("svgap.trial_id") == trial.trial_id and r.info.status == "RUNNING"]
+            for r in runs:
+                tracking.set_tags(r.info.run_id, {"svgap.stop_reason": reason, "svgap.stopped_by": "theory",
+                                                  "svgap.stop_round": str(t),
+                                                  "svgap.predicted_U_s_inf": f"{prediction.limit:.6g}",
+                                                  "svgap.compute_saved_s": f"{stop['seconds_saved']:.1f}"},
+                                  self.uri)
+                tracking.set_status(r.info.run_id, "FINISHED", self.uri)
+        except Exception as e:  # noqa: BLE001 - the study goes on; the reason is in stops.json
+            _say(f"[{stop['label']}] could not tag its MLflow run: {type(e).__name__}: {e}")

@@ -1,0 +1,72 @@
+"""The Tune trainable: one experiment per trial, inside the trial's Ray (no ray.init of its own) and its placement
+group (bundle 0 is the trial's own process, the pools get the bundle indices placement.py chose).
+
+Every measured round is one `tune.report` -- the series a theory scheduler fits, and the history a restored study
+summarises from Tune's own state; a last report (`final`) carries the MLflow run id, the wall time and the
+stop reason. The experiment logs its own nested MLflow run (it is the controller of that experiment).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import time
+
+SERIES = ("U_s", "U_v", "G", "U_s_per_token", "U_v_per_token", "acc_s", "acc_v", "heldout_acc", "tokens_per_s",
+          "external/eta", "external/count")
+
+
+def trial_resources(config: dict):
+    """tune.with_resources(..., resources=trial_resources): each trial reserves its own experiment's bundles."""
+    from ray.tune.execution.placement_groups import PlacementGroupFactory
+
+    v = config["variant"]
+    return PlacementGroupFactory(v["bundles"], strategy=v["strategy"])
+
+
+def _load_class(path: str) -> type:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def round_row(record) -> dict:
+    """What a study keeps of a round: its metrics (the ones summaries use) and its stage times."""
+    row = {"round": record.round, "version": record.version}
+    row.update({k: float(record.metrics[k]) for k in SERIES if k in record.metrics})
+    row.update({f"time/{k}": float(v) for k, v in record.timings.items()})
+    return row
+
+
+def run_trial(config: dict) -> None:
+    from ray import tune
+    from ray.util import get_current_placement_group
+
+    from orchestrator import config as config_mod
+    from orchestrator.experiment import Experiment
+
+    study, v = config["study"], config["variant"]
+    if study.get("cwd") and os.path.isdir(study["cwd"]):
+        os.chdir(study["cwd"])  # Tune starts trials in their own folder; the config's relative paths are the driver's
+    cfg = config_mod.from_mapping(v["config"])
+    pg = get_current_placement_group()
+    placement = {role: (pg, idx) for role, idx in v["roles"].items()}
+    classes = {role: _load_class(p) for role, p in (study.get("worker_classes") or {}).items()}
+    history: list[dict] = []
+    t0 = time.perf_counter()
+    trial_id = tune.get_context().get_trial_id()
+
+    def on_round(record) -> None:
+        history.append(round_row(record))
+        tune.report({"round": record.round, "rounds": cfg.rounds, "seconds": time.perf_counter() - t0,
+                     "history": list(history), "final": False})
+
+    tags = {"svgap.study": study["id"], "svgap.grid_point": v["point_label"], "svgap.seed": str(v["seed"]),
+            "svgap.trial_id": trial_id}
+    res = Experiment(cfg, tracking_uri=study["uri"], experiment_name=study["experiment"],
+                     parent_run_id=study["parent_run_id"], progress=lambda m: None, on_round=on_round,
+                     placement=placement, run_tags=tags, worker_classes=classes or None).run()
+    last = res.fits[max(res.fits)] if res.fits else None
+    if last is not None:
+        last = {k: val for k, val in last.items() if k not in ("bootstrap", "backtest")}
+    tune.report({"round": history[-1]["round"] if history else -1, "rounds": cfg.rounds,
+                 "seconds": time.perf_counter() - t0, "history": list(history), "final": True,
+                 "run_id": res.run_id, "stop_reason": res.stop_reason, "fit": last})
