@@ -20,7 +20,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from orchestrator.config import PoolResources
 from orchestrator.errors import SvgapError
-from orchestrator.pools.calls import CallsMixin, StageError, shard  # noqa: F401 - StageError, shard: importable here
+from orchestrator.pools.calls import Call, CallsMixin, StageError, shard  # noqa: F401 - StageError, shard: importable here
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class PoolSpec:
         b = {"CPU": float(self.resources.cpus)}
         if self.resources.gpus > 0:
             b["GPU"] = float(self.resources.gpus)
+        b.update(self.resources.custom)  # e.g. {gen_node: 1}: the bundle lands on a node that advertises it
         return b
 
 
@@ -93,7 +94,7 @@ class ActorGroup(CallsMixin):
         nodes = self.nodes()
         envs = [{"RANK": i, "WORLD_SIZE": len(self.actors), "LOCAL_RANK": nodes[:i].count(nodes[i]),
                  "MASTER_ADDR": addr, "MASTER_PORT": port} for i in range(len(self.actors))]
-        self._get([a.join.remote(env) for a, env in zip(self.actors, envs)], "start")
+        self._get([self._send(Call(i, "join", (env,), {})) for i, env in enumerate(envs)], "start")
 
     def __len__(self) -> int:
         return len(self.actors)
