@@ -16,7 +16,7 @@ from typing import Callable
 from orchestrator import config as config_mod
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import SvgapError
-from orchestrator.typed import to_dict
+from orchestrator.typed import _NUMBER, to_dict
 
 MAX_TRIALS = 16  # a larger study asks for --yes
 FORBIDDEN = {"seed": "use --seeds K instead", "tracking": "a study's runs log where the study logs"}
@@ -61,6 +61,13 @@ def _show(v) -> str:
     return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
 
 
+def _number(v):
+    """YAML 1.1 reads 1e-5 as text: a grid value that is a number is one (for the table and its plots)."""
+    if isinstance(v, str) and _NUMBER.fullmatch(v.strip()):
+        return float(v)
+    return v
+
+
 def parse_grid(items: list[str]) -> dict[str, list]:
     """['generation.n=4,8', 'training.lr=1e-5,2e-3'] -> {'generation.n': [4, 8], 'training.lr': [1e-05, 0.002]}."""
     grid: dict[str, list] = {}
@@ -74,7 +81,7 @@ def parse_grid(items: list[str]) -> dict[str, list]:
         top = key.split(".")[0]
         if top in FORBIDDEN:
             raise SvgapError(f"--grid {key}: cannot be swept ({FORBIDDEN[top]})")
-        values = [config_mod._parse_scalar(v.strip()) for v in raw.split(",")]
+        values = [_number(config_mod._parse_scalar(v.strip())) for v in raw.split(",")]
         if any(v == "" for v in (x.strip() for x in raw.split(","))):
             raise SvgapError(f"--grid {item!r}: an empty value")
         if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
