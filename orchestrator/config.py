@@ -174,10 +174,20 @@ class PoolResources:
     cpus: float = field(default=1.0, metadata=rng(0.0))
     gpus: float = field(default=0.0, metadata=rng(0.0))
     threads: int | None = field(default=None, metadata=rng(1))
+    # custom Ray resources each actor asks for, e.g. {gen_node: 1}: lands the role on the nodes that advertise them
+    # (cluster/ray-cluster.yaml, cluster/local.sh, KubeRay rayStartParams.resources)
+    custom: dict = field(default_factory=dict)
 
     def validate(self, prefix: str) -> None:
         if self.cpus + self.gpus <= 0:
             raise ConfigError(f"{prefix}: cpus and gpus are both 0; each actor needs some CPU or GPU to be placed")
+        for name, amount in self.custom.items():
+            key = f"{prefix}.custom.{name}"
+            if not isinstance(name, str) or not name or name in ("CPU", "GPU", "memory", "object_store_memory"):
+                raise ConfigError(f"{key}: not a custom resource name (CPU and GPU are set by cpus / gpus)")
+            if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount <= 0:
+                raise ConfigError(f"{key}: expected a number > 0, got {amount!r}")
+        self.custom = {k: float(v) for k, v in self.custom.items()}
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from orchestrator import ray_session, redact, tracking
+from orchestrator import placement, ray_session, redact, tracking
 from orchestrator.backends.engines import check_model, engine_options
 from orchestrator.config import ExperimentConfig, dump
 from orchestrator.errors import SvgapError
@@ -167,9 +167,13 @@ class Experiment:
             pools = self._pools(source)
             placed = [(p.spec.role, p.nodes()) for p in (pools.generation, pools.verification, pools.training)]
             self.progress("placed: " + ", ".join(f"{role} x{len(n)} on {len(set(n))} node(s)" for role, n in placed))
+            where = placement.report((pools.generation, pools.verification, pools.training))
+            for line in placement.lines(where):
+                self.progress(line)
             heldout = workload.problems("heldout", cfg.workload.heldout_prompts, derive_seed(cfg.seed, "heldout"))
             runner = RoundRunner(cfg, workload, pools, heldout, self.progress)
             logger, files = self._open_run()
+            logger.log_dict(where, "placement.json")  # where each actor landed (orchestrator/placement.py)
             result = ExperimentResult(logger.run_id, self.uri, files.root, [])
             self._rounds(runner, pools, logger, files, result, scheduler)
             logger.end("FINISHED")

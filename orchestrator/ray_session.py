@@ -82,7 +82,20 @@ def check_capacity(resources: ResourcesConfig) -> bool:
             shared = " (training shares the generation pool's bundles)" if colocate else ""
             raise SvgapError(f"resources: the pools ask for {want[kind]:g} {kind} ({parts}){shared} but the "
                              f"cluster has {have.get(kind, 0.0):g}")
+    check_custom(roles, have)
     return colocate
+
+
+def check_custom(roles, have: dict[str, float]) -> None:
+    """Custom resources (resources.<role>.custom) no node of the cluster advertises would leave the pool unplaced."""
+    for role, p in roles:
+        for name, amount in p.custom.items():
+            if amount * p.actors > have.get(name, 0.0) + 1e-9:
+                known = sorted(k for k in have if k not in ("CPU", "GPU", "memory", "object_store_memory")
+                               and not k.startswith("node:") and not k.startswith("accelerator_type:"))
+                raise SvgapError(f"resources.{role}.custom.{name}: the pool asks for {amount * p.actors:g} "
+                                 f"({p.actors}x{amount:g}) but the cluster has {have.get(name, 0.0):g}; its custom "
+                                 f"resources: {', '.join(known) or 'none'}")
 
 
 def shutdown(started: bool) -> None:
