@@ -95,10 +95,13 @@ class HFBackend(InferenceEngine):
         return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
 
     def encode_many(self, texts: list[str], special: bool = True) -> list[list[int]]:
-        """One tokenizer call for many texts (per-text calls cost more than a forward pass of this model)."""
+        """One tokenizer call for the distinct texts among many (per-text calls cost more than a forward pass of
+        this model, and a round's verifier queries repeat: 8 candidates share a prompt, TF columns recur)."""
         if not texts:
             return []
-        return [list(x) for x in self.tokenizer(list(texts), add_special_tokens=special)["input_ids"]]
+        distinct = list(dict.fromkeys(texts))
+        ids = dict(zip(distinct, self.tokenizer(distinct, add_special_tokens=special)["input_ids"]))
+        return [list(ids[t]) for t in texts]
 
     def token_id(self, token: str) -> int:
         """Id of a text that must be exactly one token."""

@@ -235,7 +235,9 @@ class VLLMBackend(InferenceEngine):
     def encode_many(self, texts: list[str], special: bool = True) -> list[list[int]]:
         if not texts:
             return []
-        return [list(x) for x in self.tokenizer(list(texts), add_special_tokens=special)["input_ids"]]
+        distinct = list(dict.fromkeys(texts))  # a round's queries repeat (shared prompts, recurring TF columns)
+        ids = dict(zip(distinct, self.tokenizer(distinct, add_special_tokens=special)["input_ids"]))
+        return [list(ids[t]) for t in texts]
 
     def token_id(self, token: str) -> int:
         ids = self.tokenizer(token, add_special_tokens=False)["input_ids"]
