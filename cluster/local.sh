@@ -29,13 +29,13 @@ die() { echo "cluster/local.sh: error: $*" >&2; exit 2; }
 say() { echo "cluster/local.sh: $*" >&2; }
 
 usage() {
-  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  echo "usage: cluster/local.sh up|down|status [--workers K] [--cpus-per-worker C] [--head-cpus C] [--object-store-mb MB] [--dir DIR] [--purge]" >&2
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
 CMD="${1:-}"
-[ -n "$CMD" ] || usage
-shift
+case "$CMD" in up|down|status) shift ;; *) usage ;; esac
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS="${2:-}"; shift 2 ;;
@@ -55,10 +55,12 @@ done
 [ -n "$HEAD_CPUS" ] || { [ "$WORKERS" -gt 0 ] && HEAD_CPUS=0 || HEAD_CPUS="$CPUS"; }
 [[ "$HEAD_CPUS" =~ ^[0-9]+$ ]] || die "--head-cpus: expected a whole number, got '$HEAD_CPUS'"
 
-DIR="$(mkdir -p "$DIR" && cd "$DIR" && pwd)" || die "cannot create the cluster folder $DIR"
+if [ "$CMD" = up ]; then
+  # Ray's unix sockets live under <temp dir>/session_<date>_<pid>/sockets/; a socket path must stay under 108 bytes
+  [ "${#DIR}" -le 36 ] || die "cluster folder $DIR is too long for Ray's socket paths (keep it under ~36 characters, e.g. SVGAP_CLUSTER_DIR=/tmp/svc)"
+  DIR="$(mkdir -p "$DIR" && cd "$DIR" && pwd)" || die "cannot create the cluster folder $DIR"
+fi
 RAYTMP="$DIR/r"
-# Ray's unix sockets live under <temp dir>/session_<date>_<pid>/sockets/; a socket path must stay under 108 bytes
-[ "${#RAYTMP}" -le 40 ] || die "cluster folder $DIR is too long for Ray's socket paths (keep it under ~38 characters, e.g. SVGAP_CLUSTER_DIR=/tmp/svc)"
 MARK="SVGAP_LOCAL_CLUSTER_MEMBER=$DIR"
 
 if [ -n "${SVGAP_PYTHON:-}" ]; then PY="$SVGAP_PYTHON"
@@ -279,5 +281,4 @@ case "$CMD" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) usage ;;
 esac
