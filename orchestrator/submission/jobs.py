@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from orchestrator.config import ExperimentConfig, dump
 from orchestrator.errors import SvgapError
 from orchestrator.submission import workdir
-from orchestrator.submission.client import Cluster
+from orchestrator.submission.client import Cluster, auth_headers, probe, resolve_address
 
 ENTRYPOINT = f"python -m orchestrator.cli run {workdir.CONFIG_NAME} --address auto"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -40,6 +40,8 @@ def job_tracking_uri(explicit: str | None, cfg_uri: str | None) -> str:
     if u.scheme == "sqlite":
         path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
         relative = not path.startswith("/")
+    elif uri == "databricks":  # MLflow's name for the Databricks workspace of the environment
+        relative = False
     elif u.scheme in ("", "file"):
         relative = not (u.path or uri).startswith("/")
     else:
@@ -79,10 +81,12 @@ def submit(cfg: ExperimentConfig, *, address: str | None, tracking_uri: str | No
     cfg.tracking.experiment = experiment or cfg.tracking.experiment
     if name and not cfg.tracking.run_name:
         cfg.tracking.run_name = name
-    cluster = Cluster(address)  # checks the token with one authenticated request, before anything is uploaded
+    probe(resolve_address(address))  # its form and a TCP connect: cheap, so before the working dir is zipped
+    auth_headers()  # the token is found (or its absence is fine) -- also before zipping
     work = workdir.stage(dump(cfg), (root or workdir.PROJECT_ROOT) if upload else None, list(excludes))
     try:
         size = workdir.check_size(work) if upload else None
+        cluster = Cluster(address)  # checks the token with one authenticated request, before anything is uploaded
         if size is not None:
             progress(f"uploading the working dir ({workdir.mib(size)} zipped) to {cluster.address}")
         env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": cfg.tracking.experiment,
