@@ -19,6 +19,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "the best trial's")
     p.add_argument("--kind", choices=["sweep", "scaling"], default="sweep",
                    help="scaling: also tabulate stage times and speed-up vs the fewest generation actors")
+    p.add_argument("--max-concurrent", type=int, default=None, metavar="K",
+                   help="at most K trials at a time (default: as many as the cluster holds; --kind scaling: 1, so "
+                        "the points' timings do not share the machine)")
     p.add_argument("--max-failures", type=int, default=1, metavar="K",
                    help="Tune retries a failed trial this many times (default 1)")
     p.add_argument("--yes", action="store_true", help="run a study larger than 16 trials")
@@ -40,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
     if args.max_failures < 0:
         raise SvgapError(f"--max-failures must be >= 0, got {args.max_failures}")
     data = config.apply_overrides(config.read_yaml(args.config or config.DEFAULT_CONFIG), args.overrides)
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise SvgapError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
+    concurrent = args.max_concurrent or (1 if args.kind == "scaling" else None)
     spec = StudySpec(args.kind, data, parse_grid(args.grid), args.seeds, stop_by_theory=args.stop_by_theory,
-                     max_failures=args.max_failures, yes=args.yes)
+                     max_failures=args.max_failures, yes=args.yes, max_concurrent=concurrent)
     summary = SweepSummary(args.kind)
     res = Study(spec, address=args.address, tracking_uri=args.tracking_uri, experiment_name=args.experiment,
                 summary=summary).run()

@@ -22,11 +22,13 @@ def _say(msg: str) -> None:
     print(redact.text(msg), file=sys.stderr, flush=True)
 
 
-def counts(trials: list) -> str:
-    done = sum(t.status == "TERMINATED" for t in trials)
-    failed = sum(t.status == "ERROR" for t in trials)
-    running = sum(t.status == "RUNNING" for t in trials)
-    queued = sum(t.status in ("PENDING", "PAUSED") for t in trials)
+def counts(trials: list, trial=None, now: str | None = None) -> str:
+    """The study's counts; `trial` is counted as `now` (Tune calls back before it updates the status)."""
+    status = [now if (trial is not None and t is trial and now) else t.status for t in trials]
+    done = sum(s == "TERMINATED" for s in status)
+    failed = sum(s == "ERROR" for s in status)
+    running = sum(s == "RUNNING" for s in status)
+    queued = sum(s in ("PENDING", "PAUSED") for s in status)
     return f"trials: {done} done, {running} running, {queued} queued" + (f", {failed} failed" if failed else "")
 
 
@@ -37,8 +39,11 @@ def _label(trial) -> str:
 class Progress(Callback):
     """trial started / round measured / finished / failed, each with the study's counts."""
 
+    def __init__(self, max_failures: int = 0) -> None:
+        self.max_failures = max_failures
+
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        _say(f"[{_label(trial)}] started; {counts(trials)}")
+        _say(f"[{_label(trial)}] started; {counts(trials, trial, 'RUNNING')}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if result.get("final") or not result.get("history"):
@@ -48,10 +53,18 @@ class Progress(Callback):
              f" U_s {h.get('U_s', float('nan')):.3f} G {h.get('G', float('nan')):.3f}")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        _say(f"[{_label(trial)}] finished; {counts(trials)}")
+        _say(f"[{_label(trial)}] finished; {counts(trials, trial, 'TERMINATED')}")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        _say(f"[{_label(trial)}] failed (attempt {trial.run_metadata.num_failures}); {counts(trials)}")
+        err = ""
+        try:  # the last line of Tune's error file: the exception, e.g. the stage that failed and why
+            lines = [x for x in Path(trial.error_file).read_text().splitlines() if x.strip()]
+            err = lines[-1].strip()[:300] if lines else ""
+        except (OSError, TypeError):
+            pass
+        retry = "; Tune retries it" if trial.run_metadata.num_failures <= self.max_failures else ""
+        _say(f"[{_label(trial)}] failed (failure {trial.run_metadata.num_failures}){': ' + err if err else ''}"
+             f"{retry}; {counts(trials, trial, 'ERROR')}")
 
 
 class StopRecorder:

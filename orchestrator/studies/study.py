@@ -34,6 +34,7 @@ class StudySpec:
     stop_by_theory: bool = False
     max_failures: int = 1          # Tune retries a failed trial this often
     yes: bool = False
+    max_concurrent: int | None = None  # None: as many trials as the cluster's resources hold (scaling: 1)
     params: dict = field(default_factory=dict)   # the command's own parameters, logged as study.*
 
 
@@ -109,6 +110,7 @@ class Study:
                                          f"and {pl.HEAD_CPU} CPU of its own) but the cluster has "
                                          f"{have.get(kind, 0.0):g}")
             slots = min(pl.concurrency(tb.total(), have) for tb in bundles)
+            slots = min(slots, self.spec.max_concurrent or slots)
             self.uri = _absolute_uri(tracking.preflight(self.uri))
         except SvgapError:
             ray_session.shutdown(started)
@@ -139,9 +141,11 @@ class Study:
         return tune.Tuner(
             trainable, param_space=param_space,
             tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=False,
+                                        max_concurrent_trials=self.spec.max_concurrent,
                                         trial_name_creator=lambda t: f"trial_{t.trial_id}",
                                         trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
-            run_config=tune.RunConfig(name="tune", storage_path=str(folder), verbose=0, callbacks=[Progress()],
+            run_config=tune.RunConfig(name="tune", storage_path=str(folder), verbose=0,
+                                      callbacks=[Progress(self.spec.max_failures)],
                                       failure_config=tune.FailureConfig(max_failures=self.spec.max_failures)))
 
     def _scheduler(self, folder: Path, parent_run_id: str):
@@ -271,6 +275,7 @@ class _quiet_tune:
             logging.getLogger(n).setLevel(logging.CRITICAL)
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # a finished trial is on disk within 2 s
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter at verbose=0 prints nothing
         return self
 
     def __exit__(self, *exc):

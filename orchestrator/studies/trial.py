@@ -37,6 +37,7 @@ def round_row(record) -> dict:
 
 
 def run_trial(config: dict) -> None:
+    import ray
     from ray import tune
     from ray.util import get_current_placement_group
 
@@ -60,7 +61,7 @@ def run_trial(config: dict) -> None:
                      "history": list(history), "final": False})
 
     tags = {"svgap.study": study["id"], "svgap.grid_point": v["point_label"], "svgap.seed": str(v["seed"]),
-            "svgap.trial_id": trial_id}
+            "svgap.trial_id": trial_id, "svgap.node_id": ray.get_runtime_context().get_node_id()}
     res = Experiment(cfg, tracking_uri=study["uri"], experiment_name=study["experiment"],
                      parent_run_id=study["parent_run_id"], progress=lambda m: None, on_round=on_round,
                      placement=placement, run_tags=tags, worker_classes=classes or None).run()
