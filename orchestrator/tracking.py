@@ -5,12 +5,19 @@ here passes orchestrator.redact first (MLflow's own MLFLOW_TRACKING_USERNAME / _
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from orchestrator import redact
 from orchestrator.errors import SvgapError
+from orchestrator.outbox import Outbox
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+# MLflow's http client retries a failed request for minutes by default; a run's driver asks briefly and holds its
+# writes while the server is down (outbox.py). The user's own settings of these win.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+_READY_STORES: set[str] = set()
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -39,8 +46,27 @@ def _client(uri: str | None):
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "creating tables" chatter on stderr
 
     resolved = resolve_uri(uri)
+    ensure_store(resolved)
     mlflow.set_tracking_uri(resolved)
     return MlflowClient(tracking_uri=resolved)
+
+
+def ensure_store(resolved: str) -> None:
+    """A sqlite store is created (its tables migrated) under a file lock, once per process, before first use:
+    two runs starting at once on a fresh store must not both migrate it (store_lock.py)."""
+    from orchestrator.store_lock import locked, sqlite_path
+
+    db = sqlite_path(resolved)
+    if db is None or resolved in _READY_STORES:
+        return
+    from mlflow.tracking import MlflowClient
+
+    with locked(db):
+        try:  # the first read opens the store: SqlAlchemyStore creates the tables when there are none
+            MlflowClient(tracking_uri=resolved).search_experiments(max_results=1)
+        except Exception as e:  # noqa: BLE001 - e.g. an out-of-date schema: MLflow says what to run
+            raise SvgapError(f"tracking store {redact.text(resolved)}: {_first_line(e)}") from None
+    _READY_STORES.add(resolved)
 
 
 def get_run(run_id: str, uri: str | None = None):
@@ -57,6 +83,17 @@ def get_run(run_id: str, uri: str | None = None):
         raise SvgapError(f"cannot read MLflow run {run_id!r} from {shown(uri)}: {_first_line(e)}") from None
     except Exception as e:  # connection errors from the REST store
         raise SvgapError(f"tracking server {shown(uri)} unreachable: {type(e).__name__}") from None
+
+
+def run_exists(run_id: str, uri: str | None = None) -> bool:
+    """Whether the store holds this run id (a store that cannot be read is an error, not a no)."""
+    try:
+        get_run(run_id, uri)
+    except SvgapError as e:
+        if str(e).startswith("unknown MLflow run id"):
+            return False
+        raise
+    return True
 
 
 def metric_series(run_id: str, names: list[str], uri: str | None = None) -> dict[str, dict[int, float]]:
@@ -116,7 +153,19 @@ def preflight(uri: str | None = None) -> str:
     return resolved
 
 
-def _probe_http(resolved: str, show: str) -> None:
+def answers(uri: str, timeout: float = 3.0) -> bool:
+    """Whether the tracking store answers now (an http server's /health; other stores are taken to answer)."""
+    resolved = resolve_uri(uri)
+    if not resolved.startswith(("http://", "https://")):
+        return True
+    try:
+        _probe_http(resolved, redact.text(resolved), timeout)
+    except SvgapError:
+        return False
+    return True
+
+
+def _probe_http(resolved: str, show: str, timeout: float = 5.0) -> None:
     """GET /health with a 5 s timeout. Credentials in the URI (or MLflow's MLFLOW_TRACKING_USERNAME / _PASSWORD)
     go in a basic-auth header, as MLflow's client sends them: urllib cannot take them inside the URL."""
     import base64
@@ -141,7 +190,7 @@ def _probe_http(resolved: str, show: str) -> None:
         token = base64.b64encode(f"{user or ''}:{password or ''}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             if resp.status >= 400:
                 raise SvgapError(f"tracking server {show} answered HTTP {resp.status} on /health")
     except urllib.error.HTTPError as e:
@@ -151,14 +200,22 @@ def _probe_http(resolved: str, show: str) -> None:
         raise SvgapError(f"tracking server {show} unreachable: {redact.text(str(reason))}") from None
 
 
+def _warn(msg: str) -> None:
+    print(f"svgap: warning: {msg}", file=sys.stderr, flush=True)
+
+
 class RunLogger:
-    """One MLflow run (optionally nested under a parent); metrics at step = round."""
+    """One MLflow run (optionally nested under a parent); metrics at step = round.
+
+    Creating the run needs the store; after that every write goes through an Outbox: while an http server does not
+    answer, writes are held (with a warning) and sent when it answers again, so the run goes on (outbox.py)."""
 
     def __init__(self, uri: str | None, experiment: str, run_name: str | None, params: dict,
                  parent_run_id: str | None = None, tags: dict | None = None) -> None:
         from mlflow.entities import Param
 
         self.uri = resolve_uri(uri)
+        self._open_outbox()
         try:  # stores preflight cannot probe (postgresql://, databricks, ...) fail here, before any round
             self.client = _client(self.uri)
             exp = self.client.get_experiment_by_name(experiment)
@@ -177,27 +234,63 @@ class RunLogger:
         for s in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[s:s + 100])
 
+    @classmethod
+    def reattach(cls, uri: str | None, run_id: str, status: str | None = "RUNNING") -> "RunLogger":
+        """Continue an existing run (`svgap run --resume`): the same run id, its status back to RUNNING; params and
+        earlier steps are left as they are (resume.py decides which steps still need logging)."""
+        self = cls.__new__(cls)
+        self.uri = resolve_uri(uri)
+        self._open_outbox()
+        run = get_run(run_id, self.uri)  # one line for an unknown id or an unreachable store
+        self.client = _client(self.uri)
+        self.run_id, self.experiment_id = run_id, run.info.experiment_id
+        if status is not None:  # `svgap sync` writes to the run without reopening it
+            self.client.update_run(run_id, status=status)
+        return self
+
+    def _open_outbox(self) -> None:
+        if self.uri.startswith(("http://", "https://")):
+            for k, v in HTTP_DEFAULTS.items():
+                os.environ.setdefault(k, v)
+        self.outbox = Outbox(lambda: answers(self.uri), lambda m: _warn(redact.text(m)), redact.text(self.uri))
+
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        log_metrics(self.run_id, metrics, step, self.uri)
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)  # fixed now: a write sent again later is the same metric (no duplicate step)
+        ms = [Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None]
+        if ms:
+            self.outbox.send(f"metrics of step {step}", lambda: self.client.log_batch(self.run_id, metrics=ms))
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, redact.text(text), artifact_file)
+        text = redact.text(text)
+        self.outbox.send(artifact_file, lambda: self.client.log_text(self.run_id, text, artifact_file))
 
     def log_dict(self, data: dict, artifact_file: str) -> None:
-        self.client.log_dict(self.run_id, redact.data(data), artifact_file)
+        data = redact.data(data)
+        self.outbox.send(artifact_file, lambda: self.client.log_dict(self.run_id, data, artifact_file))
 
     def log_file(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self.outbox.send(str(path), lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
 
     def set_tag(self, key: str, value: str) -> None:
-        self.client.set_tag(self.run_id, key, redact.text(str(value)))
+        value = redact.text(str(value))
+        self.outbox.send(f"tag {key}", lambda: self.client.set_tag(self.run_id, key, value))
 
-    def end(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status)
+    def end(self, status: str = "FINISHED", wait_s: float = 10.0) -> None:
+        """End the run; writes still held after wait_s stay in the run folder for `svgap sync`."""
+        self.outbox.send(f"status {status}", lambda: self.client.set_terminated(self.run_id, status))
+        left = self.outbox.drain(wait_s)
+        if left:
+            _warn(f"tracking store {redact.text(self.uri)} still does not answer: {left} write(s) of run "
+                  f"{self.run_id} were not sent; everything is in its run folder: send it with "
+                  f"`svgap sync RUN_DIR --tracking-uri {redact.text(self.uri)}`")
 
     def abort(self, error: BaseException) -> None:
         """End the run because of `error`: KILLED for an interrupt, FAILED otherwise."""
-        self.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        self.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED", wait_s=2.0)
 
 
 def run_metrics(run_id: str, uri: str | None = None) -> dict[str, dict[int, float]]:

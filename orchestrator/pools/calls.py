@@ -202,15 +202,24 @@ class CallsMixin:
             self._replace(i, stage)
 
     def _ready(self, handles: list, what: str, stage: str) -> None:
-        """Wait for new actors to be placed and built: re-placing a lost node's bundle may be impossible."""
+        """Wait for the placement group's bundles to be placed again (Ray moves a lost node's bundles when another
+        node has room; maybe none has) and then for the new actors to build their engines."""
+        from ray.util.placement_group import placement_group_table
+
         wait_s = min(self.spec.timeout_s, 120.0)
+        deadline = time.monotonic() + wait_s
+        while placement_group_table(self.pg).get("state") != "CREATED":
+            if time.monotonic() > deadline:
+                raise StageError(f"stage '{stage}': cannot re-place {what} within {wait_s:g}s (a bundle of "
+                                 f"{self.spec.bundle()} has no node now; the cluster has "
+                                 f"{ray.available_resources()}). The run stops here; its finished rounds are in "
+                                 f"the run folder") from None
+            time.sleep(0.2)
         try:
-            ray.get([h.__ray_ready__.remote() for h in handles], timeout=wait_s)
+            ray.get([h.__ray_ready__.remote() for h in handles], timeout=self.spec.timeout_s)
         except GetTimeoutError:
-            raise StageError(f"stage '{stage}': cannot re-place {what} within {wait_s:g}s (a bundle of "
-                             f"{self.spec.bundle()} has no node now; the cluster has "
-                             f"{ray.available_resources()}). The run stops here; its finished rounds are in the "
-                             f"run folder") from None
+            raise StageError(f"stage '{stage}': the replacement for {what} did not start within "
+                             f"{self.spec.timeout_s:g}s") from None
         except LOST as e:
             raise StageError(f"stage '{stage}': the replacement for {what} did not start: {cause(e)}") from None
 
