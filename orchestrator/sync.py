@@ -27,6 +27,7 @@ class SyncResult:
     metrics_present: int
     artifacts_sent: list[str] = field(default_factory=list)
     finished: bool = False
+    uri: str = ""  # the store it went to
 
 
 def fit_metrics(data: dict | None) -> dict[str, float]:
@@ -87,7 +88,7 @@ def sync(run_dir: str | Path, uri: str | None = None, experiment: str | None = N
         if fresh:
             logger.log_metrics(fresh, step=rec.round)
             sent += len(fresh)
-    result = SyncResult(logger.run_id, created, [r.round for r in records], sent, present)
+    result = SyncResult(logger.run_id, created, [r.round for r in records], sent, present, uri=uri)
     for path, name in _artifacts(files.root, state.last_finished_round):
         if name not in artifacts:
             folder = str(Path(name).parent)

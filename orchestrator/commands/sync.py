@@ -25,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"run {res.run_id} ({'new' if res.created else 'continued'}): rounds {rounds}, {res.metrics_sent} metric "
           f"values sent, {res.metrics_present} already there, {len(res.artifacts_sent)} artifact(s) sent"
           f"{', finished' if res.finished else ''}")
-    print(f"to look at it: {tracking.ui_hint(args.tracking_uri)}")
+    print(f"to look at it: {tracking.ui_hint(res.uri)}")
     return 0
