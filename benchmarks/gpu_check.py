@@ -5,11 +5,14 @@ Run on a machine with a GPU (torch + transformers + peft, and deepspeed for its 
 table and writes benchmarks/out/gpu_check.json. Each row says what was checked, the numbers, and PASS / FAIL / SKIP
 with the reason.
 
-    python benchmarks/gpu_check.py [--model DIR] [--devices cpu,cuda] [--prompts 256]
+    python benchmarks/gpu_check.py [--model DIR] [--real-model DIR] [--devices cpu,cuda] [--prompts 256]
 
 --model is a saved base model (the arithmetic one: `svgap base-model` prints where it is cached); without it the
-workload builds (or reuses) its base model in ~/.cache/svgap. Where CUDA is absent the cuda rows SKIP with that
-reason, so the script itself can be run and checked on any machine.
+workload builds (or reuses) its base model in ~/.cache/svgap. --real-model is any saved HF causal LM (e.g. a
+Qwen2.5-0.5B-Instruct folder) for the real-architecture rows: GSM8K-style prompts through its chat template, sampled
+vs teacher-forced logprobs and the TF/QE verifier on its own tokens; without it a tiny random-weight Gemma2 (final
+logit soft-capping, chat template) is built here (tests/tiny_hf.py). Where CUDA is absent the cuda rows SKIP with
+that reason, so the script itself can be run and checked on any machine.
 """
 from __future__ import annotations
 
@@ -80,6 +83,61 @@ def inference_rows(model_dir: Path, device: str, dtype: str, prompts: int, ref: 
         rows.append(Row("base-model numbers match the reference", device, dtype,
                         "PASS" if worst <= ACC_TOL else "FAIL", {**nums, "worst_abs_diff": round(worst, 4)}))
     return rows
+
+
+def real_model(path: str | None) -> Path:
+    """--real-model, or a tiny random Gemma2 with a chat template built in a temporary folder."""
+    if path:
+        return Path(path).expanduser()
+    import atexit
+    import shutil
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    import tiny_hf
+
+    tmp = Path(tempfile.mkdtemp(prefix="svgap-gpu-check-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    return tiny_hf.build(tmp / "gemma2", "gemma2")
+
+
+REAL_PROMPTS = ["Tom has 3 apples and buys 4 more. How many apples does he have?",
+                "A box holds 6 pens. How many pens are in 2 boxes?", "Sara had 10 cookies and ate 3. How many are left?",
+                "Each bag has 5 marbles. How many marbles are in 4 bags?"]
+
+
+def real_model_rows(model_dir: Path, device: str, dtype: str, prompts: int) -> list[Row]:
+    """A real architecture (any save_pretrained folder): GSM8K prompts through its chat template (if it has one),
+    sampled logprobs = teacher-forced NLL (max_abs_diff), and the TF / QE verifier read from its own tokens
+    (finite, in [0, 1])."""
+    import math
+
+    from orchestrator.backends.hf import HFBackend
+    from workloads import math_prompts
+
+    be = HFBackend(model_dir, device=device, dtype=dtype, threads=None if device != "cpu" else 1)
+    texts = [math_prompts.solve("gsm8k", REAL_PROMPTS[i % len(REAL_PROMPTS)], be.prompts.chat)
+             for i in range(max(4, prompts // 8))]
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    out = be.sample(texts, n=4, temperature=1.0, max_new_tokens=32, seeds=list(range(len(texts))))
+    sync()
+    gen_s = time.perf_counter() - t0
+    flat = [(t, s) for t, cs in zip(texts, out) for s in cs]
+    scored = be.score([t for t, _ in flat], [s.token_ids for _, s in flat])
+    diff = max(abs(-a - b) for (_, s), sc in zip(flat, scored) for a, b in zip(s.logprobs, sc.token_nll))
+    tf = be.tf_score([math_prompts.tf_query(t, s.text, be.prompts.chat) for t, s in flat])
+    qe = be.qe_score([math_prompts.qe_query(t, s.text, be.prompts.chat) for t, s in flat])
+    scores_ok = all(math.isfinite(x) and 0.0 <= x <= 1.0 for x in tf + qe)
+    tokens = sum(s.length for _, s in flat)
+    arch = type(be.model).__name__
+    return [Row(f"real architecture ({arch})", device, dtype,
+                "PASS" if diff <= LOGPROB_TOL[dtype] and scores_ok else "FAIL",
+                {"model": str(model_dir), "chat_template": be.prompts.chat, "max_abs_diff": diff,
+                 "tol": LOGPROB_TOL[dtype], "tf_mean": round(sum(tf) / len(tf), 4),
+                 "qe_mean": round(sum(qe) / len(qe), 4), "tokens_per_s": round(tokens / gen_s, 1)})]
 
 
 def training_rows(model_dir: Path, device: str, dtype: str, prompts: int) -> list[Row]:
@@ -170,9 +228,12 @@ def main() -> int:
     ap.add_argument("--model")
     ap.add_argument("--devices", default="cpu,cuda")
     ap.add_argument("--prompts", type=int, default=256)
+    ap.add_argument("--real-model", help="a saved HF causal LM for the real-architecture rows (default: a tiny "
+                                         "random Gemma2 built here)")
     ap.add_argument("--out", default=str(OUT / "gpu_check.json"), help="where the JSON table goes")
     args = ap.parse_args()
     model_dir = base_model(args.model)
+    real_dir = real_model(args.real_model)
     rows: list[Row] = []
     ref: dict | None = None
     cuda = torch.cuda.is_available()
@@ -182,6 +243,7 @@ def main() -> int:
         for dtype in ("float32", "bfloat16"):
             if device == "cuda" and not cuda:
                 rows.append(Row("inference + training", device, dtype, "SKIP", why="no CUDA device here"))
+                rows.append(Row("real architecture", device, dtype, "SKIP", why="no CUDA device here"))
                 continue
             if device == "cpu" and dtype == "bfloat16":
                 continue  # bf16 is a GPU path; the CPU float32 numbers are the reference
@@ -192,6 +254,8 @@ def main() -> int:
                 ref = {k: got[-1].numbers[k] for k in ("solver_acc", "bon_acc", "tf_auc")}
             rows += guarded(training_rows, Row("training", device, dtype, "FAIL"), model_dir, device, dtype,
                             args.prompts)
+            rows += guarded(real_model_rows, Row("real architecture", device, dtype, "FAIL"), real_dir, device,
+                            dtype, args.prompts)
     # DeepSpeed picks its accelerator once per process: the CUDA rows on a GPU machine, else the CPU row here
     import importlib.util
 

@@ -34,4 +34,10 @@ def test_gpu_check_runs_and_reports_every_path(base_model_dir, tmp_path):
         cpu_ds = by[("DeepSpeed ZeRO-2 step = torch engine step", "cpu", "float32")]
         assert cpu_ds["status"] == "PASS" and cpu_ds["numbers"]["loss_diff"] <= 1e-5, cpu_ds
         assert [r["device"] for r in ds_rows] == ["cpu", "cuda"]
+    # a real architecture (tiny random Gemma2 with soft-capping and a chat template) through the HF engine
+    real = [r for r in rows if r["check"].startswith("real architecture")]
+    cpu_real = next(r for r in real if r["device"] == "cpu")
+    assert cpu_real["status"] == "PASS" and cpu_real["numbers"]["chat_template"] is True, cpu_real
+    assert "Gemma2" in cpu_real["check"] and cpu_real["numbers"]["max_abs_diff"] <= 1e-4
+    assert {r["dtype"] for r in real if r["device"] == "cuda"} == {"float32", "bfloat16"}
     assert "status numbers / why" in proc.stdout  # the printed table
