@@ -179,10 +179,10 @@ stop_all() {
   [ -n "$pids" ] || { rm -f "$DIR"/pids/*.pid; return 0; }
   # shellcheck disable=SC2086
   kill -TERM $pids 2>/dev/null || true
-  for _ in $(seq 1 40); do
+  for _ in $(seq 1 20); do  # up to ~10 s for Ray's graceful shutdown
+    sleep 0.5
     pids="$(members)"
     [ -n "$pids" ] || break
-    sleep 0.25
   done
   if [ -n "$pids" ]; then
     # shellcheck disable=SC2086

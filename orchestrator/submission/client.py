@@ -92,8 +92,9 @@ def auth_headers() -> tuple[dict[str, str], Token]:
             headers = {str(k): str(v) for k, v in json.loads(raw).items()}
         except (ValueError, AttributeError):
             raise SvgapError('RAY_JOB_HEADERS: expected a JSON object, e.g. {"X-Header": "value"}') from None
-    if any(k.lower() == "authorization" for k in headers):
-        return headers, Token(None, "RAY_JOB_HEADERS")
+    given = [v for k, v in headers.items() if k.lower() == "authorization"]
+    if given:
+        return headers, Token(given[0], "RAY_JOB_HEADERS")
     token = find_token()
     if token.value:
         headers["Authorization"] = f"Bearer {token.value}"
@@ -144,11 +145,11 @@ class Cluster:
 
     def _auth_message(self, e: Exception) -> str:
         text = str(e)
-        if text.startswith("Authentication required") or "401" in text or "Missing" in text:
-            return (f"the Ray cluster at {self.address} requires token auth but no token was sent "
-                    f"({self.token.source}): {TOKEN_HELP}")
-        return (f"the Ray cluster at {self.address} rejected the auth token from {self.token.source} (invalid "
-                f"token): use that cluster's token ({TOKEN_HELP})")
+        if self.token.value and (text.startswith("Authentication failed") or "Invalid" in text or "403" in text):
+            return (f"the Ray cluster at {self.address} rejected the auth token from {self.token.source} (invalid "
+                    f"token): use that cluster's token ({TOKEN_HELP})")
+        return (f"the Ray cluster at {self.address} requires token auth but no token was sent "
+                f"({self.token.source}): {TOKEN_HELP}")
 
 
 def _first(e: BaseException) -> str:
