@@ -48,9 +48,9 @@ class Progress(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if result.get("final") or not result.get("history"):
             return
-        h = result["history"][-1]
-        _say(f"[{_label(trial)}] round {h['round']}/{result['rounds']}: held-out {h.get('heldout_acc', float('nan')):.3f}"
-             f" U_s {h.get('U_s', float('nan')):.3f} G {h.get('G', float('nan')):.3f}")
+        h, nan = result["history"][-1], float("nan")
+        _say(f"[{_label(trial)}] round {h['round']}/{result['rounds']}: held-out {h.get('heldout_acc', nan):.3f}"
+             f" U_s {h.get('U_s', nan):.3f} G {h.get('G', nan):.3f}")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         _say(f"[{_label(trial)}] finished; {counts(trials, trial, 'TERMINATED')}")

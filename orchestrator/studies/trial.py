@@ -1,7 +1,8 @@
 """The Tune trainable: one experiment per trial, inside the trial's Ray (no ray.init of its own) and its placement
 group (bundle 0 is the trial's own process, the pools get the bundle indices placement.py chose).
 
-Every measured round is one `tune.report` -- the series a theory scheduler fits, and the history a restored study
+A retried or restored trial continues its last unfinished MLflow run from its last finished round (orchestrator/
+resume.py), when it has one. Every measured round is one `tune.report` -- the series a theory scheduler fits, and the history a restored study
 summarises from Tune's own state; a last report (`final`) carries the MLflow run id, the wall time and the
 stop reason. The experiment logs its own nested MLflow run (it is the controller of that experiment).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import time
+from pathlib import Path
 
 SERIES = ("U_s", "U_v", "G", "U_s_per_token", "U_v_per_token", "acc_s", "acc_v", "heldout_acc", "tokens_per_s",
           "external/eta", "external/count")
@@ -36,6 +38,27 @@ def round_row(record) -> dict:
     return row
 
 
+def previous_attempt(study: dict, trial_id: str, out_dir: str):
+    """(config, resume point) of this trial's last unfinished MLflow run with at least one finished round (a retry
+    after a failure, or a restored study whose driver was killed): the trial continues it (`svgap run --resume`'s
+    machinery) instead of starting over. None when there is none."""
+    from orchestrator import resume, tracking
+    from orchestrator.errors import SvgapError
+
+    runs = [r for r in tracking.child_runs(study["parent_run_id"], study["uri"])
+            if r.data.tags.get("svgap.trial_id") == trial_id and r.info.status != "FINISHED"]
+    for r in sorted(runs, key=lambda r: -r.info.start_time):
+        folder = Path(out_dir).expanduser() / r.info.run_id
+        if not (folder / "state.json").exists():
+            continue
+        try:
+            cfg, point, _ = resume.load(str(folder), [], study["uri"])
+        except SvgapError:
+            continue
+        return cfg, point
+    return None
+
+
 def run_trial(config: dict) -> None:
     import ray
     from ray import tune
@@ -54,6 +77,11 @@ def run_trial(config: dict) -> None:
     history: list[dict] = []
     t0 = time.perf_counter()
     trial_id = tune.get_context().get_trial_id()
+    previous = previous_attempt(study, trial_id, cfg.tracking.out_dir)
+    point = None
+    if previous is not None:
+        cfg, point = previous
+        history = [round_row(r) for r in point.records]
 
     def on_round(record) -> None:
         history.append(round_row(record))
@@ -64,7 +92,7 @@ def run_trial(config: dict) -> None:
             "svgap.trial_id": trial_id, "svgap.node_id": ray.get_runtime_context().get_node_id()}
     res = Experiment(cfg, tracking_uri=study["uri"], experiment_name=study["experiment"],
                      parent_run_id=study["parent_run_id"], progress=lambda m: None, on_round=on_round,
-                     placement=placement, run_tags=tags, worker_classes=classes or None).run()
+                     placement=placement, run_tags=tags, worker_classes=classes or None, resume=point).run()
     last = res.fits[max(res.fits)] if res.fits else None
     if last is not None:
         last = {k: val for k, val in last.items() if k not in ("bootstrap", "backtest")}
