@@ -13,6 +13,7 @@ import tiny_hf
 from orchestrator.backends.chat import PromptFormat, word_tokens
 from orchestrator.backends.hf import HFBackend
 from orchestrator.errors import SvgapError
+from workloads.base import TFQuery
 from workloads import math_prompts
 
 PROMPTS = ["Tom has 3 apples and buys 4 more. How many apples does he have?", "Compute $3^2$.", "2+2?"]
@@ -85,11 +86,24 @@ def test_gemma2_scores_with_its_soft_capped_logits(engines):
         raw = be.model.lm_head(be.model.get_decoder()(input_ids=torch.tensor([ids])).last_hidden_state)[0, -1]
     assert own.abs().max() <= 3.0 + 1e-4 and (own - raw).abs().max() > 0.1  # the cap matters for this model
     q = math_prompts.tf_query(PROMPTS[0], "7", chat=True)
-    prefix, (t, f) = word_tokens(be.tokenizer, ["True", "False"], "TF words")
-    with torch.no_grad():
-        logits = be.model(input_ids=torch.tensor([be.prompts.encode(q.segments[0]) + prefix])).logits[0, -1]
-    p = torch.softmax(logits.float(), -1)
-    assert be.tf_score([q])[0] == pytest.approx(float(p[t[0]] / (p[t[0]] + p[f[0]])), abs=1e-5)
+    assert be.tf_score([q])[0] == pytest.approx(_word_ratio(be, q.segments[0], "True", "False"), abs=1e-5)
+
+
+def _word_ratio(be: HFBackend, opening: str, a: str, b: str) -> float:
+    """P(a) / (P(a) + P(b)) after the rendered opening, each word's probability the product over its tokens, by
+    direct forwards of the model (what the engine must compute, words of any number of tokens)."""
+    return _ratio_after(be, be.prompts.encode(opening), a, b)
+
+
+def _ratio_after(be: HFBackend, ctx: list[int], a: str, b: str) -> float:
+    def logp(word: str) -> float:
+        ids = be.tokenizer(word, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            lp = torch.log_softmax(be.model(input_ids=torch.tensor([ctx + ids])).logits[0].float(), -1)
+        return sum(float(lp[len(ctx) - 1 + j, t]) for j, t in enumerate(ids))
+
+    la, lb = logp(a), logp(b)
+    return 1.0 / (1.0 + math.exp(lb - la))
 
 
 def test_sampling_stops_at_every_end_id_and_at_stop_strings(tmp_path):
@@ -128,9 +142,19 @@ def test_verifier_words_of_several_tokens(engines):
     tok = be.tokenizer
     prefix, ids = word_tokens(tok, [" True", " False"], "TF words")
     assert len(prefix) + len(ids[0]) == len(tok(" True", add_special_tokens=False)["input_ids"])
-    q = math_prompts.tf_query("2+2?", "4", chat=False)
-    s = be.tf_score([q])[0]
-    assert 0.0 < s < 1.0 and not math.isnan(s)
+    assert max(len(t) for t in ids) > 1 or len(prefix) > 0  # this tokenizer splits " True" (else no test)
+    for chat in (False, True):  # " True" / " False" after "Judgment:", "True" / "False" opening the turn
+        q = math_prompts.tf_query("2+2?", "4", chat=chat)
+        want = _word_ratio(be, q.segments[0], q.true_token, q.false_token)
+        assert be.tf_score([q])[0] == pytest.approx(want, abs=1e-5)
+    # two judgments, words of several tokens: the product over judgments, the true word following the first
+    two = TFQuery(segments=("Is 2+2=4?\nJudgment:", "\nAnd 3+3=6?\nJudgment:"), true_token=" True",
+                  false_token=" False")
+    words = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    ctx1 = be.prompts.encode(two.segments[0])
+    ctx2 = ctx1 + words(" True") + words(two.segments[1])
+    want = _ratio_after(be, ctx1, " True", " False") * _ratio_after(be, ctx2, " True", " False")
+    assert be.tf_score([two])[0] == pytest.approx(want, abs=1e-5)
     g = be.qe_score([math_prompts.qe_query("2+2?", "4", chat=False), math_prompts.qe_query("2+2?", "4", chat=True)])
     assert all(0.0 <= x <= 1.0 for x in g)
     with pytest.raises(SvgapError, match="prefix of another"):

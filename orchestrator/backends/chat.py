@@ -100,15 +100,12 @@ class PromptFormat:
 
 
 def word_tokens(tokenizer, words: list[str], what: str) -> tuple[list[int], list[list[int]]]:
-    """(shared prefix ids, each word's ids after the prefix) for words the verifier reads after its prompt; the
-    first id after the prefix is the one a word is read by (they all differ).
+    """(shared prefix ids, each word's ids after the prefix) for words the verifier reads after its prompt.
 
-    Multi-token words: their common leading tokens (e.g. a lone space piece) are appended to the query and the
-    judgment is read from the next-token distribution where the words first differ. Why that token and not the
-    product over each word's tokens: the shared prefix's probability cancels exactly in p(a) / (p(a) + p(b)), the
-    tokens after the first difference merely finish a word already chosen (near-deterministic), and reading them
-    would need a second forward row per word and judgment; it is also what an engine that returns one next-token
-    distribution per prompt (vLLM) can read alike."""
+    The shared leading tokens (e.g. a lone space piece) cancel in p(a) / (p(a) + p(b)), so they are appended to the
+    query once; each word's remaining tokens are then read one by one and multiplied (backends/judge.py), which
+    needs the words to differ in their first token after the prefix (else they are not told apart by the next
+    token and one is a prefix of another, or the grades collide: a named error)."""
     enc = [list(tokenizer(w, add_special_tokens=False)["input_ids"]) for w in words]
     if any(not e for e in enc):
         raise SvgapError(f"{what} {words!r}: one of them is no token at all for this tokenizer")

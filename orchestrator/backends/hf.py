@@ -11,8 +11,8 @@ Any local causal LM (a save_pretrained folder): prompts go through the model's c
 (backends/chat.py, `model.chat_template`), sampling stops at any of the model's end-of-sequence ids and at the stop
 strings its generation_config.json declares, and every logit -- sampled or scored -- comes from the model's own
 forward, `model(...).logits` (never a decoder + head assembled here: Gemma-2's final soft-capping, Granite's or
-Cohere's logit scales live in that forward). Verifier words of several tokens are read where they first differ
-(chat.word_tokens says why).
+Cohere's logit scales live in that forward). Verifier words of several tokens are read token by token, their
+probability the product (backends/judge.py).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from orchestrator.backends import judge
 from orchestrator.backends.base import InferenceEngine, Sample, Scored, check_sample_args
 from orchestrator.backends.chat import PromptFormat, stop_strings, stop_token_ids, word_tokens
 from orchestrator.backends.device import resolve_device, torch_dtype
@@ -263,51 +264,12 @@ class HFBackend(InferenceEngine):
         nll = (-torch.log_softmax(logits, -1).gather(-1, tgt[:, None]).squeeze(-1)).tolist()
         return Scored(nll=float(sum(nll)), token_nll=nll, length=len(ps))
 
-    def _tf_rows(self, queries: list[TFQuery]) -> tuple[list, list, list]:
-        if any(not q.segments for q in queries):
-            raise ValueError("TFQuery needs at least one segment")
-        firsts = self.prompts.encode_many([q.segments[0] for q in queries])
-        rests = iter(self.encode_many([seg for q in queries for seg in q.segments[1:]], special=False))
-        rows, where, pairs = [], [], []
-        for q, first in zip(queries, firsts):
-            prefix, (true_ids, false_ids) = self.words((q.true_token, q.false_token), "TF words")
-            row = list(first) + prefix  # the words' shared leading tokens, then the judgment is read
-            ps = [len(row) - 1]
-            row += true_ids  # chain rule: every judgment is followed by the true word
-            for _ in q.segments[1:]:
-                row += next(rests) + prefix
-                ps.append(len(row) - 1)
-                row += true_ids
-            rows.append(row)
-            where.append(ps)
-            pairs.append((true_ids[0], false_ids[0]))
-        return rows, where, pairs
-
-    @staticmethod
-    def _tf(pair: tuple[int, int], logits: torch.Tensor) -> float:
-        margin = logits[:, pair[0]] - logits[:, pair[1]]  # log p(T)/p(F)
-        return float(torch.nn.functional.logsigmoid(margin).sum().exp())
-
-    def _qe_rows(self, queries: list[QEQuery]) -> tuple[list, list, list]:
-        if any(len(q.grade_tokens) < 2 for q in queries):
-            raise ValueError("QEQuery needs at least two grade tokens")
-        rows, grade_ids = [], []
-        for q, row in zip(queries, self.prompts.encode_many([q.text for q in queries])):
-            prefix, ids = self.words(tuple(q.grade_tokens), "QE grade tokens")
-            rows.append(row + prefix)
-            grade_ids.append([i[0] for i in ids])
-        return rows, [[len(r) - 1] for r in rows], grade_ids
-
-    @staticmethod
-    def _qe(ids: list[int], logits: torch.Tensor) -> float:
-        p = torch.softmax(logits[0, ids], -1)
-        grades = torch.arange(len(ids), dtype=p.dtype, device=p.device)
-        return float((p * grades).sum() / (len(ids) - 1))
-
     def _judge_rows(self, queries: list, method: str) -> tuple[list, list, list, object]:
-        if method == "tf":
-            return (*self._tf_rows(queries), self._tf)
-        return (*self._qe_rows(queries), self._qe)
+        """Rows, read positions, per-query plans and the scoring function of TF or QE queries (backends/judge.py)."""
+        plan, scores = (judge.tf_plan, judge.tf_scores) if method == "tf" else (judge.qe_plan, judge.qe_scores)
+        reads, plans = plan(queries, self.prompts.encode_many, lambda xs: self.encode_many(xs, special=False),
+                            self.words)
+        return reads.rows, reads.where, plans, scores
 
     @torch.inference_mode()
     def score(self, prompts: list[str], responses: list[list[int]], batch_size: int = 512) -> list[Scored]:
@@ -318,24 +280,24 @@ class HFBackend(InferenceEngine):
     @torch.inference_mode()
     def tf_score(self, queries: list[TFQuery], batch_size: int = 512) -> list[float]:
         """s = prod_k p_k(True) / (p_k(True) + p_k(False)), a judgment after every segment (workloads/base.py)."""
-        rows, where, pairs = self._tf_rows(queries)
-        return [self._tf(pr, lg) for pr, lg in zip(pairs, self._logits_sorted(rows, where, batch_size))]
+        rows, where, plans, scores = self._judge_rows(queries, "tf")
+        return scores(plans, self._logits_sorted(rows, where, batch_size))
 
     @torch.inference_mode()
     def qe_score(self, queries: list[QEQuery], batch_size: int = 512) -> list[float]:
-        """s = E[grade] / max grade, grades read from the next-token distribution restricted to `grade_tokens`."""
-        rows, where, ids = self._qe_rows(queries)
-        return [self._qe(i, lg) for i, lg in zip(ids, self._logits_sorted(rows, where, batch_size))]
+        """s = E[grade] / max grade, grade g with probability P(grade word g) normalised over `grade_tokens`."""
+        rows, where, plans, scores = self._judge_rows(queries, "qe")
+        return scores(plans, self._logits_sorted(rows, where, batch_size))
 
     @torch.inference_mode()
     def verify(self, queries: list, method: str, responses: list[tuple[str, list[int]]] | None,
                batch_size: int = 512) -> tuple[list[float], list[Scored] | None]:
         """Verifier scores and teacher-forced uncertainty in one pass: both kinds of rows in one length-sorted list."""
-        jrows, jwhere, extra, judge = self._judge_rows(queries, method)
+        jrows, jwhere, plans, judge_scores = self._judge_rows(queries, method)
         srows, swhere = self._score_rows([p for p, _ in responses or []], [list(r) for _, r in responses or []])
         logits = self._logits_sorted(jrows + srows, jwhere + swhere, batch_size)
         k = len(jrows)
-        scores = [judge(e, lg) for e, lg in zip(extra, logits[:k])]
+        scores = judge_scores(plans, logits[:k])
         if responses is None:
             return scores, None
         return scores, [self._scored(r, ps, lg) for r, ps, lg in zip(srows, swhere, logits[k:])]
