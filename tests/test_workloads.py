@@ -121,6 +121,10 @@ def readme_example() -> str:
     return blocks[0]
 
 
+README_BODY_BARE_OPTION = readme_example().replace("min_len: int = 3  # every option needs a default",
+                                                   "min_len: int")
+
+
 def make_package(root: Path, name: str = "mypkg", body: str | None = None) -> Path:
     pkg = root / name
     pkg.mkdir(parents=True)
@@ -165,6 +169,7 @@ def test_entry_point_group_names_a_plugin(tmp_path, monkeypatch):
     ("mypkg_c.mod:Missing", "", "workload.name: module mypkg_c.mod has no Missing"),
     ("mypkg_c.mod:Half", "class Half:\n    def problems(self, split, n, seed): return []\n",
      "does not implement the workload protocol of workloads/base.py (missing check, tf_query, qe_query, reference)"),
+    ("mypkg_c.mod:MyTask", README_BODY_BARE_OPTION, "'mypkg_c.mod:MyTask'.Options.min_len has no default"),
 ])
 def test_bad_workload_names_are_one_line_exit_2(tmp_path, monkeypatch, capsys, name, body, needle):
     if body is not None:

@@ -13,7 +13,7 @@ Any failure -- unknown name, import error, not the protocol -- is one ConfigErro
 from __future__ import annotations
 
 import importlib
-from dataclasses import is_dataclass
+from dataclasses import MISSING, fields, is_dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -73,6 +73,9 @@ def workload_class(name: str, key: str = "workload.name") -> type:
     opts = getattr(cls, "Options", None)
     if opts is not None and not (isinstance(opts, type) and is_dataclass(opts)):
         raise ConfigError(f"{key}: {name!r}.Options must be a dataclass of the workload's options")
+    bare = [f.name for f in fields(opts) if f.default is MISSING and f.default_factory is MISSING] if opts else []
+    if bare:
+        raise ConfigError(f"{key}: {name!r}.Options.{bare[0]} has no default (every workload option needs one)")
     return cls
 
 
