@@ -146,12 +146,18 @@ sys.exit(1)
 EOF
 }
 
-wait_nodes() {  # until the cluster lists `want` alive nodes
-  "$PY" - "$1" "$2" "$DIR/auth_token" <<'EOF'
-import json, sys, time, urllib.request
-url, want, tok = sys.argv[1], int(sys.argv[2]), open(sys.argv[3]).read().strip()
-end = time.time() + 90
+wait_nodes() {  # until the cluster lists `want` alive nodes; fails early when a worker's `ray start` died
+  "$PY" - "$1" "$2" "$DIR/auth_token" "$DIR/pids" <<'EOF'
+import json, os, sys, time, urllib.request
+url, want, tok, pid_dir = sys.argv[1], int(sys.argv[2]), open(sys.argv[3]).read().strip(), sys.argv[4]
+workers = [int(open(os.path.join(pid_dir, f)).read()) for f in os.listdir(pid_dir) if f.startswith("worker")]
+end = time.time() + 240  # a loaded machine is slow: Ray's own node start-up gives up after its own timeout
 while time.time() < end:
+    for pid in workers:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            sys.exit(1)
     try:
         req = urllib.request.Request(url + "/nodes?view=summary", headers={"Authorization": "Bearer " + tok})
         with urllib.request.urlopen(req, timeout=5) as r:

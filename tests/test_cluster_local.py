@@ -61,9 +61,10 @@ def cluster():
                           timeout=400, env=env)
     STATE["up_s"] = time.perf_counter() - t0
     if proc.returncode != 0:
+        logs = "".join(f"\n--- {p.name}: " + p.read_text()[-600:] for p in sorted(Path(d, "logs").glob("*.log")))
         _sh("down", env)
         shutil.rmtree(d, ignore_errors=True)
-        pytest.fail(f"local.sh up failed: {proc.stderr[-2000:]}")
+        pytest.fail(f"local.sh up failed: {proc.stderr[-1500:]}{logs}")
     exports = dict(re.fullmatch(r"export (\w+)=(.*)", line).groups() for line in proc.stdout.splitlines())
     yield {"dir": d, "env": {**env, **exports}, "exports": exports, "stdout": proc.stdout}
     if _marked(d):  # the down test failed or did not run: never leave a cluster behind

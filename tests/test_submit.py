@@ -187,3 +187,14 @@ def test_working_dir_over_rays_upload_limit_is_refused_with_size_and_excludes(tm
     assert "over Ray's job upload limit of 1.0 MiB" in proc.stderr and "data 2.0 MiB" in proc.stderr
     assert "--exclude" in proc.stderr
     assert "token" not in proc.stderr  # refused before the cluster was asked anything
+
+
+def test_no_upload_ships_only_the_config():
+    from orchestrator.submission import workdir
+
+    work = workdir.stage("rounds: 1\n", None)
+    try:
+        assert [p.name for p in work.path.iterdir()] == [workdir.CONFIG_NAME]
+        assert work.runtime_env() == {"working_dir": str(work.path), "excludes": []}
+    finally:
+        work.remove()
