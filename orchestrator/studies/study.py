@@ -229,6 +229,10 @@ class Study:
         runs: dict[str, list] = {}
         for r in tracking.child_runs(parent, self.uri):
             runs.setdefault(r.data.tags.get("svgap.trial_id", ""), []).append(r)
+            # Tune ends a stopped trial's thread with SystemExit, which the experiment records as FAILED after the
+            # scheduler marked the run: it ended by decision, so FINISHED (its tags say why)
+            if r.data.tags.get("svgap.stopped_by") == "theory" and r.info.status != "FINISHED":
+                tracking.set_status(r.info.run_id, "FINISHED", self.uri)
         by_index: dict[int, Outcome] = {}
         ran = 0
         for res in grid:
