@@ -44,6 +44,14 @@ class ArithmeticWorkload:
         return {"workload": self.name, "version": RECIPE_VERSION, "options": asdict(self.options)}
 
     def base_model(self, cache_dir: Path, progress: Callable[[str], None] | None = None) -> Path:
+        """The default recipe's weights shipped with the package (shipped.py: the same π_0 on every machine), or
+        this recipe built here once and cached."""
+        from . import shipped
+
+        found = shipped.shipped_model(self.recipe())
+        if found is not None:  # copied into the cache under its own key: never mixed with a local build of the recipe
+            return cached_build(cache_dir, self.name, shipped.cache_recipe(self.recipe(), found),
+                                lambda out: shipped.install(out, found, progress), progress)
         return cached_build(cache_dir, self.name, self.recipe(), lambda out: self._build(out, progress), progress)
 
     def _build(self, out: Path, progress: Callable[[str], None] | None = None) -> dict:
