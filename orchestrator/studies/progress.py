@@ -69,7 +69,8 @@ class Progress(Callback):
 
 class StopRecorder:
     """Called by the theory scheduler when it stops a trial: the trial's MLflow run gets the reason, the predicted
-    limit and the stop round; stops.json keeps them with the compute saved (rounds not run x its mean round time)."""
+    limit and the stop round; stops.json keeps them with the compute saved (rounds not run x its mean measured
+    round time, start-up not counted)."""
 
     def __init__(self, study_dir: str, uri: str, parent_run_id: str) -> None:
         self.study_dir, self.uri, self.parent_run_id = study_dir, uri, parent_run_id
@@ -79,7 +80,8 @@ class StopRecorder:
 
         rounds, t = int(result["rounds"]), int(result["round"])
         history = result["history"]
-        per_round = result["seconds"] / max(len(history), 1)
+        rounds_s = [h["time/round"] for h in history if "time/round" in h]  # a round's own time, no start-up
+        per_round = sum(rounds_s) / len(rounds_s) if rounds_s else result["seconds"] / max(len(history), 1)
         stop = {"trial_id": trial.trial_id, "label": _label(trial), "round": t, "rounds": rounds,
                 "reason": reason, "prediction": prediction.to_json(), "rounds_saved": rounds - t,
                 "seconds_saved": (rounds - t) * per_round, "share_saved": (rounds - t) / (rounds + 1),

@@ -7,7 +7,8 @@ successive halving with the theory's extrapolation instead of the last value.
 
 A trial whose fit says `no decay` (U_s flat within noise) is predicted to stay where it is: its limit interval is
 the range of U_s it has measured. Any other verdict (no limit yet, outside theory, ...) gives no prediction, and a
-trial without a prediction is never stopped. The last round is never stopped (nothing left to save).
+trial without a prediction is never stopped. The last round is never stopped (nothing left to save). A trial whose
+latest fit has no physical prediction keeps its last one (the reason names the round it came from).
 """
 from __future__ import annotations
 
@@ -77,8 +78,8 @@ class TheoryStopRule:
             return None
         b = best[1]
         return (f"theory: predicted U_s,inf {mine.limit:.4f} [{mine.lo:.4f}, {mine.hi:.4f}] after round "
-                f"{last_round} cannot beat the best trial's {b.limit:.4f} [{b.lo:.4f}, {b.hi:.4f}] "
-                f"({vd.word_of(mine.verdict)})")
+                f"{last_round} cannot beat the best trial's {b.limit:.4f} [{b.lo:.4f}, {b.hi:.4f}] (its fit after "
+                f"round {b.round}) ({vd.word_of(mine.verdict)})")
 
 
 def make_scheduler(rule: TheoryStopRule, on_stop: Callable[[object, dict, str, Prediction], None]):
