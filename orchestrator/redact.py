@@ -55,11 +55,11 @@ def remember(text: str | None) -> None:
 
 
 def remember_env() -> None:
-    """MLflow's own credential variables: their values are secrets too."""
+    """MLflow's own credential variables and Ray's auth token: their values are secrets too."""
     import os
 
     with _lock:
-        for var in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        for var in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "RAY_AUTH_TOKEN"):
             v = os.environ.get(var, "")
             if len(v) >= 3:
                 _known.add(v)
