@@ -202,10 +202,11 @@ stop_all() {
 
 up() {
   mkdir -p "$DIR/pids" "$DIR/logs" "$DIR/mlflow" "$RAYTMP"
-  local running
+  local t0=$SECONDS running
   running="$(members)"
   [ -z "$running" ] || die "a cluster from $DIR is already up (pids $running); run cluster/local.sh down first"
-  "$PY" -c "import ray, mlflow" 2>/dev/null || die "$PY lacks ray or mlflow (set SVGAP_PYTHON)"
+  "$PY" -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('ray') and u.find_spec('mlflow')))" \
+    || die "$PY lacks ray or mlflow (set SVGAP_PYTHON)"
   [ -x "$BIN/ray" ] || die "no ray command next to $PY"
   [ -x "$BIN/mlflow" ] || die "no mlflow command next to $PY"
   if [ ! -s "$DIR/auth_token" ]; then
@@ -217,7 +218,7 @@ up() {
   set -- $(free_ports $((10 + 7 * WORKERS)))
   local gcs=$1 dash=$2 client=$3 nm=$4 om=$5 al=$6 ag=$7 me=$8 rea=$9 mlp=${10}
   shift 10
-  local t0=$SECONDS
+
   trap 'say "up failed; stopping what was started"; stop_all >/dev/null 2>&1 || true' ERR
   launch head "$DIR/logs/head.log" "$RAYTMP" "$BIN/ray" start --head --block --disable-usage-stats \
     --node-ip-address 127.0.0.1 --port "$gcs" --dashboard-host 127.0.0.1 --dashboard-port "$dash" \
