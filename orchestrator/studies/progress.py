@@ -39,9 +39,6 @@ def _label(trial) -> str:
 class Progress(Callback):
     """trial started / round measured / finished / failed, each with the study's counts."""
 
-    def __init__(self, max_failures: int = 0) -> None:
-        self.max_failures = max_failures
-
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         _say(f"[{_label(trial)}] started; {counts(trials, trial, 'RUNNING')}")
 
@@ -55,16 +52,22 @@ class Progress(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         _say(f"[{_label(trial)}] finished; {counts(trials, trial, 'TERMINATED')}")
 
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        """A failed trial Tune will run again (FailureConfig.max_failures)."""
+        self._failed(trials, trial, "; Tune retries it", "PENDING")
+
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._failed(trials, trial, "", "ERROR")
+
+    def _failed(self, trials, trial, what: str, now: str) -> None:
         err = ""
         try:  # the last line of Tune's error file: the exception, e.g. the stage that failed and why
             lines = [x for x in Path(trial.error_file).read_text().splitlines() if x.strip()]
             err = lines[-1].strip()[:300] if lines else ""
         except (OSError, TypeError):
             pass
-        retry = "; Tune retries it" if trial.run_metadata.num_failures <= self.max_failures else ""
         _say(f"[{_label(trial)}] failed (failure {trial.run_metadata.num_failures}){': ' + err if err else ''}"
-             f"{retry}; {counts(trials, trial, 'ERROR')}")
+             f"{what}; {counts(trials, trial, now)}")
 
 
 class StopRecorder:

@@ -145,7 +145,7 @@ class Study:
                                         trial_name_creator=lambda t: f"trial_{t.trial_id}",
                                         trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
             run_config=tune.RunConfig(name="tune", storage_path=str(folder), verbose=0,
-                                      callbacks=[Progress(self.spec.max_failures)],
+                                      callbacks=[Progress()],
                                       failure_config=tune.FailureConfig(max_failures=self.spec.max_failures)))
 
     def _scheduler(self, folder: Path, parent_run_id: str):
