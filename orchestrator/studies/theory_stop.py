@@ -97,6 +97,12 @@ def make_scheduler(rule: TheoryStopRule, on_stop: Callable[[object, dict, str, P
             on_stop(trial, result, reason, rule.predictions[trial.trial_id])
             return TrialScheduler.STOP
 
+        def on_trial_add(self, tune_controller, trial) -> None:
+            """A restored study's finished trials: their last predictions are the bar again."""
+            last = getattr(trial, "last_result", None) or {}
+            if trial.status == "TERMINATED" and last.get("history"):
+                rule.observe(trial.trial_id, last["history"])
+
         def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
             if result and result.get("history"):  # a finished trial's last prediction stays the bar
                 rule.observe(trial.trial_id, result["history"])
