@@ -146,6 +146,25 @@ sys.exit(1)
 EOF
 }
 
+wait_port() {  # until 127.0.0.1:port accepts connections (the head's GCS), while pid lives
+  "$PY" - "$1" "$2" <<'EOF'
+import os, socket, sys, time
+port, pid = int(sys.argv[1]), int(sys.argv[2])
+end = time.time() + 120
+while time.time() < end:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit(1)
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.3)
+sys.exit(1)
+EOF
+}
+
 wait_nodes() {  # until the cluster lists `want` alive nodes; fails early when a worker's `ray start` died
   "$PY" - "$1" "$2" "$DIR/auth_token" "$DIR/pids" <<'EOF'
 import json, os, sys, time, urllib.request
@@ -228,8 +247,8 @@ up() {
     --temp-dir "$RAYTMP"
   launch mlflow "$DIR/logs/mlflow.log" "$RAYTMP" "$BIN/mlflow" server --host 127.0.0.1 --port "$mlp" --workers 1 \
     --backend-store-uri "sqlite:///$DIR/mlflow/mlflow.db" --artifacts-destination "$DIR/mlflow/artifacts"
-  wait_http "http://127.0.0.1:$dash/api/version" "$(cat "$DIR/pids/head.pid")" "Ray head" "$DIR/logs/head.log"
-  say "head up on 127.0.0.1:$gcs (dashboard :$dash) in $((SECONDS - t0))s"
+  # workers join as soon as the head's GCS listens; its dashboard (the job server) comes up meanwhile
+  wait_port "$gcs" "$(cat "$DIR/pids/head.pid")" || { say "the Ray head did not start; see $DIR/logs/head.log"; false; }
   local i kind
   for i in $(seq 1 "$WORKERS"); do
     if [ $((i % 2)) -eq 1 ]; then kind=gen_node; else kind=train_node; fi
@@ -242,6 +261,8 @@ up() {
       --resources "{\"$kind\": 4}" --object-store-memory $((STORE_MB * 1000000)) --temp-dir "$DIR/w$i"
     shift 7
   done
+  wait_http "http://127.0.0.1:$dash/api/version" "$(cat "$DIR/pids/head.pid")" "Ray head" "$DIR/logs/head.log"
+  say "head up on 127.0.0.1:$gcs (dashboard :$dash) in $((SECONDS - t0))s"
   if [ "$WORKERS" -gt 0 ]; then
     wait_nodes "http://127.0.0.1:$dash" $((WORKERS + 1)) || { say "workers did not join; see $DIR/logs/worker*.log"; false; }
     say "$WORKERS worker node(s) joined ($((SECONDS - t0))s)"
