@@ -201,27 +201,45 @@ class CallsMixin:
         else:
             self._replace(i, stage)
 
-    def _ready(self, handles: list, what: str, stage: str) -> None:
-        """Wait for the placement group's bundles to be placed again (Ray moves a lost node's bundles when another
-        node has room; maybe none has) and then for the new actors to build their engines."""
+    def _placed(self) -> bool:
+        """Every bundle of this group is placed on a node that is alive (after a node is lost, Ray first marks it
+        dead, then moves its bundles; an actor started before that would die with the node)."""
         from ray.util.placement_group import placement_group_table
 
+        table = placement_group_table(self.pg)
+        if table.get("state") != "CREATED":
+            return False
+        alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+        where = table.get("bundles_to_node_id", {})
+        return all(where.get(b) in alive for b in self.bundles)
+
+    def _start_placed(self, indices: list[int], what: str, stage: str) -> None:
+        """Start new actors at `indices` once their bundles are placed on live nodes, and wait until they are built;
+        a start that loses its node is tried again until the placement deadline."""
         wait_s = min(self.spec.timeout_s, 120.0)
         deadline = time.monotonic() + wait_s
-        while placement_group_table(self.pg).get("state") != "CREATED":
-            if time.monotonic() > deadline:
-                raise StageError(f"stage '{stage}': cannot re-place {what} within {wait_s:g}s (a bundle of "
-                                 f"{self.spec.bundle()} has no node now; the cluster has "
-                                 f"{ray.available_resources()}). The run stops here; its finished rounds are in "
-                                 f"the run folder") from None
-            time.sleep(0.2)
-        try:
-            ray.get([h.__ray_ready__.remote() for h in handles], timeout=self.spec.timeout_s)
-        except GetTimeoutError:
-            raise StageError(f"stage '{stage}': the replacement for {what} did not start within "
-                             f"{self.spec.timeout_s:g}s") from None
-        except LOST as e:
-            raise StageError(f"stage '{stage}': the replacement for {what} did not start: {cause(e)}") from None
+        while True:
+            while not self._placed():
+                if time.monotonic() > deadline:
+                    raise StageError(f"stage '{stage}': cannot re-place {what} within {wait_s:g}s (a bundle of "
+                                     f"{self.spec.bundle()} has no live node now; the cluster has "
+                                     f"{ray.available_resources()}). The run stops here; its finished rounds are "
+                                     f"in the run folder") from None
+                time.sleep(0.2)
+            for i in indices:
+                self.actors[i] = self._start_actor(self.bundles[i])
+            try:
+                ray.get([self.actors[i].__ray_ready__.remote() for i in indices], timeout=self.spec.timeout_s)
+                return
+            except GetTimeoutError:
+                raise StageError(f"stage '{stage}': the replacement for {what} did not start within "
+                                 f"{self.spec.timeout_s:g}s") from None
+            except LOST as e:
+                if time.monotonic() > deadline:
+                    raise StageError(f"stage '{stage}': the replacement for {what} did not start: "
+                                     f"{cause(e)}") from None
+                self._discard([self.actors[i] for i in indices])
+                time.sleep(1.0)
 
     def _resync(self, indices: list[int], stage: str) -> None:
         """Replay the remembered calls (all of one method at once: a rank group loads collectively)."""
@@ -235,8 +253,7 @@ class CallsMixin:
 
     def _replace(self, i: int, stage: str) -> None:
         self._discard([self.actors[i]])
-        self.actors[i] = self._start_actor(self.bundles[i])
-        self._ready([self.actors[i]], f"{self.spec.role}[{i}]", stage)
+        self._start_placed([i], f"{self.spec.role}[{i}]", stage)
         self.epochs[i] += 1
         self.faults.replaced += 1
         self._resync([i], stage)
@@ -245,8 +262,7 @@ class CallsMixin:
     def _reform(self, stage: str) -> None:
         """A rank group loses all its ranks together: close the survivors, start every rank anew, join, re-sync."""
         self._discard(self.actors)
-        self.actors = [self._start_actor(b) for b in self.bundles]
-        self._ready(self.actors, f"the {self.spec.role} rank group", stage)
+        self._start_placed(list(range(len(self.actors))), f"the {self.spec.role} rank group", stage)
         self.epochs = [e + 1 for e in self.epochs]
         self.faults.replaced += len(self.actors)
         self._form_rank_group()
