@@ -74,6 +74,7 @@ def tiny_cfg(tmp_path, base_model_dir, *extra):
                               f"model.path={base_model_dir}", "fit.online=false", *extra])
 
 
+@pytest.mark.slow
 def test_run_survives_lost_generation_verification_and_training_actors(switch, base_model_dir, tmp_path):
     """ray.kill of a generation actor while it samples, SIGKILL of the verification actor while it verifies (round 0)
     and of the training actor while it trains round 1's... (rounds=1: round 0 trains): the run completes, each

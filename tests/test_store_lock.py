@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import ray
 
 from orchestrator import tracking
@@ -53,6 +54,7 @@ def test_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path):
     assert len(runs) == 3 and all(r.data.metrics == {"x": 1.0} for r in runs)
 
 
+@pytest.mark.slow
 def test_two_runs_started_at_once_on_a_fresh_store_both_finish(local_ray, base_model_dir, tmp_path):
     """Two real `svgap run` processes (joining the test's Ray, small pools so both fit its 2 CPUs) on one fresh
     sqlite store: both finish, both runs are in the store with all their rounds, and the store is usable after."""

@@ -72,6 +72,7 @@ def same(a: dict, b: dict) -> bool:
                                            for s in a[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_server_stopped_for_a_round_and_restarted(local_ray, base_model_dir, tmp_path, capfd):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
