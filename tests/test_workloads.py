@@ -185,3 +185,10 @@ def test_problem_ids_are_stable_names(gsm8k):
     p = gsm8k.problems("train", 1, 0)[0]
     assert isinstance(p, Problem) and re.fullmatch(r"gsm8k-[0-9a-f]{12}", p.id)
     assert textwrap.dedent(p.prompt) == p.prompt
+
+
+def test_math_workloads_need_a_model_path(tmp_path, capsys):
+    data = tiny_hf.write_gsm8k(tmp_path / "g.jsonl")
+    assert main(["base-model", "--set", "workload.name=gsm8k", "--set", f"workload.options.path={data}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "workload gsm8k builds no base model; set model.path" in err, err
