@@ -204,17 +204,22 @@ stop_all() {
   [ -n "$pids" ] || { rm -f "$DIR"/pids/*.pid; return 0; }
   # shellcheck disable=SC2086
   kill -TERM $pids 2>/dev/null || true
-  for _ in $(seq 1 20); do  # up to ~10 s for Ray's graceful shutdown
+  for _ in $(seq 1 20); do  # up to ~10 s for Ray's graceful shutdown (processes started meanwhile get it too)
     sleep 0.5
     pids="$(members)"
     [ -n "$pids" ] || break
+    # shellcheck disable=SC2086
+    kill -TERM $pids 2>/dev/null || true
   done
-  if [ -n "$pids" ]; then
+  # SIGKILL what is left; a killed process takes a moment to go (longer on a loaded machine), and a raylet may have
+  # forked a worker just before it died: look again a few times
+  for _ in $(seq 1 10); do
+    [ -n "$pids" ] || break
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
-    sleep 0.5
-  fi
-  pids="$(members)"
+    sleep 1
+    pids="$(members)"
+  done
   rm -f "$DIR"/pids/*.pid
   [ -z "$pids" ] || { say "still running after SIGKILL: $pids"; return 1; }
 }
