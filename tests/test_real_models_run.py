@@ -62,6 +62,9 @@ def test_qwen2_chat_model_runs_two_rounds_on_gsm8k(local_ray, tmp_path, capsys):
     run_id, uri, logged = _run(tmp_path, overrides, capsys)
     _all_finite_and_logged(logged)
     assert sorted(logged["time/train"]) == [0, 1]
+    # the trainer opens conversations as the engines do: its first loss (one batch of all picks, LoRA B = 0, so
+    # the model is still pi_0) is U_v(0) itself, measured by the verification pool
+    assert logged["train/loss_first"][0] == pytest.approx(logged["U_v"][0], abs=1e-3)
 
     # round 0 measured the chat-wrapped prompts: the same candidates drawn here through the template give its U_s
     cfg = config.load(None, overrides)
