@@ -21,7 +21,7 @@ import workloads
 from orchestrator import config, tracking
 from orchestrator.cli import main
 from orchestrator.round import ROUND_METRICS, derive_seed
-from test_workloads import make_package
+from tiny_hf import make_package
 
 pytestmark = pytest.mark.slow
 

@@ -7,20 +7,17 @@ import json
 import re
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 import tiny_hf
+from tiny_hf import make_package, readme_example
 import workloads
 from orchestrator import config
 from orchestrator.cli import main
 from orchestrator.errors import SvgapError
 from orchestrator.typed import ConfigError
 from workloads.base import Problem
-
-README = Path(__file__).resolve().parent.parent / "workloads" / "README.md"
-
 
 @pytest.fixture
 def gsm8k(tmp_path):
@@ -114,23 +111,8 @@ def test_bad_jsonl_lines_are_named(tmp_path):
 
 
 # -- plug-ins ----------------------------------------------------------------------------------------------------------
-def readme_example() -> str:
-    """The complete example of workloads/README.md, as a user would copy it."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    assert len(blocks) == 1
-    return blocks[0]
-
-
 README_BODY_BARE_OPTION = readme_example().replace("min_len: int = 3  # every option needs a default",
                                                    "min_len: int")
-
-
-def make_package(root: Path, name: str = "mypkg", body: str | None = None) -> Path:
-    pkg = root / name
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "mod.py").write_text(body if body is not None else readme_example())
-    return root
 
 
 def test_readme_example_is_a_workload_by_module_and_class(tmp_path, monkeypatch):

@@ -1,12 +1,16 @@
 """Tiny real Hugging Face models for tests, built here from configs with random weights (nothing downloaded):
 Llama, Qwen2 and Gemma2 (final logit soft-capping) over one byte-level BPE tokenizer trained with `tokenizers`,
-with a ChatML chat template, and GSM8K / MATH fixture files of a handful of problems."""
+with a ChatML chat template; GSM8K / MATH fixture files of a handful of problems; the README's plug-in example as
+a package outside the repository."""
 from __future__ import annotations
 
 import copy
 import functools
 import json
+import re
 from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "workloads" / "README.md"
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -109,3 +113,19 @@ def build(out: Path, arch: str, chat: bool = True, seed: int = 0, stop_strings: 
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def readme_example() -> str:
+    """The complete plug-in example of workloads/README.md, as a user would copy it."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) == 1
+    return blocks[0]
+
+
+def make_package(root: Path, name: str = "mypkg", body: str | None = None) -> Path:
+    """A package `name` with module `mod` (the README example unless `body`) under root, a folder outside the repo."""
+    pkg = root / name
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "mod.py").write_text(body if body is not None else readme_example())
+    return root
