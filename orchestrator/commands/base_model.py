@@ -47,8 +47,6 @@ def checks(m: dict) -> dict[str, dict]:
 def measure(cfg, progress=_say) -> dict:
     """Build/load the model of `cfg` and measure it; returns the JSON-able report."""
     import workloads
-    from orchestrator.backends.hf import HFBackend
-    from orchestrator.base_eval import evaluate
 
     workload = workloads.for_config(cfg)
     t0 = time.time()
@@ -70,6 +68,9 @@ def measure(cfg, progress=_say) -> dict:
         cached = (path / RECIPE_FILE).stat().st_mtime < t0
     except (OSError, ValueError):
         pass
+    from orchestrator.backends.hf import HFBackend  # torch: only once the model folder is known
+    from orchestrator.base_eval import evaluate
+
     method = cfg.verification.method
     progress(f"measuring on {cfg.workload.heldout_prompts} held-out prompts, N = {cfg.generation.n}, "
              f"temperature {cfg.generation.temperature:g}, verifier {method}, sigma = {cfg.verification.threshold:g}")
