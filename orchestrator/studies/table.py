@@ -224,6 +224,8 @@ def plot(table: dict, folder: Path, stem: str) -> list[Path]:
                 ys = [r.get(key) if r.get(key) is not None else float("nan") for r in rs]
                 err = [r.get(key + "_sd") or 0.0 for r in rs]
                 a.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=rest)
+                if all(math.isnan(y) for y in ys):  # a fit that is a verdict, or a point without the number
+                    a.text(0.5, 0.5, "no number (see the table)", ha="center", transform=a.transAxes, fontsize=8)
                 a.set_title(title, fontsize=9)
                 a.set_xlabel(axis, fontsize=8)
         if len(groups) > 1:
