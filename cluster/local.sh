@@ -146,25 +146,6 @@ sys.exit(1)
 EOF
 }
 
-wait_port() {  # until 127.0.0.1:port accepts connections (the head's GCS), while pid lives
-  "$PY" - "$1" "$2" <<'EOF'
-import os, socket, sys, time
-port, pid = int(sys.argv[1]), int(sys.argv[2])
-end = time.time() + 120
-while time.time() < end:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        sys.exit(1)
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.3)
-sys.exit(1)
-EOF
-}
-
 wait_nodes() {  # until the cluster lists `want` alive nodes; fails early when a worker's `ray start` died
   "$PY" - "$1" "$2" "$DIR/auth_token" "$DIR/pids" <<'EOF'
 import json, os, sys, time, urllib.request
@@ -193,7 +174,7 @@ EOF
 launch() {  # name, log, ray temp dir, command...: start detached with the cluster marker, record the pid
   local name="$1" log="$2" tmp="$3"; shift 3
   env "$MARK" RAY_TMPDIR="$tmp" RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$DIR/auth_token" \
-      PATH="$BIN:$PATH" RAY_USAGE_STATS_ENABLED=0 \
+      PATH="$BIN:$PATH" RAY_USAGE_STATS_ENABLED=0 RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0 \
       setsid "$@" </dev/null >"$log" 2>&1 &
   echo $! >"$DIR/pids/$name.pid"
 }
@@ -224,6 +205,19 @@ stop_all() {
   [ -z "$pids" ] || { say "still running after SIGKILL: $pids"; return 1; }
 }
 
+start_worker() {  # i, gcs port: worker i on its 7 ports from WORKER_PORTS, its own temp dir and custom resource
+  local i="$1" gcs="$2" kind o=$((7 * ($1 - 1)))
+  local p=("${WORKER_PORTS[@]:$o:7}")
+  if [ $((i % 2)) -eq 1 ]; then kind=gen_node; else kind=train_node; fi
+  # its own temp dir: nodes sharing one would race for the same socket names (raylet.1, plasma_store.1)
+  mkdir -p "$DIR/w$i"
+  launch "worker$i" "$DIR/logs/worker$i.log" "$DIR/w$i" "$BIN/ray" start --block --disable-usage-stats \
+    --address "127.0.0.1:$gcs" --node-ip-address 127.0.0.1 --node-manager-port "${p[0]}" --object-manager-port "${p[1]}" \
+    --dashboard-agent-listen-port "${p[2]}" --dashboard-agent-grpc-port "${p[3]}" --metrics-export-port "${p[4]}" \
+    --runtime-env-agent-port "${p[5]}" --ray-client-server-port "${p[6]}" --num-cpus "$CPUS" \
+    --resources "{\"$kind\": 4}" --object-store-memory $((STORE_MB * 1000000)) --temp-dir "$DIR/w$i"
+}
+
 up() {
   mkdir -p "$DIR/pids" "$DIR/logs" "$DIR/mlflow" "$RAYTMP"
   local t0=$SECONDS running
@@ -252,24 +246,22 @@ up() {
     --temp-dir "$RAYTMP"
   launch mlflow "$DIR/logs/mlflow.log" "$RAYTMP" "$BIN/mlflow" server --host 127.0.0.1 --port "$mlp" --workers 1 \
     --backend-store-uri "sqlite:///$DIR/mlflow/mlflow.db" --artifacts-destination "$DIR/mlflow/artifacts"
-  # workers join as soon as the head's GCS listens; its dashboard (the job server) comes up meanwhile
-  wait_port "$gcs" "$(cat "$DIR/pids/head.pid")" || { say "the Ray head did not start; see $DIR/logs/head.log"; false; }
-  local i kind
-  for i in $(seq 1 "$WORKERS"); do
-    if [ $((i % 2)) -eq 1 ]; then kind=gen_node; else kind=train_node; fi
-    # its own temp dir: nodes sharing one would race for the same socket names (raylet.1, plasma_store.1)
-    mkdir -p "$DIR/w$i"
-    launch "worker$i" "$DIR/logs/worker$i.log" "$DIR/w$i" "$BIN/ray" start --block --disable-usage-stats \
-      --address "127.0.0.1:$gcs" --node-ip-address 127.0.0.1 --node-manager-port "$1" --object-manager-port "$2" \
-      --dashboard-agent-listen-port "$3" --dashboard-agent-grpc-port "$4" --metrics-export-port "$5" \
-      --runtime-env-agent-port "$6" --ray-client-server-port "$7" --num-cpus "$CPUS" \
-      --resources "{\"$kind\": 4}" --object-store-memory $((STORE_MB * 1000000)) --temp-dir "$DIR/w$i"
-    shift 7
-  done
   wait_http "http://127.0.0.1:$dash/api/version" "$(cat "$DIR/pids/head.pid")" "Ray head" "$DIR/logs/head.log"
   say "head up on 127.0.0.1:$gcs (dashboard :$dash) in $((SECONDS - t0))s"
+  WORKER_PORTS=("$@")
+  local i
+  for i in $(seq 1 "$WORKERS"); do start_worker "$i" "$gcs"; done
   if [ "$WORKERS" -gt 0 ]; then
-    wait_nodes "http://127.0.0.1:$dash" $((WORKERS + 1)) || { say "workers did not join; see $DIR/logs/worker*.log"; false; }
+    # `ray start` gives its raylet 30 s to register with the GCS; on a loaded machine that can run out: a worker
+    # whose `ray start` gave up is started again (twice at most), on the same ports
+    local try
+    for try in 1 2 3; do
+      if wait_nodes "http://127.0.0.1:$dash" $((WORKERS + 1)); then break; fi
+      [ "$try" -lt 3 ] || { say "workers did not join; see $DIR/logs/worker*.log"; false; }
+      for i in $(seq 1 "$WORKERS"); do
+        alive "$(cat "$DIR/pids/worker$i.pid")" || { say "worker $i gave up starting; starting it again"; start_worker "$i" "$gcs"; }
+      done
+    done
     say "$WORKERS worker node(s) joined ($((SECONDS - t0))s)"
   fi
   wait_http "http://127.0.0.1:$mlp/health" "$(cat "$DIR/pids/mlflow.pid")" "MLflow server" "$DIR/logs/mlflow.log"
