@@ -195,9 +195,9 @@ class Experiment:
         cfg = self.cfg
         if self.resume is not None:
             point = self.resume
-            logger = tracking.RunLogger.reattach(self.uri, point.run_id)
             files = RunFiles(point.run_dir)
-            files.hold()
+            files.hold()  # first: a driver that started meanwhile keeps its run to itself
+            logger = tracking.RunLogger.reattach(self.uri, point.run_id)
             files.remove_partial()
             files.note_resume(point.note())
             self.progress(describe(point))
