@@ -78,6 +78,8 @@ def find_token() -> Token:
             return Token(loader.get_raw_token(ignore_auth_mode=True), source)
     except AuthenticationError as e:  # e.g. RAY_AUTH_TOKEN_PATH names a missing or empty file
         raise SvgapError(f"Ray auth token: {str(e).split('. ')[0]}") from None
+    finally:  # the loader is process-wide: leave nothing cached for a Ray started later in this process
+        loader.reset_cache()
     if mode == "token":
         raise SvgapError(f"RAY_AUTH_MODE=token but no Ray auth token found: {TOKEN_HELP}")
     return Token(None, "none found")
