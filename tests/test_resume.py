@@ -227,7 +227,7 @@ def test_scheduler_state_restores_what_external_data_was_used(default_workload):
     """A resumed scheduler hands the next round exactly the examples the uninterrupted one would (state.json)."""
     from orchestrator.scheduler import build_scheduler
 
-    cfg = config.load(None, ["rounds=4", "external.strategy=late", "external.budget=12"])
+    cfg = config.load(None, ["rounds=4", "external.strategy=uniform", "external.budget=12"])
     first, second = build_scheduler(cfg, default_workload), build_scheduler(cfg, default_workload)
     for t in range(2):
         first.examples(t, [])
