@@ -170,6 +170,7 @@ def test_working_dir_over_rays_upload_limit_is_refused_with_size_and_excludes(tm
     proj = tmp_path / "proj"
     (proj / "orchestrator").mkdir(parents=True)
     (proj / "orchestrator" / "__init__.py").write_text("")
+    (proj / "pyproject.toml").write_text("[project]\nname = 'svgap'\n")
     (proj / "data").mkdir()
     (proj / "data" / "blob.bin").write_bytes(os.urandom(2 * 1024 * 1024))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))}
@@ -198,3 +199,10 @@ def test_no_upload_ships_only_the_config():
         assert work.runtime_env() == {"working_dir": str(work.path), "excludes": []}
     finally:
         work.remove()
+
+
+def test_a_folder_that_is_no_project_is_not_uploaded(clean_env, capsys, listening, tmp_path):
+    """e.g. svgap installed in site-packages: its parent folder is no project to ship (it would be gigabytes)."""
+    (tmp_path / "site" / "orchestrator").mkdir(parents=True)
+    _refused(capsys, SMALL + ["--working-dir", str(tmp_path / "site"), "--address", listening, "--tracking-uri",
+                              "http://127.0.0.1:5000"], "not an svgap project folder")

@@ -55,8 +55,11 @@ def stage(config_text: str, root: Path | None, extra_excludes: list[str] = ()) -
     tmp = Path(tempfile.mkdtemp(prefix="svgap-job-"))
     try:
         if root is not None:
-            if not (root / "orchestrator").is_dir():
-                raise SvgapError(f"working dir {root}: not an svgap project (no orchestrator/ package in it)")
+            if not (root / "orchestrator").is_dir() or not (root / "pyproject.toml").is_file():
+                # e.g. svgap installed into site-packages: that folder is no project to ship
+                raise SvgapError(f"working dir {root}: not an svgap project folder (no orchestrator/ and "
+                                 f"pyproject.toml in it); pass --working-dir PROJECT, or --no-upload when the "
+                                 f"cluster has svgap installed")
             for entry in sorted(root.iterdir()):
                 if entry.name != CONFIG_NAME:
                     (tmp / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
