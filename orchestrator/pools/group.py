@@ -20,7 +20,8 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from orchestrator.config import PoolResources
 from orchestrator.errors import SvgapError
-from orchestrator.pools.calls import Call, CallsMixin, StageError, shard  # noqa: F401 - StageError, shard: importable here
+# StageError and shard are importable from here too (callers and tests did before calls.py)
+from orchestrator.pools.calls import Call, CallsMixin, StageError, shard  # noqa: F401
 
 
 @dataclass(frozen=True)
