@@ -75,9 +75,10 @@ def tiny_cfg(tmp_path, base_model_dir, *extra):
 
 @pytest.mark.slow
 def test_run_survives_lost_generation_verification_and_training_actors(switch, base_model_dir, tmp_path):
-    """ray.kill of a generation actor while it samples, SIGKILL of the verification actor while it verifies (round 0)
-    and of the training actor while it trains round 1's... (rounds=1: round 0 trains): the run completes, each
-    record counts what was retried, and the results equal a run without faults (sharding and seeds fix them)."""
+    """Round 0: ray.kill of a generation actor while it samples, SIGKILL of the verification actor while it verifies
+    and of the training actor while it trains. The run completes, the round's record counts the three retried
+    calls, and both rounds' numbers equal those of a run without faults (each prompt's seed fixes its candidates;
+    the new trainer starts from the same π_0 and seed)."""
     import json
 
     from fault_helpers import KilledGenerationWorker, OOMTrainingWorker, OOMVerificationWorker
