@@ -60,8 +60,11 @@ def stage(config_text: str, root: Path | None, extra_excludes: list[str] = ()) -
                 raise SvgapError(f"working dir {root}: not an svgap project folder (no orchestrator/ and "
                                  f"pyproject.toml in it); pass --working-dir PROJECT, or --no-upload when the "
                                  f"cluster has svgap installed")
+            from ray._private import ray_constants
+
+            skip = {CONFIG_NAME, *ray_constants.get_runtime_env_default_excludes()}  # Ray leaves those out anyway
             for entry in sorted(root.iterdir()):
-                if entry.name != CONFIG_NAME:
+                if entry.name not in skip:
                     (tmp / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
         (tmp / CONFIG_NAME).write_text(config_text)
     except BaseException:
