@@ -129,3 +129,34 @@ def test_sync_bad_input_is_one_line_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and words in err, err
     assert not (tmp_path / "m.db").exists()  # nothing written to the store
+
+
+def test_outbox_holds_in_order_flushes_on_return_and_raises_real_errors():
+    """The rule under RunLogger, without a server: a failing write while the store does not answer is held (one
+    warning), later writes queue behind it, all go out in order once it answers; a write that fails while the store
+    answers is a real error and is raised."""
+    from orchestrator.outbox import Outbox
+
+    up, sent, warned = [True], [], []
+
+    def write(x):
+        def go():
+            if not up[0]:
+                raise ConnectionError("refused")
+            if x == "bad":
+                raise ValueError("invalid metric")
+            sent.append(x)
+        return go
+
+    box = Outbox(lambda: up[0], warned.append, "http://127.0.0.1:1")
+    box.send("a", write("a"))
+    up[0] = False
+    box.send("b", write("b"))
+    box.send("c", write("c"))
+    assert sent == ["a"] and len(box.held) == 2 and len(warned) == 1 and "does not answer" in warned[0]
+    assert box.drain(0.0) == 2
+    up[0] = True
+    box.send("d", write("d"))
+    assert sent == ["a", "b", "c", "d"] and not box.held and "answers again" in warned[-1]
+    with pytest.raises(ValueError, match="invalid metric"):
+        box.send("bad", write("bad"))
