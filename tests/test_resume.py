@@ -66,6 +66,7 @@ def _kill_in_round_2(cmd: list[str], cwd: Path, timeout: float = 240) -> str:
     return run_id
 
 
+@pytest.mark.slow
 def test_kill_9_in_round_2_then_resume_equals_uninterrupted(local_ray, base_model_dir, store, tmp_path, capsys):
     uri = store
     cfg_path = tmp_path / "tiny.yaml"
