@@ -201,6 +201,8 @@ class Experiment:
             files.remove_partial()
             files.note_resume(point.note())
             self.progress(describe(point))
+            for t, metrics in sorted(point.missing.items()):  # e.g. held during a tracking outage, then killed
+                logger.log_metrics(metrics, step=t)
             return logger, files
         cfg_text = redact.text(dump(cfg))  # saved config, artifact and params never carry a password
         logger = tracking.RunLogger(self.uri, self.experiment_name, cfg.tracking.run_name,

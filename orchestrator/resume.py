@@ -37,12 +37,14 @@ class ResumePoint:
     scheduler: dict | None = None
     update_path: Path | None = None
     logged: set[tuple[str, int]] = field(default_factory=set)  # (metric, step) MLflow has beyond last_round
+    # finished rounds' metrics MLflow lacks (a tracking outage before the driver died): sent when the run resumes
+    missing: dict[int, dict[str, float]] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
 
     def note(self) -> dict:
         return {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "from_round": self.last_round + 1,
                 "model_version": self.version, "overrides": [redact.text(o) for o in self.overrides],
-                "already_in_mlflow": len(self.logged)}
+                "already_in_mlflow": len(self.logged), "filled_in_mlflow": sum(map(len, self.missing.values()))}
 
 
 def check_overrides(overrides: list[str]) -> None:
@@ -95,10 +97,19 @@ def _config(files: RunFiles, overrides: list[str]) -> config.ExperimentConfig:
         raise SvgapError(f"run folder {files.root}: its config no longer validates: {e}") from None
 
 
-def _logged(run_id: str, uri: str, after: int) -> set[tuple[str, int]]:
-    run = tracking.get_run(run_id, uri)
-    series = tracking.metric_series(run_id, sorted(run.data.metrics), uri)
-    return {(k, step) for k, steps in series.items() for step in steps if step > after}
+def _in_mlflow(point: ResumePoint, uri: str) -> None:
+    """What MLflow has: steps beyond the last finished round are not logged again (`logged`); metrics of finished
+    rounds it lacks are sent on resume (`missing`, from the records and fits, as `svgap sync` would)."""
+    from orchestrator.sync import fit_metrics
+
+    run = tracking.get_run(point.run_id, uri)
+    series = tracking.metric_series(point.run_id, sorted(run.data.metrics), uri)
+    point.logged = {(k, step) for k, steps in series.items() for step in steps if step > point.last_round}
+    for rec in point.records:
+        metrics = {**rec.flat_metrics(), **fit_metrics(point.fits.get(rec.round))}
+        lack = {k: v for k, v in metrics.items() if v is not None and rec.round not in series.get(k, {})}
+        if lack:
+            point.missing[rec.round] = lack
 
 
 def holder(run_dir: Path) -> str | None:
@@ -146,7 +157,7 @@ def load(target: str, overrides: list[str] | None = None,
     if who:
         raise SvgapError(f"run {run_id} is still running (its driver, {who}, holds {root / '.lock'})")
     point = _point(files, state, run_id, last)
-    point.logged = _logged(run_id, uri, last)
+    _in_mlflow(point, uri)
     point.overrides = overrides
     return cfg, point, uri
 
@@ -183,6 +194,8 @@ def load_update(path: Path):
 def describe(point: ResumePoint) -> str:
     skipped = sorted({s for _, s in point.logged})
     extra = f"; MLflow already has steps {skipped} of the round in flight (not logged again)" if skipped else ""
+    if point.missing:
+        extra += f"; sending MLflow the metrics it lacks of finished rounds {sorted(point.missing)}"
     return (f"resuming run {point.run_id} at round {point.last_round + 1} with model version {point.version} "
             f"({point.run_dir}){extra}")
 

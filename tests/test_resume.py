@@ -239,3 +239,17 @@ def test_scheduler_state_restores_what_external_data_was_used(default_workload):
     for t in (2, 3):
         assert [p.id for p in second.examples(t, [])] == [p.id for p in first.examples(t, [])]
     assert first.remaining == second.remaining == 0
+
+
+def test_what_mlflow_has_decides_what_a_resume_logs(tmp_path, base_model_dir, store):
+    """Steps beyond the last finished round that MLflow already has are not logged again; finished rounds whose
+    metrics MLflow lacks (held during a tracking outage when the driver died) are sent on resume."""
+    from orchestrator import resume
+
+    run_id, root, uri = _interrupted(tmp_path, base_model_dir, store)  # rounds 0, 1 finished; MLflow has nothing
+    tracking.log_metrics(run_id, {"U_s": 1.0}, step=0, uri=uri)
+    tracking.log_metrics(run_id, {"U_s": 0.5, "U_v": 0.4}, step=2, uri=uri)  # the round in flight had logged
+    _, point, _ = resume.load(str(root), [], uri)
+    assert point.logged == {("U_s", 2), ("U_v", 2)}
+    assert point.missing == {1: {"U_s": 1.0}}
+    assert "finished rounds [1]" in resume.describe(point) and "steps [2]" in resume.describe(point)
