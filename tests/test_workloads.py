@@ -47,6 +47,9 @@ def test_gsm8k_checks_answers_with_math_verify(gsm8k):
     assert gsm8k.check(p, "#### 1,000.0")
     assert gsm8k.check(p, "so the answer is 1000")  # no '####': the last number
     assert not gsm8k.check(p, "#### 999") and not gsm8k.check(p, "no idea")
+    # a plain model that goes on with a question of its own: that tail is neither checked nor judged
+    rambling = "1200 - 200 = 1000\n#### 1000\nQuestion: And 5 more?\nAnswer: 1005\n#### 1005"
+    assert gsm8k.check(p, rambling) and "And 5 more" not in gsm8k.tf_query(p, rambling).segments[0]
 
 
 def test_math_workload_boxed_answers(tmp_path):

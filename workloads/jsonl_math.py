@@ -144,16 +144,21 @@ class MathFileWorkload:
     def solve_prompt(self, text: str) -> str:
         return math_prompts.solve(self.kind, text, self.chat)
 
+    def answer_part(self, response: str) -> str:
+        """What of a candidate answers the problem: a plain (completion) model often goes on with a new
+        'Question:' / 'Problem:' of its own; that tail is neither checked nor judged."""
+        return math_prompts.cut_continuation(self.kind, response)
+
     # -- the protocol -----------------------------------------------------------------------------------------------
     def check(self, problem: Problem, response: str) -> bool:
-        gold, pred = self.final_answer(problem.answer), self.final_answer(response)
+        gold, pred = self.final_answer(problem.answer), self.final_answer(self.answer_part(response))
         return gold is not None and pred is not None and math_prompts.same_answer(gold, pred)
 
     def tf_query(self, problem: Problem, response: str) -> TFQuery:
-        return math_prompts.tf_query(self.problem_text(problem), response, self.chat)
+        return math_prompts.tf_query(self.problem_text(problem), self.answer_part(response), self.chat)
 
     def qe_query(self, problem: Problem, response: str) -> QEQuery:
-        return math_prompts.qe_query(self.problem_text(problem), response, self.chat)
+        return math_prompts.qe_query(self.problem_text(problem), self.answer_part(response), self.chat)
 
     def reference(self, problem: Problem) -> str:
         return problem.answer

@@ -49,6 +49,15 @@ def qe_query(problem: str, response: str, chat: bool) -> QEQuery:
 
 
 # -- answers ---------------------------------------------------------------------------------------------------------
+# where the plain wording's next problem would start (SOLVE's plain prompts begin so)
+CONTINUATION = {"gsm8k": "\nQuestion:", "math": "\nProblem:"}
+
+
+def cut_continuation(kind: str, response: str) -> str:
+    """The response up to a new problem the model started on its own (the whole response if it did not)."""
+    return response.split(CONTINUATION[kind], 1)[0]
+
+
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
