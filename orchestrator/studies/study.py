@@ -122,8 +122,13 @@ class Study:
 
         from orchestrator.typed import to_dict
 
+        def config(v: Variant) -> dict:  # a trial may start in another folder (or node): no relative run folder
+            d = to_dict(v.cfg)
+            d["tracking"]["out_dir"] = str(Path(v.cfg.tracking.out_dir).expanduser().absolute())
+            return d
+
         variants = [{"index": i, "label": v.label, "point_label": v.point_label, "point": v.point, "seed": v.seed,
-                     "config": to_dict(v.cfg), "bundles": tb.bundles, "roles": tb.roles, "strategy": tb.strategy}
+                     "config": config(v), "bundles": tb.bundles, "roles": tb.roles, "strategy": tb.strategy}
                     for i, (v, tb) in enumerate(zip(self.variants, bundles))]
         study = {"id": sid, "uri": self.uri, "experiment": self.experiment_name, "parent_run_id": parent_run_id,
                  "cwd": os.getcwd(), "worker_classes": self.worker_classes}
