@@ -218,14 +218,20 @@ def test_unsupported_head_dim_is_a_named_error(base_model_dir, tmp_path):
         VLLMBackend(unwidenable_copy(base_model_dir, tmp_path / "model"), device="cpu")
 
 
-def test_no_engine_process_outlives_the_pool(engine):
-    """Last in the module: closing the pool ends the engine core and its worker (os._exit alone would not)."""
+def test_no_engine_process_outlives_a_killed_actor(engine):
+    """Last in the module: the actor dies by SIGKILL (as a lost actor does, never closed), and its engine core and
+    worker still end (vllm_reaper.py); a pool's own close is checked by test_vllm_run.py's run."""
+    import signal
+
     pids = engine.call_one("start", "engine_pids")
     assert len(pids) >= 1 and all(psutil.pid_exists(p) for p in pids)
-    engine.shutdown()
+    actor_pid = next(psutil.Process(p).ppid() for p in pids if psutil.Process(p).ppid() not in pids)
+    assert "VLLM" not in psutil.Process(actor_pid).name()
+    os.kill(actor_pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     alive = pids
     while alive and time.monotonic() < deadline:
         time.sleep(0.5)
         alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-    assert not alive, f"vLLM engine processes still running after the pool closed: {alive}"
+    engine.shutdown()
+    assert not alive, f"vLLM engine processes still running after their actor was killed: {alive}"

@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from orchestrator.backends import vllm_reaper
 from orchestrator.backends.base import InferenceEngine, Sample, Scored, check_sample_args
 from orchestrator.backends.device import torch_dtype
 from orchestrator.errors import SvgapError
@@ -92,6 +93,7 @@ class VLLMBackend(InferenceEngine):
         self._lora = None
         self._next_lora_id = 1
         self._engine_pids: list[int] = []
+        self._reaper = None
         self.llm = None
         self._start(threads)
 
@@ -125,6 +127,8 @@ class VLLMBackend(InferenceEngine):
         finally:  # the engine core and its worker (process titles VLLM::...), to check they end with us
             self._engine_pids = [p.pid for p in psutil.Process().children(recursive=True)
                                  if p.pid not in before and _is_vllm(p)]
+            # a watcher that ends them if this actor dies without shutdown (SIGKILL, OOM): vllm_reaper.py
+            self._reaper = vllm_reaper.start(os.getpid(), self._engine_pids)
 
     # -- life cycle -------------------------------------------------------------------------------------------------
     def pids(self) -> list[int]:
@@ -137,6 +141,12 @@ class VLLMBackend(InferenceEngine):
             try:
                 llm.llm_engine.engine_core.shutdown()
             except Exception:  # already gone: nothing left to end
+                pass
+        reaper, self._reaper = getattr(self, "_reaper", None), None
+        if reaper is not None:  # it exits within a second of the engine's processes
+            try:
+                reaper.wait(timeout=5)
+            except Exception:
                 pass
         if getattr(self, "scratch", None) is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
