@@ -204,9 +204,9 @@ class Study:
             _say(f"{self.spec.kind}: {len(self.variants)} trials ({len(self.spec.grid) or 'no'} grid axes x "
                  f"{self.spec.seeds} seed(s)), at most {slots} at a time; parent MLflow run {parent} "
                  f"({tracking.shown(self.uri)}); study folder {folder}" + ("; restoring it" if restore else ""))
-            tuner = self._tuner(folder, self._param_space(sid, parent, bundles),
-                                self._scheduler(folder, parent), restore)
-            with _quiet_tune():
+            with _quiet_tune():  # also around Tuner.restore: it warns about the result files we do not write
+                tuner = self._tuner(folder, self._param_space(sid, parent, bundles),
+                                    self._scheduler(folder, parent), restore)
                 grid = tuner.fit()
             outcomes, ran = self._outcomes(grid, parent, folder)
             table = self.summary.summarize(outcomes, b, self.spec)
