@@ -59,6 +59,7 @@ def test_models_that_need_no_widening_or_cannot_be_widened(tmp_path):
     assert plan({**llama, "num_attention_heads": 8}, KERNELS, tmp_path).wide == 64  # 16 -> 64
     assert plan({**llama, "hidden_size": 96, "num_attention_heads": 4}, KERNELS, tmp_path).wide == 96  # 24 -> 96
     for bad, why in (({**llama, "num_attention_heads": 8, "model_type": "gemma2"}, "model_type 'gemma2'"),
+                     ({**llama, "num_attention_heads": 8, "model_type": "qwen2"}, "model_type 'qwen2'"),
                      ({**llama, "num_attention_heads": 8, "partial_rotary_factor": 0.5}, "partial rotary"),
                      ({**llama, "num_attention_heads": 8, "rope_parameters": {"rope_type": "yarn"}}, "scaled"),
                      ({**llama, "hidden_size": 180, "num_attention_heads": 4}, "no supported head size")):

@@ -90,10 +90,14 @@ class PromptFormat:
         """Token ids of each conversation start (one tokenizer call for all)."""
         if not texts:
             return []
+        distinct = list(dict.fromkeys(texts))  # a round's openings repeat: 8 candidates share a prompt
         if self.chat:
-            rendered = [self.render(t) for t in texts]
-            return [list(x) for x in self.tokenizer(rendered, add_special_tokens=False)["input_ids"]]
-        return [list(x) for x in self.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+            rendered = [self.render(t) for t in distinct]
+            ids = self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        else:
+            ids = self.tokenizer(distinct, add_special_tokens=True)["input_ids"]
+        by_text = dict(zip(distinct, ids))
+        return [list(by_text[t]) for t in texts]
 
     def encode(self, text: str) -> list[int]:
         return self.encode_many([text])[0]

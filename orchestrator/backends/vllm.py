@@ -66,7 +66,7 @@ def _is_vllm(proc) -> bool:
 
 class VLLMBackend(InferenceEngine):
     def __init__(self, model_dir: str | Path, device: str = "auto", dtype: str = "float32", threads: int = 1,
-                 options: dict[str, Any] | None = None) -> None:
+                 options: dict[str, Any] | None = None, chat_template: str = "auto") -> None:
         unknown = set(options or {}) - set(DEFAULTS)
         if unknown:
             raise SvgapError(f"vLLM engine: unknown options {sorted(unknown)}")
@@ -94,6 +94,8 @@ class VLLMBackend(InferenceEngine):
         self._next_lora_id = 1
         self._engine_pids: list[int] = []
         self._reaper = None
+        self.chat_template = chat_template
+        self._words: dict = {}
         self.llm = None
         self._start(threads)
 
@@ -106,10 +108,16 @@ class VLLMBackend(InferenceEngine):
         from transformers import AutoTokenizer
         from vllm import LLM
 
+        from orchestrator.backends.chat import PromptFormat, stop_strings, stop_token_ids
+
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.eos_id = self.tokenizer.eos_token_id
-        if self.eos_id is None:
-            raise SvgapError(f"tokenizer at {self.path} has no eos token")
+        # as the HF engine: prompts through the model's chat template, every end-of-sequence id, its stop strings
+        self.prompts = PromptFormat.for_model(self.tokenizer, self.path, self.chat_template)
+        self.stop_ids = stop_token_ids(self.tokenizer, self.path)
+        if not self.stop_ids:
+            raise SvgapError(f"tokenizer at {self.path} has no eos token (and generation_config.json names none)")
+        self.eos_id = self.stop_ids[0]
+        self.stop_strings = stop_strings(self.path)
         o = self.opts
         lora = {}
         if o["lora"] and o["lora_mode"] == "request":
@@ -249,11 +257,18 @@ class VLLMBackend(InferenceEngine):
         ids = dict(zip(distinct, self.tokenizer(distinct, add_special_tokens=special)["input_ids"]))
         return [list(ids[t]) for t in texts]
 
-    def token_id(self, token: str) -> int:
-        ids = self.tokenizer(token, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            raise SvgapError(f"verifier token {token!r} is {len(ids)} tokens for this tokenizer, expected 1")
-        return ids[0]
+    def opening(self, texts: list[str]) -> list[list[int]]:
+        """Conversation starts (solver prompts, first TF segments, QE texts) as the HF engine and trainers encode
+        them (backends/chat.py)."""
+        return self.prompts.encode_many(list(texts))
+
+    def words(self, words: tuple[str, ...], what: str) -> tuple[list[int], list[list[int]]]:
+        """(shared prefix ids, each word's ids after it) of verifier words (chat.word_tokens), cached."""
+        if words not in self._words:
+            from orchestrator.backends.chat import word_tokens
+
+            self._words[words] = word_tokens(self.tokenizer, list(words), what)
+        return self._words[words]
 
     def _generate(self, rows: list[list[int]], params: list) -> list:
         """One generate call; every request uses the version the engine holds (base or this version's adapter)."""
@@ -270,15 +285,18 @@ class VLLMBackend(InferenceEngine):
         from vllm import SamplingParams
 
         check_sample_args(prompts, seeds, n, temperature, max_new_tokens)
+        stops = {"stop": list(self.stop_strings), "include_stop_str_in_output": True} if self.stop_strings else {}
         params = [SamplingParams(n=n, temperature=temperature, max_tokens=max_new_tokens, logprobs=0,
-                                 seed=int(s) % _SEED_MOD, detokenize=False) for s in seeds]
+                                 seed=int(s) % _SEED_MOD, stop_token_ids=list(self.stop_ids),
+                                 detokenize=bool(self.stop_strings), **stops) for s in seeds]
         out = []
-        for req in self._generate(self.encode_many(prompts), params):
+        for req in self._generate(self.opening(list(prompts)), params):
             row = []
             for c in sorted(req.outputs, key=lambda c: c.index):
                 ids = list(c.token_ids)
                 lps = [float(c.logprobs[k][t].logprob) for k, t in enumerate(ids)]
-                finished = bool(ids) and ids[-1] == self.eos_id
+                # an end-of-sequence id or a stop string (the token completing it kept, as the HF engine does)
+                finished = bool(ids) and (ids[-1] in self.stop_ids or c.finish_reason == "stop")
                 row.append(Sample(token_ids=ids, text=self.tokenizer.decode(ids, skip_special_tokens=True),
                                   logprobs=lps, finished=finished))
             out.append(row)
@@ -292,7 +310,7 @@ class VLLMBackend(InferenceEngine):
             raise ValueError(f"score needs one response per prompt ({len(prompts)} vs {len(responses)})")
         p = SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False)
         rows, starts = [], []
-        for pid, r in zip(self.encode_many(prompts), responses):
+        for pid, r in zip(self.opening(list(prompts)), responses):
             rows.append(pid + list(r))
             starts.append(len(pid))
         return rows, [p] * len(rows), starts
@@ -302,48 +320,68 @@ class VLLMBackend(InferenceEngine):
         nll = [-float(req.prompt_logprobs[k][row[k]].logprob) for k in range(start, len(row))]
         return Scored(nll=float(sum(nll)), token_nll=nll, length=len(nll))
 
-    def _judge_requests(self, queries: list, method: str) -> tuple[list, list, list]:
-        """One request per judgment: the query's tokens up to it, with exact logprobs of the judgment tokens.
-        Returns rows, params and, per query, (number of requests, token ids read)."""
+    @staticmethod
+    def _word_reads(row: list[int], tails: list[list[int]], rows: list, params: list) -> list:
+        """Requests that read every token of every word after `row` with exact logprobs (`logprob_token_ids`):
+        one request per distinct word prefix, so single-token words cost one request together. Returns, per word,
+        its (request index, token id) reads: log P(word) is their sum, as the HF engine reads it (judge.py)."""
         from vllm import SamplingParams
 
-        rows, params, plan = [], [], []
+        need: dict[tuple, set] = {}
+        for w in tails:
+            for k in range(len(w)):
+                need.setdefault(tuple(w[:k]), set()).add(w[k])
+        at = {}
+        for ext, toks in need.items():
+            at[ext] = len(rows)
+            rows.append(row + list(ext))
+            params.append(SamplingParams(max_tokens=1, logprob_token_ids=sorted(toks), detokenize=False))
+        return [[(at[tuple(w[:k])], w[k]) for k in range(len(w))] for w in tails]
+
+    def _judge_requests(self, queries: list, method: str) -> tuple[list, list, list]:
+        """The requests of every judgment: TF after each segment (the row going on with the true word), QE once over
+        the grades. Returns rows, params and, per query, its judgments' word reads."""
+        rows: list = []
+        params: list = []
+        plan: list = []
         if method == "tf":
             if any(not q.segments for q in queries):
                 raise ValueError("TFQuery needs at least one segment")
-            firsts = self.encode_many([q.segments[0] for q in queries], special=True)
+            firsts = self.opening([q.segments[0] for q in queries])
             rests = iter(self.encode_many([s for q in queries for s in q.segments[1:]], special=False))
             for q, first in zip(queries, firsts):
-                ids = [self.token_id(q.true_token), self.token_id(q.false_token)]
-                p = SamplingParams(max_tokens=1, logprob_token_ids=ids, detokenize=False)
-                row = list(first)
-                for k in range(len(q.segments)):
-                    if k:
-                        row = row + [ids[0]] + next(rests)
-                    rows.append(row)
-                    params.append(p)
-                plan.append((len(q.segments), ids))
+                prefix, tails = self.words((q.true_token, q.false_token), "TF words")
+                row = list(first) + prefix
+                judgments = [self._word_reads(row, tails, rows, params)]
+                for _ in q.segments[1:]:
+                    row = row + tails[0] + next(rests) + prefix
+                    judgments.append(self._word_reads(row, tails, rows, params))
+                plan.append(judgments)
         else:
             if any(len(q.grade_tokens) < 2 for q in queries):
                 raise ValueError("QEQuery needs at least two grade tokens")
-            for q, row in zip(queries, self.encode_many([q.text for q in queries])):
-                ids = [self.token_id(g) for g in q.grade_tokens]
-                rows.append(row)
-                params.append(SamplingParams(max_tokens=1, logprob_token_ids=ids, detokenize=False))
-                plan.append((1, ids))
+            for q, row in zip(queries, self.opening([q.text for q in queries])):
+                prefix, tails = self.words(tuple(q.grade_tokens), "QE grade tokens")
+                plan.append([self._word_reads(list(row) + prefix, tails, rows, params)])
         return rows, params, plan
 
     @staticmethod
-    def _judge(method: str, ids: list[int], reqs: list) -> float:
+    def _judge(method: str, judgments: list, outs: list) -> float:
         import math
 
-        lps = [req.outputs[0].logprobs[0] for req in reqs]
-        if method == "tf":  # prod_k sigmoid(log p_k(T) - log p_k(F))
-            return math.exp(sum(-math.log1p(math.exp(-(lp[ids[0]].logprob - lp[ids[1]].logprob))) for lp in lps))
-        g = [lps[0][i].logprob for i in ids]
+        def logp(reads) -> float:
+            return sum(outs[r].outputs[0].logprobs[0][tok].logprob for r, tok in reads)
+
+        if method == "tf":  # prod_k P_k(true) / (P_k(true) + P_k(false)) = prod_k sigmoid(log P_k(T) - log P_k(F))
+            total = 0.0
+            for true, false in judgments:
+                d = logp(true) - logp(false)
+                total += -math.log1p(math.exp(-d)) if d > -30 else d
+            return math.exp(total)
+        g = [logp(w) for w in judgments[0]]
         m = max(g)
         w = [math.exp(x - m) for x in g]
-        return sum(k * x for k, x in enumerate(w)) / sum(w) / (len(ids) - 1)
+        return sum(k * x for k, x in enumerate(w)) / sum(w) / (len(g) - 1)
 
     def score(self, prompts: list[str], responses: list[list[int]], batch_size: int = 512) -> list[Scored]:
         return self.verify([], "tf", list(zip(prompts, responses)), batch_size)[1] or []
@@ -361,10 +399,8 @@ class VLLMBackend(InferenceEngine):
         srows, sparams, starts = self._score_requests([p for p, _ in responses or []],
                                                        [list(r) for _, r in responses or []])
         outs = self._generate(jrows + srows, jparams + sparams)
-        scores, k = [], 0
-        for count, ids in plan:
-            scores.append(self._judge(method, ids, outs[k:k + count]))
-            k += count
+        scores = [self._judge(method, judgments, outs) for judgments in plan]
+        k = len(jrows)
         if responses is None:
             return scores, None
         return scores, [self._scored(r, s, o) for r, s, o in zip(srows, starts, outs[k:])]

@@ -3,7 +3,7 @@
 vLLM on CPU attends with head_dim 32, 64, 80, ... only; the default arithmetic model has 4 heads of 16. Rather
 than sending the user to another model, the engine loads the same function written with heads of d' = k·d:
 
-- rotary (neox style, as Llama/Qwen2/Mistral use it) pairs dim i with i + d/2 at frequency base^(-2i/d). Original
+- rotary (neox style, as Llama and Mistral use it) pairs dim i with i + d/2 at frequency base^(-2i/d). Original
   dim i goes to k·i and dim d/2 + i to d'/2 + k·i: there the frequency is base^(-2ki/d') = base^(-2i/d), the same.
   Every other dim of q, k and v is zero, so it adds nothing to q·k and carries nothing to o_proj;
 - the attention scale becomes 1/sqrt(d'): q is multiplied by sqrt(d'/d) so q·k/sqrt(d') = q·k/sqrt(d); with
@@ -26,7 +26,8 @@ import numpy as np
 
 from orchestrator.errors import SvgapError
 
-WIDENABLE = ("llama", "mistral", "qwen2")  # neox-style rotary over the whole head, no q/k norms
+# neox-style rotary over the whole head, no q/k norms, and vLLM reads head_dim from the config (its Qwen2 does not)
+WIDENABLE = ("llama", "mistral")
 
 
 @dataclass(frozen=True)
