@@ -30,6 +30,7 @@ from typing import Any
 from orchestrator.backends import vllm_reaper
 from orchestrator.backends.base import InferenceEngine, Sample, Scored, check_sample_args
 from orchestrator.backends.device import torch_dtype
+from orchestrator.backends.vllm_requests import judge, judge_requests, score_requests, scored
 from orchestrator.errors import SvgapError
 from workloads.base import QEQuery, TFQuery
 
@@ -205,7 +206,8 @@ class VLLMBackend(InferenceEngine):
         from orchestrator.backends.vllm_files import write_full_weights
 
         llm = self._llm()
-        folder = write_full_weights(self._for_engine(update), self.scratch / f"full-v{update.version:04d}", torch_dtype(self.dtype))
+        folder = write_full_weights(self._for_engine(update), self.scratch / f"full-v{update.version:04d}",
+                                    torch_dtype(self.dtype))
         llm.collective_rpc("svgap_reload", args=(str(folder),))  # reload + rebuild CPU-packed copies
         llm.reset_prefix_cache()  # cached blocks hold the old model's keys and values
         self._lora = None
@@ -303,86 +305,6 @@ class VLLMBackend(InferenceEngine):
         return out
 
     # -- teacher forcing and verifier scores: requests built here, read back after one generate call -------------
-    def _score_requests(self, prompts: list[str], responses: list[list[int]]) -> tuple[list, list, list]:
-        from vllm import SamplingParams
-
-        if len(prompts) != len(responses):
-            raise ValueError(f"score needs one response per prompt ({len(prompts)} vs {len(responses)})")
-        p = SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False)
-        rows, starts = [], []
-        for pid, r in zip(self.opening(list(prompts)), responses):
-            rows.append(pid + list(r))
-            starts.append(len(pid))
-        return rows, [p] * len(rows), starts
-
-    @staticmethod
-    def _scored(row: list[int], start: int, req) -> Scored:
-        nll = [-float(req.prompt_logprobs[k][row[k]].logprob) for k in range(start, len(row))]
-        return Scored(nll=float(sum(nll)), token_nll=nll, length=len(nll))
-
-    @staticmethod
-    def _word_reads(row: list[int], tails: list[list[int]], rows: list, params: list) -> list:
-        """Requests that read every token of every word after `row` with exact logprobs (`logprob_token_ids`):
-        one request per distinct word prefix, so single-token words cost one request together. Returns, per word,
-        its (request index, token id) reads: log P(word) is their sum, as the HF engine reads it (judge.py)."""
-        from vllm import SamplingParams
-
-        need: dict[tuple, set] = {}
-        for w in tails:
-            for k in range(len(w)):
-                need.setdefault(tuple(w[:k]), set()).add(w[k])
-        at = {}
-        for ext, toks in need.items():
-            at[ext] = len(rows)
-            rows.append(row + list(ext))
-            params.append(SamplingParams(max_tokens=1, logprob_token_ids=sorted(toks), detokenize=False))
-        return [[(at[tuple(w[:k])], w[k]) for k in range(len(w))] for w in tails]
-
-    def _judge_requests(self, queries: list, method: str) -> tuple[list, list, list]:
-        """The requests of every judgment: TF after each segment (the row going on with the true word), QE once over
-        the grades. Returns rows, params and, per query, its judgments' word reads."""
-        rows: list = []
-        params: list = []
-        plan: list = []
-        if method == "tf":
-            if any(not q.segments for q in queries):
-                raise ValueError("TFQuery needs at least one segment")
-            firsts = self.opening([q.segments[0] for q in queries])
-            rests = iter(self.encode_many([s for q in queries for s in q.segments[1:]], special=False))
-            for q, first in zip(queries, firsts):
-                prefix, tails = self.words((q.true_token, q.false_token), "TF words")
-                row = list(first) + prefix
-                judgments = [self._word_reads(row, tails, rows, params)]
-                for _ in q.segments[1:]:
-                    row = row + tails[0] + next(rests) + prefix
-                    judgments.append(self._word_reads(row, tails, rows, params))
-                plan.append(judgments)
-        else:
-            if any(len(q.grade_tokens) < 2 for q in queries):
-                raise ValueError("QEQuery needs at least two grade tokens")
-            for q, row in zip(queries, self.opening([q.text for q in queries])):
-                prefix, tails = self.words(tuple(q.grade_tokens), "QE grade tokens")
-                plan.append([self._word_reads(list(row) + prefix, tails, rows, params)])
-        return rows, params, plan
-
-    @staticmethod
-    def _judge(method: str, judgments: list, outs: list) -> float:
-        import math
-
-        def logp(reads) -> float:
-            return sum(outs[r].outputs[0].logprobs[0][tok].logprob for r, tok in reads)
-
-        if method == "tf":  # prod_k P_k(true) / (P_k(true) + P_k(false)) = prod_k sigmoid(log P_k(T) - log P_k(F))
-            total = 0.0
-            for true, false in judgments:
-                d = logp(true) - logp(false)
-                total += -math.log1p(math.exp(-d)) if d > -30 else d
-            return math.exp(total)
-        g = [logp(w) for w in judgments[0]]
-        m = max(g)
-        w = [math.exp(x - m) for x in g]
-        return sum(k * x for k, x in enumerate(w)) / sum(w) / (len(g) - 1)
-
     def score(self, prompts: list[str], responses: list[list[int]], batch_size: int = 512) -> list[Scored]:
         return self.verify([], "tf", list(zip(prompts, responses)), batch_size)[1] or []
 
@@ -395,12 +317,12 @@ class VLLMBackend(InferenceEngine):
     def verify(self, queries: list, method: str, responses: list[tuple[str, list[int]]] | None,
                batch_size: int = 512) -> tuple[list[float], list[Scored] | None]:
         """Judgment and teacher-forcing requests in one generate call (vLLM batches them together)."""
-        jrows, jparams, plan = self._judge_requests(queries, method)
-        srows, sparams, starts = self._score_requests([p for p, _ in responses or []],
+        jrows, jparams, plan = judge_requests(self, queries, method)
+        srows, sparams, starts = score_requests(self, [p for p, _ in responses or []],
                                                        [list(r) for _, r in responses or []])
         outs = self._generate(jrows + srows, jparams + sparams)
-        scores = [self._judge(method, judgments, outs) for judgments in plan]
+        scores = [judge(method, judgments, outs) for judgments in plan]
         k = len(jrows)
         if responses is None:
             return scores, None
-        return scores, [self._scored(r, s, o) for r, s, o in zip(srows, starts, outs[k:])]
+        return scores, [scored(r, s, o) for r, s, o in zip(srows, starts, outs[k:])]
