@@ -16,17 +16,14 @@ from orchestrator.experiment import Experiment
 from workloads.arithmetic import shipped
 
 TIMED = re.compile(r"^(time/|tokens_per_s$)")  # wall-clock numbers differ by design
-EXACT = re.compile(r"^(acc_|pass_at_n|heldout_acc|fallback_rate|len_|external/|train/(examples|external|tokens|"
-                   r"sync_bytes))")
 
 
 @pytest.mark.slow
 def test_one_or_two_generation_actors_give_identical_metrics(local_ray, base_model_dir, tmp_path):
-    """Two rounds with training between them: the sampled candidates, BoN picks, accuracies and trained adapters
-    must not depend on how the prompts were sharded. Uncertainties agree to float32 rounding (measured here: 3e-8
-    relative in round 0, up to 3e-6 per candidate by round 2), not bit for bit: the teacher-forced scoring pass
-    batches the candidates differently when the work is split over another number of actors, and a CPU matmul's
-    last bits depend on the batch's shape."""
+    """Two rounds with training between them: every metric (the timings aside), every BoN pick with its
+    uncertainty and every trained adapter, bit for bit, whatever the sharding. This needs the engine to batch
+    candidates of one length together (backends/hf.py): with mixed lengths a row's last bits depended on its
+    batch-mates (U differed by up to 3e-6 per candidate between 1 and 2 actors)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     runs = {}
     for actors in (1, 2):
@@ -39,21 +36,18 @@ def test_one_or_two_generation_actors_give_identical_metrics(local_ray, base_mod
     compared = [k for k in one if not TIMED.match(k)]
     assert {"U_s", "U_v", "G", "acc_s", "heldout_acc", "train/loss_last"} <= set(compared)
     for k in compared:
-        if EXACT.match(k):
-            assert one[k] == two[k], k  # counts and accuracies: identical
-        else:
-            assert one[k] == pytest.approx(two[k], rel=1e-5, abs=1e-6), k
+        assert one[k] == two[k], k
     for t in range(3):  # the same candidates picked, with the same responses, in every round
         rows = [[json.loads(x) for x in (runs[a].out_dir / "picks" / f"round_{t:03d}.jsonl").read_text().splitlines()]
                 for a in (1, 2)]
         key = [[(r["problem_id"], r["response"], r["correct"], r["fallback"]) for r in rr] for rr in rows]
         assert key[0] == key[1], t
-        assert [r["nll"] for r in rows[0]] == pytest.approx([r["nll"] for r in rows[1]], rel=1e-5, abs=1e-6), t
+        assert [r["nll"] for r in rows[0]] == [r["nll"] for r in rows[1]], t
     for v in (1, 2):  # trained on the same tokens: the same adapters
         a, b = (np.load(runs[x].out_dir / "adapters" / f"v{v:03d}.npz") for x in (1, 2))
         assert sorted(a.files) == sorted(b.files)
         for name in a.files:
-            np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-7, err_msg=f"v{v} {name}")
+            np.testing.assert_array_equal(a[name], b[name], err_msg=f"v{v} {name}")
 
 
 def test_default_base_model_is_the_shipped_one(default_workload, tmp_path):
