@@ -73,7 +73,9 @@ def text(s: str) -> str:
     with _lock:
         known = sorted(_known, key=len, reverse=True)
     for secret in known:
-        out = out.replace(secret, MASK)
+        # only where it stands alone: a short secret (a token "0000", a password "pass") inside a longer word or
+        # number ("0.50000", "passing") is not it, and masking it there corrupted JSON artifacts
+        out = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", MASK, out)
     return out
 
 

@@ -47,7 +47,15 @@ def _client(uri: str | None):
 
     resolved = resolve_uri(uri)
     ensure_store(resolved)
+    # MLflow resolves proxied artifact URIs through its global tracking URI; but its setter also exports
+    # $MLFLOW_TRACKING_URI, which would make this URI every later command's default in the process (a sweep's
+    # driver, the tests): keep the environment as the user set it
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(resolved)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
     return MlflowClient(tracking_uri=resolved)
 
 

@@ -45,13 +45,27 @@ def test_small_run_with_the_vllm_engine_leaves_no_engine_process(local_ray, base
     from orchestrator.experiment import Experiment
 
     def vllm_pids() -> set[int]:
+        """vLLM processes under this test process (its Ray's workers and their engines), not another session's."""
         out = set()
-        for p in psutil.process_iter(["name", "cmdline", "status"]):
+        for p in psutil.Process().children(recursive=True):
             try:
-                if p.info["status"] == psutil.STATUS_ZOMBIE:  # ended, not yet reaped by its parent
+                if p.status() == psutil.STATUS_ZOMBIE:  # ended, not yet reaped by its parent
                     continue
-                if "VLLM" in (p.info["name"] or "") or any("VLLM" in c for c in p.info["cmdline"] or []):
+                if "VLLM" in p.name() or any("VLLM" in c for c in p.cmdline()):
                     out.add(p.pid)
+            except psutil.Error:
+                pass
+        return out
+
+    def still_running(pids: set[int]) -> set[int]:
+        """Those of `pids` still running, wherever they were re-parented to."""
+        out = set()
+        for pid in pids:
+            try:
+                p = psutil.Process(pid)
+                named = "VLLM" in p.name() or any("VLLM" in c for c in p.cmdline())
+                if named and p.status() != psutil.STATUS_ZOMBIE:
+                    out.add(pid)
             except psutil.Error:
                 pass
         return out
@@ -71,8 +85,8 @@ def test_small_run_with_the_vllm_engine_leaves_no_engine_process(local_ray, base
         assert 0.0 <= r.metrics["heldout_acc"] <= 1.0
     assert len(seen) >= 2  # the two engines' processes were running during the rounds
     deadline = time.monotonic() + 30  # closed and killed: give the processes a moment to exit
-    left = seen & vllm_pids()
+    left = still_running(seen)
     while left and time.monotonic() < deadline:
         time.sleep(0.5)
-        left = seen & vllm_pids()
+        left = still_running(seen)
     assert not left, f"vLLM engine processes left after the run: {sorted(left)}"
