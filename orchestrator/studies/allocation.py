@@ -17,8 +17,6 @@ whole verdict. Pure data in, plain dicts/text out.
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import json
 import math
 import statistics
@@ -318,9 +316,6 @@ def to_markdown(table: dict) -> str:
 def to_csv(table: dict) -> str:
     keys = ["strategy", "seeds", "initial_acc", "initial_acc_sd", "final_acc", "final_acc_sd", "gain_over_none",
             "U_s_inf", "U_s_inf_sd", "gamma", "gamma_sd", "predicted_U_s_T", "predicted_rank", "observed_rank"]
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(keys)
-    for x in table["rows"]:
-        w.writerow([" ".join(map(str, x[k])) if k == "seeds" else ("" if x[k] is None else x[k]) for k in keys])
-    return buf.getvalue()
+    from orchestrator.studies.table import csv_text
+
+    return csv_text(keys, table["rows"])

@@ -18,6 +18,17 @@ from pathlib import Path
 from orchestrator.errors import SvgapError
 from orchestrator.theory import verdicts as vd
 
+
+def csv_text(keys: list[str], rows: list[dict]) -> str:
+    """A study table's rows as CSV (seeds space-separated, a missing number empty): one writer for every study."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(keys)
+    for r in rows:
+        w.writerow([" ".join(map(str, r[k])) if k == "seeds" else ("" if r[k] is None else r[k]) for k in keys])
+    return buf.getvalue()
+
+
 STAGES = ("generate", "verify", "train", "sync", "round")
 
 
@@ -157,12 +168,7 @@ class SweepSummary:
         keys = ["point", "seeds", "final_acc", "final_acc_sd", "initial_acc", "rate", "U_s_inf", "G_inf", "r2_U_s",
                 "wall_s", "tokens_per_s"] + [f"time/{s}" for s in STAGES] + ["speedup_round", "speedup_generate",
                                                                             "seconds_saved"]
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(keys)
-        for r in table["rows"]:
-            w.writerow([" ".join(map(str, r[k])) if k == "seeds" else ("" if r[k] is None else r[k]) for k in keys])
-        return buf.getvalue()
+        return csv_text(keys, table["rows"])
 
     def write(self, table: dict, folder: Path) -> list[Path]:
         from orchestrator import redact
