@@ -311,16 +311,21 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         parts = key.strip().split(".")
         if not all(parts):
             raise ConfigError(f"--set {item!r}: empty key part")
-        node = data
-        for p in parts[:-1]:
-            nxt = node.get(p)
-            if nxt is None:
-                nxt = node[p] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {key}: {p} is not a section")
-            node = nxt
-        node[parts[-1]] = _parse_scalar(raw)
+        set_key(data, parts, _parse_scalar(raw), f"--set {key}")
     return data
+
+
+def set_key(data: dict, parts: list[str], value: Any, what: str) -> None:
+    """data[a][b]... = value for the dotted key's parts, creating missing sections (overrides and sweep grids)."""
+    node = data
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{what}: {p} is not a section")
+        node = nxt
+    node[parts[-1]] = value
 
 
 def read_yaml(path: str | Path) -> dict:

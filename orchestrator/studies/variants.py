@@ -91,16 +91,9 @@ def parse_grid(items: list[str]) -> dict[str, list]:
 
 
 def _set(data: dict, key: str, value) -> None:
-    node = data
-    parts = key.split(".")
-    for p in parts[:-1]:
-        nxt = node.get(p)
-        if nxt is None:
-            nxt = node[p] = {}
-        if not isinstance(nxt, dict):
-            raise SvgapError(f"--grid {key}: {p} is not a section")
-        node = nxt
-    node[parts[-1]] = value
+    from orchestrator.config import set_key
+
+    set_key(data, key.split("."), value, f"--grid {key}")
 
 
 def build_variants(data: dict, grid: dict[str, list], seeds: int,
