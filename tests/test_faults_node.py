@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,4 +27,6 @@ def test_worker_node_removed_mid_round_run_completes(base_model_dir, tmp_path):
     assert out["finished"], out.get("error")
     assert out["rounds"] == [0, 1]
     assert out["counts"][0]["replaced_actors"] >= 1 and out["counts"][0]["retried_shards"] >= 1, out["counts"]
-    assert "lost (ActorDiedError" in proc.stderr, proc.stderr[-3000:]
+    # a removed node shows up as ActorDiedError or, when the call was in flight as the socket closed,
+    # ActorUnavailableError: both are a lost actor and must be reported as one
+    assert re.search(r"lost \((ActorDiedError|ActorUnavailableError)", proc.stderr), proc.stderr[-3000:]
