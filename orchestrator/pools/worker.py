@@ -40,9 +40,11 @@ def normal_priority() -> int:
 
 def set_threads(spec: WorkerSpec) -> int:
     """One torch thread per reserved CPU (at least one), unless the config says otherwise; normal CPU priority."""
-    import torch
+    from orchestrator.backends.lean_import import lean_transformers
 
     normal_priority()
+    lean_transformers()
+    import torch
 
     n = spec.threads or max(1, math.floor(spec.cpus))
     torch.set_num_threads(n)

@@ -117,7 +117,7 @@ class Study:
             raise
         return started, bundles, min(slots, len(self.variants))
 
-    def _param_space(self, sid: str, parent_run_id: str, bundles: list[pl.TrialBundles]) -> dict:
+    def _param_space(self, sid: str, parent_run_id: str, bundles: list[pl.TrialBundles], folder: Path) -> dict:
         from ray import tune
 
         from orchestrator.typed import to_dict
@@ -131,7 +131,7 @@ class Study:
                      "config": config(v), "bundles": tb.bundles, "roles": tb.roles, "strategy": tb.strategy}
                     for i, (v, tb) in enumerate(zip(self.variants, bundles))]
         study = {"id": sid, "uri": self.uri, "experiment": self.experiment_name, "parent_run_id": parent_run_id,
-                 "cwd": os.getcwd(), "worker_classes": self.worker_classes}
+                 "cwd": os.getcwd(), "worker_classes": self.worker_classes, "folder": str(folder)}
         return {"study": study, "variant": tune.grid_search(variants)}
 
     def _tuner(self, folder: Path, param_space: dict, scheduler, restore: bool):
@@ -145,7 +145,7 @@ class Study:
                                       restart_errored=True)
         return tune.Tuner(
             trainable, param_space=param_space,
-            tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=False,
+            tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=True,
                                         max_concurrent_trials=self.spec.max_concurrent,
                                         trial_name_creator=lambda t: f"trial_{t.trial_id}",
                                         trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
@@ -203,9 +203,10 @@ class Study:
                                               "grid": self.spec.grid, "seeds": self.spec.seeds}, indent=1))
             _say(f"{self.spec.kind}: {len(self.variants)} trials ({len(self.spec.grid) or 'no'} grid axes x "
                  f"{self.spec.seeds} seed(s)), at most {slots} at a time; parent MLflow run {parent} "
-                 f"({tracking.shown(self.uri)}); study folder {folder}" + ("; restoring it" if restore else ""))
+                 f"({tracking.shown(self.uri)}); study folder {folder} (each trial's experiment log in logs/)"
+                 + ("; restoring it" if restore else ""))
             with _quiet_tune():  # also around Tuner.restore: it warns about the result files we do not write
-                tuner = self._tuner(folder, self._param_space(sid, parent, bundles),
+                tuner = self._tuner(folder, self._param_space(sid, parent, bundles, folder),
                                     self._scheduler(folder, parent), restore)
                 grid = tuner.fit()
             outcomes, ran = self._outcomes(grid, parent, folder)

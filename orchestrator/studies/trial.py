@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 
 SERIES = ("U_s", "U_v", "G", "U_s_per_token", "U_v_per_token", "acc_s", "acc_v", "heldout_acc", "tokens_per_s",
@@ -67,7 +68,11 @@ def run_trial(config: dict) -> None:
 
     from orchestrator import config as config_mod
     from orchestrator.experiment import Experiment
+    from orchestrator.pools.worker import normal_priority
 
+    # Ray starts the trial's process at niceness 15 like any worker; it is the experiment's controller (prompts,
+    # best-of-N, fits, MLflow) that the pools wait on each stage, so it runs at the priority a `svgap run` driver has
+    normal_priority()
     study, v = config["study"], config["variant"]
     if study.get("cwd") and os.path.isdir(study["cwd"]):
         os.chdir(study["cwd"])  # Tune starts trials in their own folder; the config's relative paths are the driver's
@@ -92,11 +97,30 @@ def run_trial(config: dict) -> None:
     tags = {"svgap.study": study["id"], "svgap.grid_point": v["point_label"], "svgap.seed": str(v["seed"]),
             "svgap.trial_id": trial_id, "svgap.node_id": ray.get_runtime_context().get_node_id()}
     res = Experiment(cfg, tracking_uri=study["uri"], experiment_name=study["experiment"],
-                     parent_run_id=study["parent_run_id"], progress=lambda m: None, on_round=on_round,
-                     placement=placement, run_tags=tags, worker_classes=classes or None, resume=point).run()
+                     parent_run_id=study["parent_run_id"], progress=TrialLog(study.get("folder"), trial_id),
+                     on_round=on_round, placement=placement, run_tags=tags, worker_classes=classes or None, resume=point).run()
     last = res.fits[max(res.fits)] if res.fits else None
     if last is not None:
         last = {k: val for k, val in last.items() if k not in ("bootstrap", "backtest")}
     tune.report({"round": history[-1]["round"] if history else -1, "rounds": cfg.rounds,
                  "seconds": time.perf_counter() - t0, "history": list(history), "final": True,
                  "run_id": res.run_id, "stop_reason": res.stop_reason, "fit": last})
+
+
+class TrialLog:
+    """The experiment's own progress lines (pools placed, each stage's time, each round), time-stamped in
+    `<study folder>/logs/trial_<id>.log` (on the node the trial runs on): the study's console shows only trial-level
+    lines. A retried or restored trial appends to the same file."""
+
+    def __init__(self, study_folder: str | None, trial_id: str) -> None:
+        self.path = Path(study_folder) / "logs" / f"trial_{trial_id}.log" if study_folder else None
+
+    def __call__(self, msg: str) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write(f"{datetime.now().strftime('%H:%M:%S.%f')[:-4]} {msg}\n")
+        except OSError:  # a log line is never worth a trial
+            pass
