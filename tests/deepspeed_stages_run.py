@@ -58,6 +58,17 @@ def main() -> int:
                 _, b = fresh.train(examples, 1)
                 row["after_restore_train_diff"] = float(np.abs(flat(a) - flat(b)).max())
         print(json.dumps(row), flush=True)
+    # a trainer after close() (a re-formed rank group, another precision in the same process) forms a new group:
+    # DeepSpeed's cached handles on the destroyed one made deepspeed.initialize fail with "Group ... is not registered"
+    tr.close()
+    with socket.socket() as s:
+        s.bind(("", 0))
+        env = RankEnv(master_port=s.getsockname()[1])
+    cfg = TrainingConfig(engine="deepspeed", batch_size=8, epochs=1, deepspeed=DeepSpeedSection(zero_stage=2))
+    stats, up = DeepSpeedTrainer(model_dir, cfg, device="cpu", env=env).train(examples, 0)
+    print(json.dumps({"after_close": {"loss_diff": max(abs(stats.loss_first - ref_stats.loss_first),
+                                                       abs(stats.loss_last - ref_stats.loss_last)),
+                                      "weight_diff": float(np.abs(flat(up) - flat(ref)).max())}}), flush=True)
     try:
         bad = TrainingConfig(engine="deepspeed", batch_size=8, deepspeed=DeepSpeedSection(
             ds_config={"zero_optimization": {"stage": 7}}))

@@ -96,6 +96,8 @@ def test_every_zero_stage_is_accepted_restores_and_bad_ds_config_is_one_line(bas
             assert r["after_restore_train_diff"] < 1e-6, r
         else:  # bf16 weights and activations: close, not equal
             assert r["loss_diff"] < 0.1 and r["weight_diff"] < 0.05, r
+    after_close = [r["after_close"] for r in lines if "after_close" in r]
+    assert after_close and after_close[0]["loss_diff"] < LOSS_TOL and after_close[0]["weight_diff"] < WEIGHT_TOL, lines
     rejected = [r["rejected"] for r in lines if "rejected" in r]
     assert rejected and rejected[0] and rejected[0].startswith("training.deepspeed: DeepSpeed rejected the config")
     assert "\n" not in rejected[0]

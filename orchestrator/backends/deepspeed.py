@@ -214,7 +214,8 @@ class DeepSpeedTrainer:
         return self.version
 
     def close(self) -> None:
-        """Leave the process group so nothing lingers after the actor is killed."""
+        """Leave the process group so nothing lingers after the actor is killed, and forget DeepSpeed's handles on
+        it: the next trainer in this process (a re-formed rank group, a second precision) forms a new group."""
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
@@ -222,3 +223,28 @@ class DeepSpeedTrainer:
                 dist.destroy_process_group()
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
+        forget_deepspeed_groups()
+
+
+def forget_deepspeed_groups() -> None:
+    """DeepSpeed caches its communication backend (deepspeed.comm.comm.cdb) and the groups it derived from the world
+    group (deepspeed.utils.groups) in module globals. After destroy_process_group they name a dead group, and a
+    second deepspeed.initialize in the same process failed with "Group ... is not registered" (seen on CUDA bf16 after
+    an fp32 trainer, and on CPU with two fp32 trainers)."""
+    import sys
+
+    comm = sys.modules.get("deepspeed.comm.comm")
+    if comm is not None:
+        comm.cdb = None
+    groups = sys.modules.get("deepspeed.utils.groups")
+    if groups is None:
+        return
+    for name, value in list(vars(groups).items()):
+        if not (name.startswith("_") and name[1:2].isupper()) or name.startswith("__"):
+            continue
+        if isinstance(value, dict):
+            value.clear()
+        elif value is not None and not isinstance(value, (str, int, float, bool)):
+            setattr(groups, name, None)  # a ProcessGroup or a list of them
+        elif name.startswith("_MPU_"):
+            setattr(groups, name, None)
