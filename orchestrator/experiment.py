@@ -46,6 +46,14 @@ class ExperimentResult:
     stop_reason: str | None = None
 
 
+def run_params(cfg: ExperimentConfig) -> dict:
+    """A run's MLflow params: the config as written, plus what a null resolved to (training.lr: null logs as None;
+    training.learning_rate is the rate the trainer used)."""
+    params = flatten(to_dict(cfg))
+    params["training.learning_rate"] = cfg.training.learning_rate
+    return params
+
+
 def check_writable(path: Path, key: str) -> None:
     """The run folder must be creatable before the MLflow run exists, or a failure would leave a half-logged run."""
     p = path.expanduser().absolute()
@@ -206,7 +214,7 @@ class Experiment:
             return logger, files
         cfg_text = redact.text(dump(cfg))  # saved config, artifact and params never carry a password
         logger = tracking.RunLogger(self.uri, self.experiment_name, cfg.tracking.run_name,
-                                    redact.data(flatten(to_dict(cfg))), self.parent_run_id,
+                                    redact.data(run_params(cfg)), self.parent_run_id,
                                     tags=self.run_tags or None)
         logger.log_text(cfg_text, "config.yaml")
         files = RunFiles(Path(cfg.tracking.out_dir) / logger.run_id)

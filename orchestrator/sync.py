@@ -15,7 +15,7 @@ from typing import Callable
 from orchestrator import config, redact, tracking
 from orchestrator.errors import SvgapError
 from orchestrator.run_files import RunFiles
-from orchestrator.typed import ConfigError, flatten, to_dict
+from orchestrator.typed import ConfigError
 
 
 @dataclass
@@ -75,8 +75,10 @@ def sync(run_dir: str | Path, uri: str | None = None, experiment: str | None = N
         have = tracking.metric_series(state.run_id, sorted(tracking.get_run(state.run_id, uri).data.metrics), uri)
         artifacts = set(tracking.artifact_paths(state.run_id, uri=uri))
     else:
+        from orchestrator.experiment import run_params
+
         logger = tracking.RunLogger(uri, experiment or cfg.tracking.experiment, cfg.tracking.run_name,
-                                    redact.data(flatten(to_dict(cfg))), tags={"svgap.synced_from": state.run_id})
+                                    redact.data(run_params(cfg)), tags={"svgap.synced_from": state.run_id})
         created, have, artifacts = True, {}, set()
     progress(f"sync {run_dir} -> run {logger.run_id} in {tracking.shown(uri)} "
              f"({'new run' if created else 'the run the folder names'}): rounds 0..{state.last_finished_round}")

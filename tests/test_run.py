@@ -66,6 +66,8 @@ def test_two_rounds_end_to_end_mlflow_matches_table(local_ray, base_model_dir, t
     run = tracking.get_run(run_id, uri)
     assert run.info.status == "FINISHED"
     assert run.data.params["generation.n"] == "4"
+    # training.lr: null is logged as written, next to the rate it resolved to (LoRA's default)
+    assert run.data.params["training.lr"] == "None" and run.data.params["training.learning_rate"] == "0.002"
     arts = tracking.artifact_paths(run_id, uri=uri)
     assert "config.yaml" in arts and "picks/round_000.jsonl" in arts
 

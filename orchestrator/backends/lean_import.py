@@ -22,6 +22,8 @@ def lean_transformers() -> None:
         import transformers.utils as tu
     except ImportError:
         return
+    if not (hasattr(tu, "is_sklearn_available") and hasattr(tu, "is_scipy_available")):
+        return  # another transformers layout: import as it does
     saved = (tu.is_sklearn_available, tu.is_scipy_available)
     tu.is_sklearn_available = tu.is_scipy_available = lambda: False  # type: ignore[assignment]
     try:

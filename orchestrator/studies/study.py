@@ -165,7 +165,7 @@ class Study:
     def run(self) -> StudyResult:
         from orchestrator import ray_session, tracking
         from orchestrator.model_source import ModelSource
-        from orchestrator.typed import flatten, to_dict
+        from orchestrator.experiment import run_params
 
         t_start, self._t0_unix = time.perf_counter(), time.time() - 1
         started, bundles, slots = self._preflight()
@@ -192,7 +192,7 @@ class Study:
                                                        len(self.variants), "concurrency": slots,
                                                        "stop_by_theory": self.spec.stop_by_theory,
                                                        **self.spec.params}.items()}
-                params.update(flatten(to_dict(b)))
+                params.update(run_params(b))
                 logger = tracking.RunLogger(self.uri, self.experiment_name, b.tracking.run_name or self.summary.name(
                     self.spec, b), redact.data(params), tags={"svgap.kind": self.summary.tag,
                                                               "svgap.study": sid})
