@@ -90,7 +90,7 @@ def test_worker_failure_names_the_stage(local_ray, base_model_dir, tmp_path):
     cfg = config.load(None, tiny(tmp_path, base_model_dir))
     exp = Experiment(cfg, tracking_uri=uri_for(tmp_path), progress=lambda s: None,
                      worker_classes={"generation": FailingGenerationWorker})
-    with pytest.raises(SvgapError, match=r"stage 'generate' failed on generation\[0\]: RuntimeError: injected"):
+    with pytest.raises(SvgapError, match=r"stage 'generate' failed on generation\[[01]\]: RuntimeError: injected"):
         exp.run()
     runs = tracking._client(uri_for(tmp_path)).search_runs(
         [tracking._client(uri_for(tmp_path)).get_experiment_by_name("svgap").experiment_id])

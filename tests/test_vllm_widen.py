@@ -32,7 +32,10 @@ def test_widened_default_model_gives_identical_logprobs(base_model_dir, tmp_path
     ids = torch.randint(3, cfg["vocab_size"], (4, 24), generator=torch.Generator().manual_seed(0))
     ref, model = _logprobs(base_model_dir, ids)
     out, wide_model = _logprobs(wide, ids)
-    assert torch.equal(ref, out)
+    # the same function up to float32 summation order: bit-identical in earlier installs, 2e-5 apart (logits up to
+    # ~17: ~10 ulp) in a later one with the same torch -- q·k summed over 64 dims (48 of them zero) instead of 16
+    assert (ref - out).abs().max().item() < 1e-4
+    assert torch.equal(ref.argmax(-1), out.argmax(-1))
 
     # a LoRA adapter widened = the widened merge of the adapter (q/k/v rows and o_proj columns move with the heads)
     rng = np.random.default_rng(1)
