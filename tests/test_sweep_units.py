@@ -127,6 +127,19 @@ def test_theory_rule_does_not_stop_an_overlapping_or_unpredictable_trial():
     assert (p.lo, p.hi) == pytest.approx((1.0, 1.4)) and rule.decide("r", 4, 6) is not None
 
 
+def test_theory_rule_gives_a_steady_fall_read_as_flat_no_prediction():
+    """Measured (lr 5e-4, 8 rounds): after round 3 the fit said 'flat within noise' (3 degrees of freedom) and the
+    rule predicted U_s would stay in [1.354, 1.478]; it fell to 1.096 by round 8. Still falling: no prediction."""
+    S, V = [1.478, 1.447, 1.409, 1.354], [1.004, 0.971, 0.871, 0.903]
+    hist = [{"round": t, "U_s": s, "U_v": v} for t, (s, v) in enumerate(zip(S, V))]
+    from orchestrator.theory.fit import fit_gap
+
+    assert fit_gap(range(4), S, V, n_boot=20, backtest=False).verdict.startswith("no decay")  # what the fit says
+    rule = TheoryStopRule(min_rounds=4)
+    rule.observe("best", history(GapModel(0.6, 0.9, 0.4, 0.6, 0.35), 8, 0.003))
+    assert rule.observe("lr5e-4", hist) is None and rule.decide("lr5e-4", 3, 8) is None
+
+
 # ---- the sweep table -----------------------------------------------------------------------------------------------
 def outcome(v, model: GapModel, rounds: int, acc: float, seconds: float, stop: dict | None = None) -> Outcome:
     S, V, _ = model.predict(np.arange(rounds + 1))
