@@ -15,20 +15,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+from orchestrator.errors import SvgapError
+from orchestrator.report_plots import (ACCURACY, UNCERTAINTY, external_rounds, fmt, plot_accuracy,
+                                       plot_backtest, plot_uncertainty)
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from orchestrator.errors import SvgapError  # noqa: E402
-
-UNCERTAINTY = {"total": ("U_s", "U_v"), "per_token": ("U_s_per_token", "U_v_per_token")}
-ACCURACY = {"acc_s": "solver (sampled candidate)", "acc_v": "verifier (BoN pick)", "pass_at_n": "pass@N",
-            "heldout_acc": "held-out"}
 METRICS = ["U_s", "U_v", "G", "U_s_per_token", "U_v_per_token", "G_per_token", "len_s", "len_v", *ACCURACY,
            "external/eta", "external/count"]
-COLORS = {"U_s": "tab:blue", "U_v": "tab:orange", "G": "tab:green"}
 
 
 @dataclass
@@ -55,98 +47,6 @@ def _fit(series: dict, quantity: str, eps: float, n_boot: int):
     return res, ("" if res.decaying else res.verdict)
 
 
-def _external_rounds(series: dict) -> list[int]:
-    return [t for t, e in sorted(series.get("external/eta", {}).items()) if e > 0]
-
-
-def _shade_external(ax, rounds: list[int], label: bool) -> None:
-    for i, t in enumerate(rounds):
-        ax.axvspan(t - 0.4, t + 0.4, color="0.85", zorder=0, label="external data (η>0)" if label and i == 0 else None)
-
-
-def _plot_uncertainty(series: dict, res, quantity: str, title: str, path: Path, joint=None) -> None:
-    cs, cv = UNCERTAINTY[quantity]
-    steps = sorted(set(series.get(cs, {})) & set(series.get(cv, {})))
-    t = np.asarray(steps, float)
-    S = np.asarray([series[cs][s] for s in steps])
-    V = np.asarray([series[cv][s] for s in steps])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5), dpi=110)
-    ext = _external_rounds(series)
-    _shade_external(ax1, ext, True)
-    _shade_external(ax2, ext, False)
-    ax1.plot(t, S, "o", color=COLORS["U_s"], label=f"{cs} measured (solver)")
-    ax1.plot(t, V, "s", color=COLORS["U_v"], label=f"{cv} measured (verifier, BoN pick)")
-    ax2.plot(t, S - V, "o", color=COLORS["G"], label="G = U_s − U_v measured")
-    if res is not None and res.decaying:
-        horizon = max(t[-1], min(res.rounds_to_eps["rounds"] or 0.0, 3 * max(t[-1], 1))) + 1
-        tt = np.linspace(t[0], horizon, 300)
-        us, uv, g = res.predict(tt)
-        band = res.band(tt)
-        lvl = f"{100 * res.ci_level:g}%"
-        for ax, name, curve, lim, ci_key in ((ax1, "U_s", us, res.U_s_inf, "U_s_inf"),
-                                             (ax1, "U_v", uv, res.U_v_inf, "U_v_inf"),
-                                             (ax2, "G", g, res.G_inf, "G_inf")):
-            c = COLORS[name]
-            ax.plot(tt, curve, "-", color=c, label=f"{name} fit")
-            if band:
-                ax.fill_between(tt, *band[name], color=c, alpha=0.18, label=f"{name} {lvl} band")
-            ci = res.ci.get(ci_key) or [None, None]
-            ci_txt = f" [{ci[0]:.3g}, {ci[1]:.3g}]" if None not in ci else ""
-            sub = {"U_s": "U_s,∞", "U_v": "U_v,∞", "G": "G_∞"}[name]
-            ax.axhline(lim, ls="--", lw=1.2, color=c, label=f"limit {sub} = {lim:.4g}{ci_txt}")
-            ax.text(tt[0], lim, f" {sub} = {lim:.3g}", color=c, fontsize=9, ha="left",
-                    va="top" if name == "U_v" else "bottom", bbox=dict(fc="white", ec="none", alpha=0.8, pad=1))
-        ax1.set_title(f"solver & verifier uncertainty: rate r = {res.rate:.3g}, R² U_s {_fmt(res.r2['U_s'], '.3f')}, "
-                      f"U_v {_fmt(res.r2['U_v'], '.3f')}", fontsize=10)
-        ax2.set_title(f"gap: G_∞ = {res.G_inf:.3g}, R² {_fmt(res.r2['G'], '.3f')}; within ε={res.rounds_to_eps['eps']:g} "
-                      f"after t > {_fmt(res.rounds_to_eps['rounds'], '.1f')}", fontsize=10)
-    else:
-        why = "no fit" if res is None else res.verdict
-        ax1.set_title(f"solver & verifier uncertainty ({why})", fontsize=10)
-        ax2.set_title("gap", fontsize=10)
-    if joint is not None and joint[1] is not None:  # the joint fit with gamma: its path through the jumps
-        g, sim = joint[0], joint[1]
-        ts = np.arange(int(t[0]), int(t[0]) + len(sim.U_s_path))
-        ax1.plot(ts, sim.U_s_path, ":", color=COLORS["U_s"], lw=2, label=f"U_s joint fit with γ = {g.gamma:.3g}")
-        ax1.plot(ts, sim.U_v_path, ":", color=COLORS["U_v"], lw=2, label="U_v joint fit (jumps included)")
-        if sim.U_s_inf is not None:
-            ax1.axhline(sim.U_s_inf, ls=":", lw=1.2, color="black", label=f"U_s,∞ with this external data = "
-                                                                          f"{sim.U_s_inf:.4g}")
-    unit = "total NLL per response (nats)" if quantity == "total" else "NLL per token (nats)"
-    for ax in (ax1, ax2):
-        ax.set_xlabel("round t")
-        ax.set_ylabel(unit)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper right")
-    if ext:
-        title += "  — shaded: rounds with external data (solid: plain fit; dotted: joint fit with γ)"
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _plot_accuracy(series: dict, title: str, path: Path) -> bool:
-    present = [k for k in ACCURACY if k in series]
-    if not present:
-        return False
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    _shade_external(ax, _external_rounds(series), True)
-    for k in present:
-        steps = sorted(series[k])
-        ax.plot(steps, [series[k][s] for s in steps], "o-", label=f"{k}: {ACCURACY[k]}")
-    ax.set_xlabel("round t")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(f"accuracy per round — {title}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
 def _joint(series: dict, quantity: str):
     """docs/theory.md §5 for a run with external data: the gap model and gamma fitted jointly from its U_s, U_v and
     external/eta (jumps U_v <- U_v/(1+gamma eta)). (GammaFit or None, the simulated path or None, a sentence)."""
@@ -155,7 +55,7 @@ def _joint(series: dict, quantity: str):
 
     cs, cv = UNCERTAINTY[quantity]
     steps = sorted(set(series.get(cs, {})) & set(series.get(cv, {})))
-    rounds = ", ".join(str(t) for t in _external_rounds(series))
+    rounds = ", ".join(str(t) for t in external_rounds(series))
     eta = series["external/eta"]
     try:
         g = fit_gamma(steps, [series[cs][t] for t in steps], [series[cv][t] for t in steps], eta)
@@ -183,37 +83,6 @@ def _backtest(series: dict, quantity: str, eps: float, n_boot: int) -> list | No
         return None
 
 
-def plot_backtest(table: list[dict], path: Path, title: str) -> bool:
-    """U_s,inf from rounds 0..K (95 % CI bars) against the fit on all rounds; False when no K has a number."""
-    pts = [r for r in table if r["U_s_inf"] is not None]
-    full = next((r["U_s_inf_all"] for r in table if r["U_s_inf_all"] is not None), None)
-    if not pts:
-        return False
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    k = np.asarray([r["first"] for r in pts])
-    y = np.asarray([r["U_s_inf"] for r in pts])
-    lo = np.asarray([r["ci"][0] if r["ci"][0] is not None else v for r, v in zip(pts, y)])
-    hi = np.asarray([r["ci"][1] if r["ci"][1] is not None else v for r, v in zip(pts, y)])
-    ax.errorbar(k, y, yerr=[np.maximum(y - lo, 0.0), np.maximum(hi - y, 0.0)], fmt="o", color=COLORS["U_s"], capsize=3,
-                label="U_s,∞ fitted on rounds 0..K (95% CI)")
-    if full is not None:
-        ax.axhline(full, ls="--", color="black", label=f"U_s,∞ fitted on all rounds = {full:.4g}")
-    for r in table:
-        if r["U_s_inf"] is None:
-            ax.annotate(r["verdict"].split(":")[0], (r["first"], full if full is not None else float(y.mean())),
-                        rotation=90, fontsize=7, ha="center", va="bottom", color="tab:red")
-    ax.set_xticks([r["first"] for r in table])
-    ax.set_xlabel("K (last round fitted)")
-    ax.set_ylabel("predicted solver limit U_s,∞")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(f"backtest: the limit predicted early — {title}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
 def backtest_html(table: list[dict]) -> str:
     rows = ["<table><tr><th>K</th><th>rounds fitted</th><th>U_s,∞ (0..K)</th><th>95% CI</th><th>U_s,∞ (all)</th>"
             "<th>error</th></tr>"]
@@ -222,15 +91,10 @@ def backtest_html(table: list[dict]) -> str:
             rows.append(f"<tr><th>{r['first']}</th><td>{r['n_rounds']}</td><td colspan=4 style='text-align:left'>"
                         f"{html.escape(r['verdict'])}</td></tr>")
             continue
-        rows.append(f"<tr><th>{r['first']}</th><td>{r['n_rounds']}</td><td>{_fmt(r['U_s_inf'])}</td>"
-                    f"<td>[{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}]</td><td>{_fmt(r['U_s_inf_all'])}</td>"
-                    f"<td>{_fmt(r['error'], '+.4g')}</td></tr>")
+        rows.append(f"<tr><th>{r['first']}</th><td>{r['n_rounds']}</td><td>{fmt(r['U_s_inf'])}</td>"
+                    f"<td>[{fmt(r['ci'][0])}, {fmt(r['ci'][1])}]</td><td>{fmt(r['U_s_inf_all'])}</td>"
+                    f"<td>{fmt(r['error'], '+.4g')}</td></tr>")
     return "".join(rows) + "</table>"
-
-
-def _fmt(x, spec: str = ".4g") -> str:
-    """Numbers for titles and tables; None (R² of a constant series, an undefined rounds-to-eps) prints as '–'."""
-    return "–" if x is None else (format(x, spec) if isinstance(x, float) else html.escape(str(x)))
 
 
 def _html(title: str, res, why: str, figures: list[Path], series: dict, quantity: str, joint=None,
@@ -249,13 +113,13 @@ def _html(title: str, res, why: str, figures: list[Path], series: dict, quantity
         for k in ("rate", "alpha_prime", "beta_prime", "delta", "U_s_inf", "U_v_inf", "G_inf", "alpha_over_beta",
                   "sensitivity"):
             lo, hi = res.ci.get(k, [None, None])
-            parts.append(f"<tr><th>{k}</th><td>{_fmt(getattr(res, k))}</td><td>[{_fmt(lo)}, {_fmt(hi)}]</td></tr>")
+            parts.append(f"<tr><th>{k}</th><td>{fmt(getattr(res, k))}</td><td>[{fmt(lo)}, {fmt(hi)}]</td></tr>")
         te = res.rounds_to_eps
-        parts.append(f"<tr><th>rounds to ε={te['eps']:g}</th><td>{_fmt(te['rounds'])}</td>"
-                     f"<td>[{_fmt(res.ci.get('rounds_to_eps', [None])[0])}, "
-                     f"{_fmt(res.ci.get('rounds_to_eps', [None, None])[1])}]</td></tr>")
+        parts.append(f"<tr><th>rounds to ε={te['eps']:g}</th><td>{fmt(te['rounds'])}</td>"
+                     f"<td>[{fmt(res.ci.get('rounds_to_eps', [None])[0])}, "
+                     f"{fmt(res.ci.get('rounds_to_eps', [None, None])[1])}]</td></tr>")
         for k, v in res.r2.items():
-            parts.append(f"<tr><th>R² {k}</th><td>{_fmt(v)}</td><td></td></tr>")
+            parts.append(f"<tr><th>R² {k}</th><td>{fmt(v)}</td><td></td></tr>")
         parts.append(f"<tr><th>rounds fitted</th><td>{res.n_rounds}</td><td></td></tr></table>")
         parts.append(f"<details><summary>fit JSON</summary><pre>{html.escape(json.dumps(res.to_json(), indent=2))}"
                      f"</pre></details>")
@@ -278,7 +142,7 @@ def _html(title: str, res, why: str, figures: list[Path], series: dict, quantity
     parts.append("<h2>Per round</h2><table><tr><th>round</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in names)
                  + "</tr>")
     for s in steps:
-        parts.append(f"<tr><th>{s}</th>" + "".join(f"<td>{_fmt(series[m].get(s))}</td>" for m in names) + "</tr>")
+        parts.append(f"<tr><th>{s}</th>" + "".join(f"<td>{fmt(series[m].get(s))}</td>" for m in names) + "</tr>")
     parts.append("</table></body></html>")
     return "\n".join(parts)
 
@@ -296,11 +160,11 @@ def render(series: dict[str, dict[int, float]], out_dir: str | Path, *, title: s
     res, why = _fit(series, quantity, eps, n_boot)
     figures = []
     cs, cv = UNCERTAINTY[quantity]
-    joint = _joint(series, quantity) if _external_rounds(series) and cs in series and cv in series else None
+    joint = _joint(series, quantity) if external_rounds(series) and cs in series and cv in series else None
     if cs in series and cv in series:
         figures.append(out / "uncertainty.png")
-        _plot_uncertainty(series, res, quantity, title, figures[-1], joint)
-    if _plot_accuracy(series, title, out / "accuracy.png"):
+        plot_uncertainty(series, res, quantity, title, figures[-1], joint)
+    if plot_accuracy(series, title, out / "accuracy.png"):
         figures.append(out / "accuracy.png")
     table = _backtest(series, quantity, eps, n_boot)
     if table and plot_backtest(table, out / "backtest.png", title):
