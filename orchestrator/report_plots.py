@@ -102,15 +102,8 @@ def plot_accuracy(series: dict, title: str, path: Path) -> bool:
     for k in present:
         steps = sorted(series[k])
         ax.plot(steps, [series[k][s] for s in steps], "o-", label=f"{k}: {ACCURACY[k]}")
-    ax.set_xlabel("round t")
-    ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(f"accuracy per round — {title}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _finish(fig, ax, "round t", "accuracy", f"accuracy per round — {title}", path)
     return True
 
 
@@ -134,12 +127,18 @@ def plot_backtest(table: list[dict], path: Path, title: str) -> bool:
             ax.annotate(r["verdict"].split(":")[0], (r["first"], full if full is not None else float(y.mean())),
                         rotation=90, fontsize=7, ha="center", va="bottom", color="tab:red")
     ax.set_xticks([r["first"] for r in table])
-    ax.set_xlabel("K (last round fitted)")
-    ax.set_ylabel("predicted solver limit U_s,∞")
+    _finish(fig, ax, "K (last round fitted)", "predicted solver limit U_s,∞",
+            f"backtest: the limit predicted early — {title}", path)
+    return True
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+    """Labels, grid, legend and title of a one-panel figure; then it is written and closed."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"backtest: the limit predicted early — {title}", fontsize=10)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-    return True
