@@ -38,3 +38,6 @@ from orchestrator.pools.verification import VerificationWorker  # noqa: E402
 
 class EngineWorker(GenerationWorker, VerificationWorker):
     """One actor with both inference roles, so engine tests start one (slow-to-start) vLLM engine, not two."""
+
+    def pid(self) -> int:
+        return os.getpid()

@@ -224,7 +224,11 @@ def test_no_engine_process_outlives_a_killed_actor(engine):
     import signal
 
     pids = engine.call_one("start", "engine_pids")
-    assert len(pids) >= 1 and all(psutil.pid_exists(p) for p in pids)
+    if not pids:  # say what the actor's process tree held instead
+        actor = psutil.Process(engine.call_one("start", "pid"))
+        pytest.fail(f"no engine pid recorded; the actor's children: "
+                    f"{[(c.pid, c.name(), c.cmdline()[:2]) for c in actor.children(recursive=True)]}")
+    assert all(psutil.pid_exists(p) for p in pids)
     actor_pid = next(psutil.Process(p).ppid() for p in pids if psutil.Process(p).ppid() not in pids)
     assert "VLLM" not in psutil.Process(actor_pid).name()
     os.kill(actor_pid, signal.SIGKILL)

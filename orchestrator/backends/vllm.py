@@ -65,6 +65,22 @@ def _is_vllm(proc) -> bool:
         return False
 
 
+def _new_engine_pids(before: set[int], wait_s: float) -> list[int]:
+    """This process's descendants titled VLLM::... that were not there before the engine started. Polled for up to
+    wait_s: a CI run once found none right after LLM() returned (under load; every other run found the engine core
+    at once), and then the reaper had nothing to watch."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        pids = [p.pid for p in psutil.Process().children(recursive=True) if p.pid not in before and _is_vllm(p)]
+        if pids or time.monotonic() >= deadline:
+            return pids
+        time.sleep(0.2)
+
+
 class VLLMBackend(InferenceEngine):
     def __init__(self, model_dir: str | Path, device: str = "auto", dtype: str = "float32", threads: int = 1,
                  options: dict[str, Any] | None = None, chat_template: str = "auto") -> None:
@@ -134,8 +150,7 @@ class VLLMBackend(InferenceEngine):
                            disable_log_stats=True,
                            worker_extension_cls="orchestrator.backends.vllm_worker.SvgapWorkerExtension", **lora)
         finally:  # the engine core and its worker (process titles VLLM::...), to check they end with us
-            self._engine_pids = [p.pid for p in psutil.Process().children(recursive=True)
-                                 if p.pid not in before and _is_vllm(p)]
+            self._engine_pids = _new_engine_pids(before, wait_s=10.0 if self.llm is not None else 0.0)
             # a watcher that ends them if this actor dies without shutdown (SIGKILL, OOM): vllm_reaper.py
             self._reaper = vllm_reaper.start(os.getpid(), self._engine_pids)
 
