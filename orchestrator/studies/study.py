@@ -247,7 +247,12 @@ class Study:
             out = Outcome(self.variants[v["index"]])
             m = res.metrics or {}
             trial_id = m.get("trial_id") or ""
-            ran += int(float(m.get("timestamp") or 0) >= self._t0_unix)  # reported by this command's trials
+            # reported by this command's trials: our own float clock (Tune's `timestamp` is whole seconds, and a
+            # command run right after the last one ended counted that one's trials as its own)
+            if "reported_at" in m:
+                ran += int(float(m["reported_at"]) >= self._t0_unix + 1)
+            else:
+                ran += int(float(m.get("timestamp") or 0) >= self._t0_unix)
             mine = sorted(runs.get(trial_id, []), key=lambda r: r.info.start_time)
             out.run_id = m.get("run_id") or (mine[-1].info.run_id if mine else None)
             out.seconds = float(m.get("seconds", 0.0))

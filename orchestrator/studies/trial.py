@@ -92,18 +92,21 @@ def run_trial(config: dict) -> None:
     def on_round(record) -> None:
         history.append(round_row(record))
         tune.report({"round": record.round, "rounds": cfg.rounds, "seconds": time.perf_counter() - t0,
+                     "reported_at": time.time(),
                      "history": list(history), "final": False})
 
     tags = {"svgap.study": study["id"], "svgap.grid_point": v["point_label"], "svgap.seed": str(v["seed"]),
             "svgap.trial_id": trial_id, "svgap.node_id": ray.get_runtime_context().get_node_id()}
     res = Experiment(cfg, tracking_uri=study["uri"], experiment_name=study["experiment"],
                      parent_run_id=study["parent_run_id"], progress=TrialLog(study.get("folder"), trial_id),
-                     on_round=on_round, placement=placement, run_tags=tags, worker_classes=classes or None, resume=point).run()
+                     on_round=on_round, placement=placement, run_tags=tags, worker_classes=classes or None,
+                     resume=point).run()
     last = res.fits[max(res.fits)] if res.fits else None
     if last is not None:
         last = {k: val for k, val in last.items() if k not in ("bootstrap", "backtest")}
     tune.report({"round": history[-1]["round"] if history else -1, "rounds": cfg.rounds,
-                 "seconds": time.perf_counter() - t0, "history": list(history), "final": True,
+                 "seconds": time.perf_counter() - t0, "reported_at": time.time(), "history": list(history),
+                 "final": True,
                  "run_id": res.run_id, "stop_reason": res.stop_reason, "fit": last})
 
 
