@@ -239,12 +239,10 @@ def forget_deepspeed_groups() -> None:
     groups = sys.modules.get("deepspeed.utils.groups")
     if groups is None:
         return
-    for name, value in list(vars(groups).items()):
-        if not (name.startswith("_") and name[1:2].isupper()) or name.startswith("__"):
+    for name, value in list(vars(groups).items()):  # _WORLD_GROUP, _DATA_PARALLEL_GROUP, _MPU_..., _EXPERT_... maps
+        if not (name[:1] == "_" and name[1:2].isupper()) or isinstance(value, str):  # str: a message constant
             continue
         if isinstance(value, dict):
             value.clear()
-        elif value is not None and not isinstance(value, (str, int, float, bool)):
-            setattr(groups, name, None)  # a ProcessGroup or a list of them
-        elif name.startswith("_MPU_"):
+        else:
             setattr(groups, name, None)

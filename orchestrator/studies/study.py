@@ -167,7 +167,7 @@ class Study:
         from orchestrator.model_source import ModelSource
         from orchestrator.experiment import run_params
 
-        t_start, self._t0_unix = time.perf_counter(), time.time() - 1
+        t_start, self._t0_unix = time.perf_counter(), time.time()
         started, bundles, slots = self._preflight()
         b = self.base
         sid = identity(self.spec.kind, b, self.spec.grid, self.spec.seeds, self.uri, self.experiment_name,
@@ -249,10 +249,9 @@ class Study:
             trial_id = m.get("trial_id") or ""
             # reported by this command's trials: our own float clock (Tune's `timestamp` is whole seconds, and a
             # command run right after the last one ended counted that one's trials as its own)
-            if "reported_at" in m:
-                ran += int(float(m["reported_at"]) >= self._t0_unix + 1)
-            else:
-                ran += int(float(m.get("timestamp") or 0) >= self._t0_unix)
+            # (a study saved before `reported_at` existed: Tune's timestamp, with its second of truncation)
+            at = m["reported_at"] if "reported_at" in m else float(m.get("timestamp") or 0) + 1
+            ran += int(float(at) >= self._t0_unix)
             mine = sorted(runs.get(trial_id, []), key=lambda r: r.info.start_time)
             out.run_id = m.get("run_id") or (mine[-1].info.run_id if mine else None)
             out.seconds = float(m.get("seconds", 0.0))

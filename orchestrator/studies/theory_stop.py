@@ -9,9 +9,10 @@ A trial whose fit says `no decay` (U_s flat within noise, or rising) is predicte
 interval is the range of U_s it has measured -- unless U_s still trends down (least-squares slope below zero at
 one-sided p < 0.05). With 4-5 rounds the fit's joint F-test has 3-5 degrees of freedom, and a steady fall read as
 "flat within noise" is too few rounds, not a plateau (measured: lr 5e-4 read so after round 3 at U_s 1.354, then
-fell to 1.096 by round 8); such a trial gets no prediction yet. Any other verdict (no limit yet, outside theory, ...) gives no prediction, and a
-trial without a prediction is never stopped. The last round is never stopped (nothing left to save). A trial whose
-latest fit has no physical prediction keeps its last one (the reason names the round it came from).
+fell to 1.096 by round 8); such a trial gets no prediction yet. Any other verdict (no limit yet, outside theory, ...)
+gives no prediction, and a trial without a prediction is never stopped. The last round is never stopped (nothing
+left to save). A trial whose latest fit has no physical prediction keeps its last one (the reason names the round it
+came from).
 """
 from __future__ import annotations
 
