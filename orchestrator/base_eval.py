@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from orchestrator.selection import best_of_n
+from workloads import answers
 from workloads.base import Problem
 
 
@@ -58,6 +59,27 @@ def verifier_quality(scores: Sequence[float], correct: Sequence[bool], threshold
     return out
 
 
+def problem_bootstrap(correct: np.ndarray, scores: dict[str, np.ndarray], bon: dict[str, np.ndarray],
+                      reps: int = 1000, seed: int = 0) -> dict[str, list[float]]:
+    """95 % percentile intervals by resampling problems (a problem's N candidates move together: they share a
+    prompt, so resampling candidates would understate the spread): solver accuracy, pass@N, and per verifier
+    method its ROC-AUC and BoN accuracy (`bon[m]` = correctness of each problem's pick)."""
+    rng = np.random.default_rng(seed)
+    p = correct.shape[0]
+    draws: dict[str, list[float]] = {"solver_accuracy": [], "pass_at_n": []}
+    for m in scores:
+        draws[f"{m}_auc"], draws[f"{m}_bon_accuracy"] = [], []
+    for _ in range(reps):
+        idx = rng.integers(0, p, p)
+        c = correct[idx]
+        draws["solver_accuracy"].append(c.mean())
+        draws["pass_at_n"].append(c.any(axis=1).mean())
+        for m, s in scores.items():
+            draws[f"{m}_auc"].append(roc_auc(s[idx].ravel(), c.ravel()))
+            draws[f"{m}_bon_accuracy"].append(bon[m][idx].mean())
+    return {k: [float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))] for k, v in draws.items()}
+
+
 @dataclass
 class VerifierEval:
     auc: float  # ROC-AUC of s between correct and incorrect candidates
@@ -83,6 +105,9 @@ class BaseEval:
     nll_pick_accuracy: float  # lowest NLL/L among all N, no verifier: what the verifier adds is bon - this
     verifiers: dict[str, VerifierEval] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    intervals: dict[str, list[float]] = field(default_factory=dict)  # 95 %, problems resampled
+    capped_share: float = 0.0  # candidates cut off at max_new_tokens
+    answered_share: float = 0.0  # candidates in which workloads/answers.py finds a final answer
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +127,8 @@ def evaluate(backend, workload, problems: list[Problem], *, n: int = 8, temperat
     flat = [(p, c) for p, cs in zip(problems, cands) for c in cs]
     verifiers: dict[str, VerifierEval] = {}
     seconds = {"sample": t_sample}
+    all_scores: dict[str, np.ndarray] = {}
+    bon_correct: dict[str, np.ndarray] = {}
     for method in methods:
         t1 = time.monotonic()
         if method == "tf":
@@ -115,6 +142,8 @@ def evaluate(backend, workload, problems: list[Problem], *, n: int = 8, temperat
         picks = [best_of_n(scores[i], nll[i], lengths[i], threshold) for i in range(len(problems))]
         ok = correct.ravel()
         sc = scores.ravel()
+        all_scores[method] = scores
+        bon_correct[method] = np.array([correct[i, k.index] for i, k in enumerate(picks)], dtype=bool)
         verifiers[method] = VerifierEval(
             auc=roc_auc(sc, ok),
             below_threshold=float((sc < threshold).mean()),
@@ -132,4 +161,7 @@ def evaluate(backend, workload, problems: list[Problem], *, n: int = 8, temperat
         u_s=float(nll.mean()), u_s_per_token=float(per_tok.mean()), mean_length=float(lengths.mean()),
         nll_pick_accuracy=float(correct[np.arange(len(problems)), nll_pick].mean()),
         verifiers=verifiers, seconds={k: round(v, 2) for k, v in seconds.items()},
+        intervals=problem_bootstrap(correct, all_scores, bon_correct, seed=seed),
+        capped_share=float(np.mean([not c.finished for cs in cands for c in cs])),
+        answered_share=float(np.mean([answers.extract(c.text) is not None for cs in cands for c in cs])),
     )

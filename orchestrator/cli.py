@@ -10,7 +10,7 @@ import sys
 from orchestrator import redact
 from orchestrator.errors import SvgapError
 
-COMMANDS = ["run", "base_model", "fit", "plan", "report", "allocate", "sweep", "submit", "jobs", "logs", "stop", "sync"]
+COMMANDS = ["run", "base_model", "fit", "plan", "report", "allocate", "sweep", "submit", "jobs", "logs", "stop", "sync", "model"]
 
 
 class _Parser(argparse.ArgumentParser):

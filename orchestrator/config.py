@@ -23,6 +23,8 @@ class WorkloadConfig:
     name: str = "arithmetic"
     train_prompts: int = field(default=256, metadata=rng(1))
     heldout_prompts: int = field(default=500, metadata=rng(1))
+    # samples per held-out prompt: heldout_acc is their mean (more samples, a tighter paired test between rounds)
+    heldout_samples: int = field(default=1, metadata=rng(1))
     options: dict = field(default_factory=dict)
 
     def validate(self, prefix: str) -> None:
@@ -42,6 +44,8 @@ class VLLMSection:
     max_num_batched_tokens: int = field(default=32768, metadata=rng(1))
     kv_cache_mb: int = field(default=256, metadata=rng(16))
     max_lora_rank: int = field(default=16, metadata=rng(1))
+    # context length of the engine; null: the task's longest prompt or query + max_new_tokens (backends/vllm_sizing.py)
+    max_model_len: int | None = field(default=None, metadata=rng(16))
     enforce_eager: bool = True  # compiled mode starts 3-4x slower here and is no faster for this model size
     threads_bind: str = "nobind"
     # request: one LoRARequest per version; merge: W0 + scaling * B @ A reloaded as full weights (on CPU vLLM's LoRA
@@ -63,6 +67,9 @@ class ModelConfig:
     # auto: prompts and verifier queries go through the model folder's chat template when it has one; none: plain
     # text always (backends/chat.py)
     chat_template: Literal["auto", "none"] = "auto"
+    # the system turn opening every conversation: null = the workload's own (chat_arithmetic has one), else the
+    # template's behaviour; "template" = the template's behaviour always; any other text = that system turn
+    system_prompt: str | None = None
 
     def validate(self, prefix: str) -> None:
         from orchestrator.backends.engines import check_available  # light: finds packages, imports none

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from orchestrator import placement, ray_session, redact, tracking
+from orchestrator import placement, ray_session, redact, round_health, tracking
 from orchestrator.backends.engines import check_model, engine_options
 from orchestrator.config import ExperimentConfig, dump
 from orchestrator.errors import SvgapError
@@ -84,6 +84,7 @@ class Experiment:
         self.cfg = cfg
         self.resume = resume
         self.placement = placement
+        self.engine_sizing: dict = {}  # vLLM max_model_len from the task (set in run)
         self.run_tags = dict(run_tags or {})
         self.address = address
         self.uri = tracking_uri or cfg.tracking.uri
@@ -122,7 +123,7 @@ class Experiment:
             res = getattr(r, role)
             return (PoolSpec(role, res, r.placement, r.timeout_s, r.retries),
                     WorkerSpec(role, source, cfg.model.device, cfg.model.dtype, res.cpus, res.threads,
-                               cfg.model.engine, engine_options(cfg)))
+                               cfg.model.engine, {**engine_options(cfg), **self.engine_sizing}))
 
         g, v, t = spec("generation"), spec("verification"), spec("training")
         check_trainer(cfg.training.engine)
@@ -169,6 +170,10 @@ class Experiment:
             t0 = time.perf_counter()
             model_dir = source.resolve(self.progress)
             check_model(cfg.model.engine, model_dir)  # e.g. a head_dim the engine has no kernel for: one line, no pools
+            if cfg.model.engine == "vllm":  # context and KV cache from the task, checked before any engine starts
+                from orchestrator.backends.vllm_sizing import size_engine
+
+                self.engine_sizing = size_engine(cfg, workload, model_dir, source.system_prompt)
             self.progress(f"model: {model_dir} ready in {time.perf_counter() - t0:.1f}s")
             self.progress(f"starting pools: generation x{cfg.resources.generation.actors}, verification "
                           f"x{cfg.resources.verification.actors}, training x{cfg.resources.training.actors}")
@@ -258,6 +263,8 @@ class Experiment:
             log = RoundLog(logger, skip)
             record, picks, pick_ids = runner.measure(t, version)
             result.records.append(record)
+            for line in round_health.warnings(result.records):
+                self.progress(f"warning: {line}")
             rows = list(picks)
             # fit on rounds 0..t before training: a stop leaves π_t, the last measured model, as the result
             fit, stop = online.after_round(t, result.records, log, scheduler)

@@ -12,6 +12,17 @@ from typing import Callable
 from orchestrator.errors import SvgapError
 
 
+def system_prompt_of(cfg) -> str | None:
+    """model.system_prompt, else the workload's own (a `system_prompt` attribute); "template" (or none given)
+    keeps the chat template's own behaviour -- SmolLM2's, for one, adds a default system turn of its own."""
+    chosen = getattr(cfg.model, "system_prompt", None)
+    if chosen is None:
+        import workloads
+
+        chosen = getattr(workloads.get(cfg.workload.name, cfg.workload.options), "system_prompt", None)
+    return None if chosen in (None, "template") else chosen
+
+
 @dataclass(frozen=True)
 class ModelSource:
     workload: str
@@ -19,12 +30,14 @@ class ModelSource:
     path: str | None
     cache_dir: str
     chat_template: str = "auto"  # model.chat_template: how engines and trainers open a conversation (backends/chat.py)
+    system_prompt: str | None = None  # the system turn of every conversation (None: the template's own behaviour)
 
     @classmethod
     def of(cls, cfg) -> "ModelSource":
         """The source an experiment config names (its workload builds the model unless model.path is set)."""
         m = cfg.model
-        return cls(cfg.workload.name, cfg.workload.options, m.path, m.cache_dir, getattr(m, "chat_template", "auto"))
+        return cls(cfg.workload.name, cfg.workload.options, m.path, m.cache_dir, getattr(m, "chat_template", "auto"),
+                   system_prompt_of(cfg))
 
     def resolve(self, progress: Callable[[str], None] | None = None) -> Path:
         if self.path:

@@ -75,6 +75,8 @@ class RoundRecord:
     timings: dict[str, float]
     counts: dict[str, int]
     train: dict[str, float] = field(default_factory=dict)
+    # correct samples of each held-out problem (in the run's held-out order): paired tests between rounds
+    heldout: list[int] = field(default_factory=list)
 
     def flat_metrics(self) -> dict[str, float]:
         """What goes to MLflow at step=t."""
@@ -124,7 +126,7 @@ class RoundRunner:
 
         # The held-out measurement runs on the generation pool while the verification pool scores.
         t1 = time.perf_counter()
-        heldout_refs = self._sample_refs(self.heldout, t, "heldout", 1, version)
+        heldout_refs = self._sample_refs(self.heldout, t, "heldout", cfg.workload.heldout_samples, version)
         method = cfg.verification.method
         make = wl.tf_query if method == "tf" else wl.qe_query
         vc = cfg.verification
@@ -133,7 +135,11 @@ class RoundRunner:
         # run in order): one verification actor alone left the generation pool's CPUs idle most of the round.
         items = [(make(p, s.text), p.prompt, s.token_ids) for p, row in zip(problems, samples) for s in row]
         ver, gen = self.pools.verification, self.pools.generation
-        cut = round(len(items) * len(ver) / (len(ver) + len(gen)))
+        # the generation actors first draw the held-out samples: counted as work, so that both pools end together
+        # (SmolLM2, 1 thread: a held-out sample of 12 tokens costs ~0.3 of a scored verification, ~0.6 unscored)
+        heldout_work = len(self.heldout) * cfg.workload.heldout_samples * (0.3 if vc.uncertainty == "scored" else 0.6)
+        share = (len(items) + heldout_work) * len(ver) / (len(ver) + len(gen))
+        cut = min(len(items), round(share))
         args = (version, method, vc.uncertainty == "scored", vc.batch_size)
         ver_refs = ver.submit_shards("verify", items[:cut], *args)
         gen_refs = gen.submit_shards("verify", items[cut:], *args)
@@ -152,6 +158,7 @@ class RoundRunner:
         pick_ids: list[list[int]] = []
         nll_all, ptok_all, len_all, correct_all, pass_any, sampled_all = [], [], [], [], [], []
         fallbacks = 0
+        capped_picks: list[bool] = []  # picks cut by max_new_tokens: training on them teaches cut-off answers
         for i, (p, row) in enumerate(zip(problems, samples)):
             scores = flat_scores[i * n:(i + 1) * n]
             sampled_all += [s.nll for s in row]
@@ -167,10 +174,12 @@ class RoundRunner:
             correct_all += correct
             pass_any.append(any(correct))
             pick_ids.append(list(row[k].token_ids))
+            capped_picks.append(not row[k].finished)
             picks.append(PickRow(t, p.id, p.prompt, row[k].text, False, correct[k], float(scores[k]), nll[k],
                                  lens[k], pick.fallback, sum(s >= cfg.verification.threshold for s in scores)))
         timings["select"] = time.perf_counter() - t2
 
+        heldout_correct = [sum(wl.check(p, s.text) for s in row) for p, row in zip(self.heldout, heldout)]
         U_s, U_v = _mean(nll_all), _mean([r.nll for r in picks])
         U_s_tok = _mean(ptok_all)
         U_v_tok = _mean([r.nll / max(r.length, 1) for r in picks])
@@ -180,7 +189,9 @@ class RoundRunner:
             "len_s": _mean(len_all), "len_v": _mean([r.length for r in picks]),
             "acc_s": _mean(correct_all), "acc_v": _mean([bool(r.correct) for r in picks]),
             "pass_at_n": _mean(pass_any),
-            "heldout_acc": _mean([wl.check(p, row[0].text) for p, row in zip(self.heldout, heldout)]),
+            "heldout_acc": _mean([c / len(row) for c, row in zip(heldout_correct, heldout)]),
+            "capped_share": _mean([not s.finished for row in samples for s in row]),
+            "capped_share_v": _mean(capped_picks),
             "fallback_rate": fallbacks / max(len(problems), 1),
             "tokens_per_s": gen_tokens / max(timings["generate"], 1e-9),
             "U_s_sampled": _mean(sampled_all),  # the generation engine's own U_s: equal to U_s unless engines differ
@@ -190,7 +201,7 @@ class RoundRunner:
                                         getattr(wl, "checks_answers", True)))
         counts = {"prompts": len(problems), "candidates": len(nll_all), "fallbacks": fallbacks,
                   "heldout_prompts": len(self.heldout)}
-        return RoundRecord(t, version, metrics, timings, counts), picks, pick_ids
+        return RoundRecord(t, version, metrics, timings, counts, heldout=heldout_correct), picks, pick_ids
 
     def train(self, t: int, picks: list[PickRow], pick_ids: list[list[int]],
               external: list[Problem]) -> tuple[TrainingStats, WeightsUpdate, list[PickRow]]:

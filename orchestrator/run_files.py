@@ -125,7 +125,7 @@ class RunFiles:
         try:
             d = json.loads(path.read_text())
             return RoundRecord(int(d["round"]), int(d["version"]), dict(d["metrics"]), dict(d["timings"]),
-                               dict(d["counts"]), dict(d.get("train") or {}))
+                               dict(d["counts"]), dict(d.get("train") or {}), list(d.get("heldout") or []))
         except FileNotFoundError:
             raise SvgapError(f"run folder {self.root} is incomplete: {path.relative_to(self.root)} is missing "
                              f"({STATE} says round {t} finished)") from None

@@ -85,3 +85,25 @@ def test_stale_version_is_refused_by_a_real_generation_actor(local_ray, base_mod
             g.map_shards("generate", "sample", items, 1, 2, 1.0, 8, 64)
     finally:
         g.shutdown()
+
+
+def test_engine_that_cannot_start_is_one_error_without_retries(local_ray, tmp_path):
+    """An engine whose start fails (here: a model folder without weights) is reported once, with the engine's own
+    reason, at the start call -- not as a dead actor that is replaced and fails again."""
+    from orchestrator.model_source import ModelSource
+    from orchestrator.pools.generation import GenerationWorker
+    from orchestrator.pools.worker import WorkerSpec
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "llama"}')
+    g = ActorGroup(spec(actors=1, timeout=120.0), GenerationWorker,
+                   WorkerSpec("generation", ModelSource("arithmetic", {}, str(broken), "unused"), "cpu", "float32",
+                              0.5, 1))
+    try:
+        with pytest.raises(StageError, match=r"stage 'start' failed on generation\[0\]: .*the generation engine "
+                                             r"\(hf\) did not start: \w+"):
+            g.call_all("start", "version")
+        assert g.faults.replaced == 0 and g.faults.retried == 0
+    finally:
+        g.shutdown()

@@ -143,7 +143,7 @@ def test_entry_point_group_names_a_plugin(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(root))
     cfg = config.load(None, ["workload.name=reverse"])
     assert type(workloads.get(cfg.workload.name, cfg.workload.options)).__name__ == "MyTask"
-    with pytest.raises(ConfigError, match=r"unknown workload 'nope' \(known: arithmetic, gsm8k, math, reverse"):
+    with pytest.raises(ConfigError, match=r"unknown workload 'nope' \(known: arithmetic, gsm8k, math, chat_arithmetic, reverse"):
         config.load(None, ["workload.name=nope"])
 
 

@@ -1,7 +1,7 @@
 """Workload registry: a config's `workload.name` -> the workload class and its options dataclass.
 
 A name is one of
-  - a built-in (arithmetic, gsm8k, math),
+  - a built-in (arithmetic, chat_arithmetic, gsm8k, math),
   - `package.module:ClassName` -- any importable class implementing the protocol of workloads/base.py,
   - a name registered by an installed package under the entry-point group `svgap.workloads`
     (pyproject: [project.entry-points."svgap.workloads"] mytask = "mypkg.mod:MyTask").
@@ -25,6 +25,8 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "arithmetic": ("workloads.arithmetic.workload:ArithmeticWorkload", "workloads.arithmetic.options:ArithmeticOptions"),
     "gsm8k": ("workloads.gsm8k:GSM8KWorkload", "workloads.jsonl_math:MathFileOptions"),
     "math": ("workloads.math:MATHWorkload", "workloads.jsonl_math:MathFileOptions"),
+    "chat_arithmetic": ("workloads.chat_arithmetic:ChatArithmeticWorkload",
+                        "workloads.chat_arithmetic.options:ChatArithmeticOptions"),
 }
 KNOWN = tuple(BUILTIN)
 REQUIRED = ("problems", "check", "tf_query", "qe_query", "reference")

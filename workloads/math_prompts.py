@@ -9,7 +9,6 @@ follows a space (" True", " 3") -- the engine reads multi-token words where they
 """
 from __future__ import annotations
 
-import re
 import threading
 
 from workloads.base import QEQuery, TFQuery
@@ -56,38 +55,6 @@ CONTINUATION = {"gsm8k": "\nQuestion:", "math": "\nProblem:"}
 def cut_continuation(kind: str, response: str) -> str:
     """The response up to a new problem the model started on its own (the whole response if it did not)."""
     return response.split(CONTINUATION[kind], 1)[0]
-
-
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-def after_hashes(text: str) -> str | None:
-    """GSM8K's final answer: what follows the last '####' (first line, thousands commas removed)."""
-    if "####" not in text:
-        return None
-    tail = text.rsplit("####", 1)[1].strip().splitlines()
-    return tail[0].strip().replace(",", "") if tail and tail[0].strip() else None
-
-
-def last_number(text: str) -> str | None:
-    found = _NUMBER.findall(text)
-    return found[-1].replace(",", "") if found else None
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} (balanced braces), or None."""
-    start = text.rfind("\\boxed")
-    if start < 0:
-        return None
-    i = text.find("{", start)
-    if i < 0:
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i + 1:j]
-    return None
 
 
 def same_answer(gold: str, predicted: str) -> bool:

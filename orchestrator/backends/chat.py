@@ -70,20 +70,24 @@ def _generation_config(model_dir: str | Path) -> dict:
 class PromptFormat:
     """Turns conversation-opening texts into token ids for one tokenizer, with or without its chat template."""
 
-    def __init__(self, tokenizer, chat: bool) -> None:
+    def __init__(self, tokenizer, chat: bool, system_prompt: str | None = None) -> None:
         if chat and not getattr(tokenizer, "chat_template", None):
             raise SvgapError("model.chat_template: auto found a template file but the tokenizer did not load it")
-        self.tokenizer, self.chat = tokenizer, chat
+        self.tokenizer, self.chat, self.system_prompt = tokenizer, chat, system_prompt
 
     @classmethod
-    def for_model(cls, tokenizer, model_dir: str | Path, mode: str = "auto") -> "PromptFormat":
-        return cls(tokenizer, uses_chat(model_dir, mode))
+    def for_model(cls, tokenizer, model_dir: str | Path, mode: str = "auto",
+                  system_prompt: str | None = None) -> "PromptFormat":
+        return cls(tokenizer, uses_chat(model_dir, mode), system_prompt)
 
     def render(self, text: str) -> str:
-        """The text the model reads (the template applied, generation prompt included)."""
+        """The text the model reads (the template applied, generation prompt included). `system_prompt` None keeps
+        whatever the template does without a system turn (SmolLM2's adds its own default); a string is the
+        system turn."""
         if not self.chat:
             return text
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+        turns = [{"role": "system", "content": self.system_prompt}] if self.system_prompt is not None else []
+        return self.tokenizer.apply_chat_template(turns + [{"role": "user", "content": text}], tokenize=False,
                                                   add_generation_prompt=True)
 
     def encode_many(self, texts: list[str]) -> list[list[int]]:

@@ -89,7 +89,8 @@ class DeepSpeedTrainer:
     """One rank. All ranks must be built, trained and closed together (they meet in collectives)."""
 
     def __init__(self, model_dir: str | Path, cfg: TrainingConfig, device: str = "auto", dtype: str = "float32",
-                 seed: int = 0, env: RankEnv | None = None, chat_template: str = "auto") -> None:
+                 seed: int = 0, env: RankEnv | None = None, chat_template: str = "auto",
+                 system_prompt: str | None = None) -> None:
         import torch
 
         from orchestrator.backends.device import resolve_device
@@ -113,7 +114,8 @@ class DeepSpeedTrainer:
                              f"({type(e).__name__}: {str(e).strip()[:200]})") from None
         # DeepSpeed casts to bf16 itself (training.deepspeed.precision) and keeps fp32 master weights
         self.tokenizer, model = sft.load_policy(model_dir, cfg, self.device, torch.float32, seed)
-        self.prompts = PromptFormat.for_model(self.tokenizer, model_dir, chat_template)  # as the engines read them
+        self.prompts = PromptFormat.for_model(self.tokenizer, model_dir, chat_template,
+                                              system_prompt)  # as the engines read them
         self._fingerprint = base_fingerprint(model)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)

@@ -40,7 +40,8 @@ def check_available(name: str) -> None:
 
 
 def make_engine(name: str, model_dir: str | Path, *, device: str, dtype: str, threads: int,
-                options: dict[str, Any] | None = None, chat_template: str = "auto") -> InferenceEngine:
+                options: dict[str, Any] | None = None, chat_template: str = "auto",
+                system_prompt: str | None = None) -> InferenceEngine:
     """Build engine `name` on the model folder; `options` are the engine's own settings (model.vllm);
     `chat_template` is model.chat_template (backends/chat.py), for engines that take it."""
     import inspect
@@ -53,6 +54,7 @@ def make_engine(name: str, model_dir: str | Path, *, device: str, dtype: str, th
     kwargs = {"options": options} if options is not None and name != "hf" else {}
     if "chat_template" in inspect.signature(engine_cls).parameters:
         kwargs["chat_template"] = chat_template
+        kwargs["system_prompt"] = system_prompt
     elif uses_chat(model_dir, chat_template):  # the trainer would open conversations otherwise than the engine
         raise SvgapError(f"model.engine {name} does not apply chat templates yet and {model_dir} has one; set "
                          f"model.chat_template: none (plain prompts) or model.engine: hf")

@@ -47,7 +47,7 @@ def _chunks(n: int, size: int):
 
 class HFBackend(InferenceEngine):
     def __init__(self, model_dir: str | Path, device: str = "auto", dtype: str = "float32", threads: int | None = None,
-                 chat_template: str = "auto"):
+                 chat_template: str = "auto", system_prompt: str | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads:
@@ -66,7 +66,7 @@ class HFBackend(InferenceEngine):
         self.eos_id = self.stop_ids[0]
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_id
         self.stop_strings = stop_strings(path)
-        self.prompts = PromptFormat.for_model(tok, path, chat_template)
+        self.prompts = PromptFormat.for_model(tok, path, chat_template, system_prompt)
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._words: dict[tuple[str, ...], tuple[list[int], list[list[int]]]] = {}

@@ -25,7 +25,8 @@ class TorchTrainer:
     """Owns the trainable copy of the policy: base frozen + LoRA adapter, or every weight (mode full)."""
 
     def __init__(self, model_dir: str | Path, cfg: TrainingConfig, device: str = "auto", dtype: str = "float32",
-                 seed: int = 0, env: RankEnv | None = None, chat_template: str = "auto") -> None:
+                 seed: int = 0, env: RankEnv | None = None, chat_template: str = "auto",
+                 system_prompt: str | None = None) -> None:
         from orchestrator.backends.device import resolve_device, torch_dtype
         from orchestrator.weights import base_fingerprint
 
@@ -35,7 +36,8 @@ class TorchTrainer:
         self.cfg, self.seed = cfg, seed
         self.device = resolve_device(device)
         self.tokenizer, self.model = sft.load_policy(model_dir, cfg, self.device, torch_dtype(dtype), seed)
-        self.prompts = PromptFormat.for_model(self.tokenizer, model_dir, chat_template)  # as the engines read them
+        self.prompts = PromptFormat.for_model(self.tokenizer, model_dir, chat_template,
+                                              system_prompt)  # as the engines read them
         self._fingerprint = base_fingerprint(self.model)  # before any training: the frozen π_0
         self.version = 0
 

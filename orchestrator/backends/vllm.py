@@ -36,7 +36,7 @@ from workloads.base import QEQuery, TFQuery
 
 DEFAULTS: dict[str, Any] = {"max_num_seqs": 2048, "max_num_batched_tokens": 32768, "kv_cache_mb": 256,
                             "max_lora_rank": 16, "enforce_eager": True, "threads_bind": "nobind",
-                            "lora_mode": "auto", "lora": True, "lora_target_modules": None}
+                            "lora_mode": "auto", "lora": True, "lora_target_modules": None, "max_model_len": None}
 _SEED_MOD = 1 << 31  # vLLM adds the candidate index to a request's seed
 
 
@@ -83,7 +83,8 @@ def _new_engine_pids(before: set[int], wait_s: float) -> list[int]:
 
 class VLLMBackend(InferenceEngine):
     def __init__(self, model_dir: str | Path, device: str = "auto", dtype: str = "float32", threads: int = 1,
-                 options: dict[str, Any] | None = None, chat_template: str = "auto") -> None:
+                 options: dict[str, Any] | None = None, chat_template: str = "auto",
+                 system_prompt: str | None = None) -> None:
         unknown = set(options or {}) - set(DEFAULTS)
         if unknown:
             raise SvgapError(f"vLLM engine: unknown options {sorted(unknown)}")
@@ -111,7 +112,7 @@ class VLLMBackend(InferenceEngine):
         self._next_lora_id = 1
         self._engine_pids: list[int] = []
         self._reaper = None
-        self.chat_template = chat_template
+        self.chat_template, self.system_prompt = chat_template, system_prompt
         self._words: dict = {}
         self.llm = None
         self._start(threads)
@@ -129,18 +130,20 @@ class VLLMBackend(InferenceEngine):
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         # as the HF engine: prompts through the model's chat template, every end-of-sequence id, its stop strings
-        self.prompts = PromptFormat.for_model(self.tokenizer, self.path, self.chat_template)
+        self.prompts = PromptFormat.for_model(self.tokenizer, self.path, self.chat_template, self.system_prompt)
         self.stop_ids = stop_token_ids(self.tokenizer, self.path)
         if not self.stop_ids:
             raise SvgapError(f"tokenizer at {self.path} has no eos token (and generation_config.json names none)")
         self.eos_id = self.stop_ids[0]
         self.stop_strings = stop_strings(self.path)
         o = self.opts
-        lora = {}
+        extra: dict[str, Any] = {}
         if o["lora"] and o["lora_mode"] == "request":
-            lora = {"enable_lora": True, "max_lora_rank": int(o["max_lora_rank"]), "max_loras": 2}
+            extra = {"enable_lora": True, "max_lora_rank": int(o["max_lora_rank"]), "max_loras": 2}
             if o["lora_target_modules"]:
-                lora["lora_target_modules"] = list(o["lora_target_modules"])
+                extra["lora_target_modules"] = list(o["lora_target_modules"])
+        if o["max_model_len"]:  # sized from the task (vllm_sizing.py): the model's own 8k context would not fit
+            extra["max_model_len"] = int(o["max_model_len"])
         before = {p.pid for p in psutil.Process().children(recursive=True)}
         try:
             self.llm = LLM(model=str(self.engine_dir), tokenizer=str(self.path), dtype=self.dtype, seed=0,
@@ -148,7 +151,7 @@ class VLLMBackend(InferenceEngine):
                            max_num_batched_tokens=int(o["max_num_batched_tokens"]),
                            kv_cache_memory_bytes=int(o["kv_cache_mb"]) << 20, logprobs_mode="raw_logprobs",
                            disable_log_stats=True,
-                           worker_extension_cls="orchestrator.backends.vllm_worker.SvgapWorkerExtension", **lora)
+                           worker_extension_cls="orchestrator.backends.vllm_worker.SvgapWorkerExtension", **extra)
         finally:  # the engine core and its worker (process titles VLLM::...), to check they end with us
             self._engine_pids = _new_engine_pids(before, wait_s=10.0 if self.llm is not None else 0.0)
             # a watcher that ends them if this actor dies without shutdown (SIGKILL, OOM): vllm_reaper.py

@@ -44,6 +44,34 @@ def checks(m: dict) -> dict[str, dict]:
     return {k: {"value": v, "target": t, "ok": bool(ok)} for k, (v, t, ok) in out.items()}
 
 
+def room_checks(m: dict) -> dict[str, dict]:
+    """Room to self-improve for any other model + workload: the solver-verifier gap the theory needs (a solver
+    that is sometimes right, candidates of which some are right, a verifier better than chance)."""
+    acc, auc = m["solver_accuracy"], m["auc"]
+    out = {
+        "solver_accuracy": (acc, "20% .. 70%", 0.20 <= acc <= 0.70),
+        "pass_at_n": (m["pass_at_n"], f">= solver + 10 pt = {acc + 0.10:.1%}", m["pass_at_n"] >= acc + 0.10),
+        "auc": (auc, ">= 0.6", not math.isnan(auc) and auc >= 0.6),
+    }
+    return {k: {"value": v, "target": t, "ok": bool(ok)} for k, (v, t, ok) in out.items()}
+
+
+def no_room(m: dict) -> list[str]:
+    """Warnings for a pair that cannot show self-improvement, whatever the targets."""
+    acc, auc, out = m["solver_accuracy"], m["auc"], []
+    if acc <= 0.02:
+        out.append(f"solver accuracy {acc:.1%}: the model almost never solves this task; there is nothing to select "
+                   f"(choose an easier task or another model)")
+    elif acc >= 0.98:
+        out.append(f"solver accuracy {acc:.1%}: the model already solves this task; nothing to improve")
+    if math.isnan(auc) or 0.45 <= auc <= 0.55:
+        out.append(f"verifier ROC-AUC {auc:.2f}: the self-verifier cannot tell right from wrong here; best-of-N "
+                   f"selection will pick at random")
+    if m.get("capped_share", 0) >= 0.25:
+        out.append(f"{m['capped_share']:.0%} of candidates hit generation.max_new_tokens: answers are cut off")
+    return out
+
+
 def measure(cfg, progress=_say) -> dict:
     """Build/load the model of `cfg` and measure it; returns the JSON-able report."""
     import workloads
@@ -70,13 +98,15 @@ def measure(cfg, progress=_say) -> dict:
         pass
     from orchestrator.backends.hf import HFBackend  # torch: only once the model folder is known
     from orchestrator.base_eval import evaluate
+    from orchestrator.model_source import system_prompt_of
 
     method = cfg.verification.method
     progress(f"measuring on {cfg.workload.heldout_prompts} held-out prompts, N = {cfg.generation.n}, "
              f"temperature {cfg.generation.temperature:g}, verifier {method}, sigma = {cfg.verification.threshold:g}")
     t1 = time.time()
     backend = HFBackend(path, device=cfg.model.device, dtype=cfg.model.dtype,
-                        threads=cfg.resources.verification.threads, chat_template=cfg.model.chat_template)
+                        threads=cfg.resources.verification.threads, chat_template=cfg.model.chat_template,
+                        system_prompt=system_prompt_of(cfg))
     load_s = time.time() - t1
     problems = workload.problems("heldout", cfg.workload.heldout_prompts, cfg.seed)
     ev = evaluate(backend, workload, problems, n=cfg.generation.n, temperature=cfg.generation.temperature,
@@ -108,15 +138,26 @@ def measure(cfg, progress=_say) -> dict:
         "u_v": v.u_v,
         "gap": ev.u_s - v.u_v,
         "verifiers": {k: vars(x) for k, x in ev.verifiers.items()},
+        "intervals": {"solver_accuracy": ev.intervals["solver_accuracy"], "pass_at_n": ev.intervals["pass_at_n"],
+                      "auc": ev.intervals[f"{method}_auc"], "bon_accuracy": ev.intervals[f"{method}_bon_accuracy"]},
+        "capped_share": ev.capped_share,
+        "answered_share": ev.answered_share,
+        "system_prompt": backend.prompts.system_prompt,
         "eval_seconds": round(time.time() - t1, 2),
     }
     default_recipe = cfg.workload.name == "arithmetic" and not cfg.model.path
-    report["checks"] = checks(report) if default_recipe else {}  # the targets are the default recipe's
+    report["checks"] = checks(report) if default_recipe else room_checks(report)
+    report["warnings"] = no_room(report)
     return report
 
 
 def _pct(x: float) -> str:
     return "nan" if x is None or math.isnan(x) else f"{x:.1%}"
+
+
+def _ci(r: dict, key: str, pct: bool = True) -> str:
+    lo, hi = r.get("intervals", {}).get(key, (math.nan, math.nan))
+    return f" [{lo:.1%}, {hi:.1%}]" if pct else f" [{lo:.2f}, {hi:.2f}]"
 
 
 def table(r: dict) -> str:
@@ -125,11 +166,11 @@ def table(r: dict) -> str:
     built = f"; built in {b['seconds']:g} s, {b.get('steps')} steps, stopped by {b.get('stopped_by')}" if b else ""
     n, m = r["n"], r["method"].upper()
     rows = [
-        ("solver accuracy (1 sample)", _pct(r["solver_accuracy"]), "solver_accuracy"),
-        (f"pass@{n}", _pct(r["pass_at_n"]), "pass_at_n"),
-        (f"{m} verifier ROC-AUC", f"{r['auc']:.3f}", "auc"),
+        ("solver accuracy (1 sample)", _pct(r["solver_accuracy"]) + _ci(r, "solver_accuracy"), "solver_accuracy"),
+        (f"pass@{n}", _pct(r["pass_at_n"]) + _ci(r, "pass_at_n"), "pass_at_n"),
+        (f"{m} verifier ROC-AUC", f"{r['auc']:.3f}" + _ci(r, "auc", pct=False), "auc"),
         (f"candidates below sigma={r['threshold']:g}", _pct(r["below_threshold"]), "below_threshold"),
-        (f"best-of-{n} accuracy ({m}, BoN rule)", _pct(r["bon_accuracy"]), "bon_accuracy"),
+        (f"best-of-{n} accuracy ({m}, BoN rule)", _pct(r["bon_accuracy"]) + _ci(r, "bon_accuracy"), "bon_accuracy"),
         ("BoN fallbacks (none passed sigma)", _pct(r["fallback_rate"]), None),
         (f"lowest-NLL-of-{n} accuracy (no verifier)", _pct(r["nll_pick_accuracy"]), None),
     ]
@@ -149,11 +190,12 @@ def table(r: dict) -> str:
              (f"  {r['heldout_prompts']} held-out prompts, N = {n}, temperature {r['temperature']:g}, "
               f"eval {r['eval_seconds']:g} s"), ""]
     w = max(len(name) for name, _, _ in rows)
-    lines.append(f"{'metric':<{w}}  {'value':>13}  target")
+    lines.append(f"{'metric':<{w}}  {'value (95% interval)':>28}  target")
     for name, val, key in rows:
         c = r["checks"].get(key) if key else None
         tail = f"{c['target']:<30} {'ok' if c['ok'] else 'MISSED'}" if c else ""
-        lines.append(f"{name:<{w}}  {val:>13}  {tail}".rstrip())
+        lines.append(f"{name:<{w}}  {val:>28}  {tail}".rstrip())
+    lines += [f"warning: {x}" for x in r.get("warnings", [])]
     return "\n".join(lines)
 
 

@@ -29,7 +29,8 @@ class TrainingWorker(RankedActor):
                        int(env["MASTER_PORT"]))
         cls = make_trainer(self.cfg.engine)
         self.trainer = cls(self.spec.source.resolve(), self.cfg, device=self.spec.device, dtype=self.spec.dtype,
-                           seed=self.seed, env=rank, chat_template=self.spec.source.chat_template)
+                           seed=self.seed, env=rank, chat_template=self.spec.source.chat_template,
+                           system_prompt=self.spec.source.system_prompt)
         atexit.register(self.trainer.close)
         return rank.rank
 

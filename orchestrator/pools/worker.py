@@ -7,6 +7,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from orchestrator.errors import SvgapError
 from orchestrator.model_source import ModelSource
 
 
@@ -59,17 +60,30 @@ class InferenceWorker:
 
         self.spec = spec
         self.threads = set_threads(spec)
-        self.backend = make_engine(spec.engine, spec.source.resolve(), device=spec.device, dtype=spec.dtype,
-                                   threads=self.threads, options=spec.engine_options,
-                                   chat_template=spec.source.chat_template)
+        self.start_error: str | None = None
+        try:
+            self.backend = make_engine(spec.engine, spec.source.resolve(), device=spec.device, dtype=spec.dtype,
+                                       threads=self.threads, options=spec.engine_options,
+                                       chat_template=spec.source.chat_template,
+                                       system_prompt=spec.source.system_prompt)
+        except Exception as e:  # noqa: BLE001 - kept, so the start call reports it once: a dead actor is retried
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            self.start_error = f"{type(e).__name__}: {first}" if first else type(e).__name__
+            self.backend = None
+            return
         atexit.register(self.close)  # a normal actor exit ends the engine's processes too
         self._base_fingerprint = self.backend.base_fingerprint()
+
+    def _started(self):
+        if self.backend is None:
+            raise SvgapError(f"the {self.spec.role} engine ({self.spec.engine}) did not start: {self.start_error}")
+        return self.backend
 
     def require(self, version: int) -> None:
         """A stale engine refuses to work: every round names the version it expects."""
         from orchestrator.weights import StaleWeightsError
 
-        held = self.backend.version
+        held = self._started().version
         if version != held:
             raise StaleWeightsError(f"{self.spec.role} actor holds model version {held} but was asked to work with "
                                     f"version {version}; refusing stale weights")
@@ -90,9 +104,10 @@ class InferenceWorker:
         return self.backend.load_weights(update)
 
     def version(self) -> int:
-        return self.backend.version
+        return self._started().version
 
     def base_fingerprint(self) -> str:
+        self._started()
         return self._base_fingerprint
 
     def engine_pids(self) -> list[int]:
@@ -102,5 +117,6 @@ class InferenceWorker:
     def close(self) -> bool:
         """End the engine's processes now (ActorGroup.shutdown calls it before killing the actor: an actor ended
         by os._exit would leave vLLM's engine processes running)."""
-        self.backend.shutdown()
+        if self.backend is not None:
+            self.backend.shutdown()
         return True

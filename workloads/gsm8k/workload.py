@@ -1,14 +1,14 @@
 """GSM8K: grade-school word problems; the solution's last line is '#### <number>'.
 
 The reference solution loses its calculator annotations (<<48/2=24>>) before it is training text; a candidate's
-answer is what follows its last '####', else its last number (GSM8K's usual flexible extraction), and is checked
+answer is what workloads/answers.py extracts (its last '####' first, GSM8K's usual flexible extraction), and is checked
 against the reference's by math-verify.
 """
 from __future__ import annotations
 
 import re
 
-from workloads import math_prompts
+from workloads import answers
 from workloads.jsonl_math import MathFileWorkload
 
 _CALC = re.compile(r"<<[^>]*>>")
@@ -23,4 +23,4 @@ class GSM8KWorkload(MathFileWorkload):
         return _CALC.sub("", solution).strip()
 
     def final_answer(self, solution: str) -> str | None:
-        return math_prompts.after_hashes(solution) or math_prompts.last_number(solution)
+        return answers.extract(solution)  # '####', else \boxed, 'the answer is', the last number (answers.py)

@@ -5,7 +5,7 @@ as expressions, so \\frac{1}{2} and 0.5 agree).
 """
 from __future__ import annotations
 
-from workloads import math_prompts
+from workloads import answers
 from workloads.jsonl_math import MathFileWorkload
 
 
@@ -15,4 +15,4 @@ class MATHWorkload(MathFileWorkload):
     kind = "math"
 
     def final_answer(self, solution: str) -> str | None:
-        return math_prompts.last_boxed(solution)
+        return answers.last_boxed(solution)

@@ -1,0 +1,3 @@
+from workloads.chat_arithmetic.workload import ChatArithmeticWorkload
+
+__all__ = ["ChatArithmeticWorkload"]
