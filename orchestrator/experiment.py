@@ -289,6 +289,7 @@ class Experiment:
                 record.counts["external"] = len(ext_rows)
                 if scheduler:
                     record.metrics.update(scheduler.metrics(t))
+            record.metrics.update(pools.peak_memory_mb())
             record.timings["round"] = time.perf_counter() - t_round
             files.picks(t, rows)
             record.counts.update(pools.faults_since(faults0))

@@ -45,6 +45,11 @@ class Pools:
         return {"retried_shards": sum(g.faults.retried for g in groups),
                 "replaced_actors": sum(g.faults.replaced for g in groups)}
 
+    def peak_memory_mb(self) -> dict[str, float]:
+        """Peak resident memory of each pool's largest actor so far (MiB): what a role needs per actor."""
+        return {f"mem/{g.spec.role}_peak_mb": max(g.call_all("memory", "peak_rss_mb"))
+                for g in (self.generation, self.verification, self.training)}
+
     def faults_since(self, before: dict[str, int]) -> dict[str, int]:
         """What one round survived: the counts a round record carries."""
         return {k: v - before.get(k, 0) for k, v in self.faults().items()}

@@ -15,7 +15,7 @@ from orchestrator.errors import SvgapError
 from orchestrator.experiment import Experiment
 from workloads.arithmetic import shipped
 
-TIMED = re.compile(r"^(time/|tokens_per_s$)")  # wall-clock numbers differ by design
+TIMED = re.compile(r"^(time/|mem/|tokens_per_s$)")  # wall-clock numbers differ by design
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from orchestrator.run_files import RunFiles
 
 ROOT = Path(__file__).resolve().parent.parent
 # what differs between two runs of the same config by design: wall-clock times and the throughput derived from them
-TIMED = re.compile(r"^(time/|tokens_per_s$)")
+TIMED = re.compile(r"^(time/|mem/|tokens_per_s$)")
 
 
 def tiny(tmp_path, base_model_dir, *extra) -> list[str]:

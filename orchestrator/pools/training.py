@@ -21,6 +21,11 @@ class TrainingWorker(RankedActor):
         self.spec, self.cfg, self.seed = spec, cfg, seed
         self.trainer = None
 
+    def peak_rss_mb(self) -> float:
+        from orchestrator.pools.worker import peak_rss_mb
+
+        return peak_rss_mb()
+
     def join(self, env: dict) -> int:
         """Build this rank's trainer (a collective for multi-rank engines); returns the rank."""
         import atexit

@@ -39,6 +39,14 @@ def normal_priority() -> int:
     return os.nice(0)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports ru_maxrss in KiB); vLLM's engine core is a child
+    process and is counted in its own row of benchmarks/real_model_engines.py."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def set_threads(spec: WorkerSpec) -> int:
     """One torch thread per reserved CPU (at least one), unless the config says otherwise; normal CPU priority."""
     from orchestrator.backends.lean_import import lean_transformers
@@ -109,6 +117,9 @@ class InferenceWorker:
     def base_fingerprint(self) -> str:
         self._started()
         return self._base_fingerprint
+
+    def peak_rss_mb(self) -> float:
+        return peak_rss_mb()
 
     def engine_pids(self) -> list[int]:
         """Processes the engine runs besides this actor (vLLM's engine core); checked to be gone after shutdown."""
