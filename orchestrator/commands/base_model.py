@@ -111,7 +111,7 @@ def measure(cfg, progress=_say) -> dict:
     problems = workload.problems("heldout", cfg.workload.heldout_prompts, cfg.seed)
     ev = evaluate(backend, workload, problems, n=cfg.generation.n, temperature=cfg.generation.temperature,
                   max_new_tokens=cfg.generation.max_new_tokens, threshold=cfg.verification.threshold,
-                  seed=cfg.seed, methods=("tf", "qe"), batch_size=cfg.generation.batch_size)
+                  seed=cfg.seed, methods=("tf", "qe"), batch_size=cfg.generation.batch_size, progress=progress)
     v = ev.verifiers[method]
     report = {
         "model_dir": str(path),
