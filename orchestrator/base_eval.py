@@ -77,7 +77,19 @@ def problem_bootstrap(correct: np.ndarray, scores: dict[str, np.ndarray], bon: d
         for m, s in scores.items():
             draws[f"{m}_auc"].append(roc_auc(s[idx].ravel(), c.ravel()))
             draws[f"{m}_bon_accuracy"].append(bon[m][idx].mean())
-    return {k: [float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))] for k, v in draws.items()}
+    out = {}
+    for k, v in draws.items():
+        x = np.asarray(v, dtype=np.float64)
+        x = x[np.isfinite(x)]  # an AUC is undefined in a resample with one class only
+        out[k] = [float(np.percentile(x, 2.5)), float(np.percentile(x, 97.5))] if x.size else [math.nan, math.nan]
+    return out
+
+
+def _parsed_share(texts: list[str]) -> float:
+    """Of the texts that write a number at all, the share whose final answer the extractor finds (a text without
+    one -- "To solve this, we need to" -- states no answer: nothing to parse)."""
+    with_number = [t for t in texts if any(ch.isdigit() for ch in t)]
+    return float(np.mean([answers.extract(t) is not None for t in with_number])) if with_number else float("nan")
 
 
 @dataclass
@@ -108,6 +120,7 @@ class BaseEval:
     intervals: dict[str, list[float]] = field(default_factory=dict)  # 95 %, problems resampled
     capped_share: float = 0.0  # candidates cut off at max_new_tokens
     answered_share: float = 0.0  # candidates in which workloads/answers.py finds a final answer
+    parsed_share: float = 0.0  # of the candidates that write any number, those the extractor takes an answer from
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -166,4 +179,5 @@ def evaluate(backend, workload, problems: list[Problem], *, n: int = 8, temperat
         intervals=problem_bootstrap(correct, all_scores, bon_correct, seed=seed),
         capped_share=float(np.mean([not c.finished for cs in cands for c in cs])),
         answered_share=float(np.mean([answers.extract(c.text) is not None for cs in cands for c in cs])),
+        parsed_share=_parsed_share([c.text for cs in cands for c in cs]),
     )

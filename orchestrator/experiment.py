@@ -5,9 +5,7 @@ picks to make π_{t+1} and syncs it; the last round only measures.
 """
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +24,7 @@ from orchestrator.pools.verification import VerificationWorker
 from orchestrator.pools.worker import WorkerSpec
 from orchestrator.resume import ResumePoint, describe, load_update
 from orchestrator.round import Pools, RoundRecord, RoundRunner, derive_seed
-from orchestrator.run_files import RoundLog, RunFiles
+from orchestrator.run_files import RoundLog, RunFiles, check_writable
 from orchestrator.typed import flatten, to_dict
 from orchestrator.backends.trainer import check_available as check_trainer
 from orchestrator.weights import check_same_base, check_versions, publish, save_update
@@ -52,23 +50,6 @@ def run_params(cfg: ExperimentConfig) -> dict:
     params = flatten(to_dict(cfg))
     params["training.learning_rate"] = cfg.training.learning_rate
     return params
-
-
-def check_writable(path: Path, key: str) -> None:
-    """The run folder must be creatable before the MLflow run exists, or a failure would leave a half-logged run."""
-    p = path.expanduser().absolute()
-    if p.exists() and not p.is_dir():
-        raise SvgapError(f"{key}: {p} is a file, not a folder")
-    probe = p
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise SvgapError(f"{key}: cannot create run folders under {p} ({probe} is not writable)")
-    try:  # access() says yes to root even on read-only or virtual file systems (/proc): try it, leave nothing
-        os.rmdir(tempfile.mkdtemp(prefix=".svgap-probe-", dir=probe))
-    except OSError as e:
-        raise SvgapError(f"{key}: cannot create run folders under {p} ({probe}: "
-                         f"{e.strerror or type(e).__name__})") from None
 
 
 class Experiment:

@@ -17,6 +17,8 @@ metrics were handed to MLflow. Files are created with the user's umask (no chmod
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -188,3 +190,20 @@ class RoundLog:
 
     def __getattr__(self, name):  # set_tag, log_text, ... go straight through
         return getattr(self.logger, name)
+
+
+def check_writable(path: Path, key: str) -> None:
+    """The run folder must be creatable before the MLflow run exists, or a failure would leave a half-logged run."""
+    p = path.expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        raise SvgapError(f"{key}: {p} is a file, not a folder")
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise SvgapError(f"{key}: cannot create run folders under {p} ({probe} is not writable)")
+    try:  # access() says yes to root even on read-only or virtual file systems (/proc): try it, leave nothing
+        os.rmdir(tempfile.mkdtemp(prefix=".svgap-probe-", dir=probe))
+    except OSError as e:
+        raise SvgapError(f"{key}: cannot create run folders under {p} ({probe}: "
+                         f"{e.strerror or type(e).__name__})") from None

@@ -105,11 +105,14 @@ def test_base_model_report_for_any_model_and_workload(tmp_path):
                      "--set", f"model.path={model}", "--set", "workload.heldout_prompts=3", "--set",
                      "generation.n=3", "--set", "generation.max_new_tokens=8"]) == 0
     r = json.loads(buf.getvalue())
-    assert r["workload"] == "gsm8k" and r["chat_template"] is True and r["checks"] == {}
+    assert r["workload"] == "gsm8k" and r["chat_template"] is True
+    # a random-weight model has no room: the room checks say so, and so do the warnings
+    assert set(r["checks"]) == {"solver_accuracy", "pass_at_n", "auc"} and not r["checks"]["solver_accuracy"]["ok"]
+    assert any("almost never solves" in w for w in r["warnings"])
     assert 1 <= r["heldout_prompts"] <= 3 and set(r["verifiers"]) == {"tf", "qe"}
     for k in ("solver_accuracy", "pass_at_n", "below_threshold", "bon_accuracy", "u_s", "u_v", "gap"):
         assert math.isfinite(r[k]), k
-    with redirect_stdout(io.StringIO()):  # the table prints too (no targets for a pair other than the default)
+    with redirect_stdout(io.StringIO()):  # the table prints too (the room targets for a pair other than the default)
         assert main(["base-model", "--set", "workload.name=gsm8k", "--set", f"workload.options.path={data}",
                      "--set", f"model.path={model}", "--set", "workload.heldout_prompts=2", "--set",
                      "generation.n=2", "--set", "generation.max_new_tokens=4"]) == 0

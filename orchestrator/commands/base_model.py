@@ -142,6 +142,7 @@ def measure(cfg, progress=_say) -> dict:
                       "auc": ev.intervals[f"{method}_auc"], "bon_accuracy": ev.intervals[f"{method}_bon_accuracy"]},
         "capped_share": ev.capped_share,
         "answered_share": ev.answered_share,
+        "parsed_share": ev.parsed_share,
         "system_prompt": backend.prompts.system_prompt,
         "eval_seconds": round(time.time() - t1, 2),
     }

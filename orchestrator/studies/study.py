@@ -82,7 +82,7 @@ class Study:
 
         import workloads
         from orchestrator import ray_session, tracking
-        from orchestrator.experiment import check_writable
+        from orchestrator.run_files import check_writable
         from orchestrator.scheduler import build_scheduler
 
         workload = workloads.get(self.base.workload.name, self.base.workload.options)
