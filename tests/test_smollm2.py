@@ -108,3 +108,21 @@ def test_missing_gguf_and_taken_out_folder(tmp_path, smollm2):
     r = _cli("model", "import", "smollm2", "--out", str(taken), timeout=300)
     assert r.returncode == 2 and "exists and is not an import" in r.stderr
     assert (taken / "keep.txt").read_text() == "mine"
+
+
+def test_vllm_context_sized_from_the_task(smollm2):
+    """The engine's max_model_len is the task's longest prompt or query through the chat template, plus the new
+    tokens -- far below SmolLM2's own 8192, whose KV cache did not fit the CPU default (backends/vllm_sizing.py)."""
+    import workloads
+    from orchestrator.backends.vllm_sizing import size_engine, task_model_len
+    from orchestrator.config import load
+    from orchestrator.model_source import system_prompt_of
+
+    cfg = load("configs/smollm2.yaml", ["model.engine=vllm", f"model.path={smollm2}"])
+    wl = workloads.for_config(cfg)
+    length = task_model_len(cfg, wl, smollm2, system_prompt_of(cfg))
+    assert 48 <= length <= 128 and length % 16 == 0
+    assert size_engine(cfg, wl, smollm2, system_prompt_of(cfg)) == {"max_model_len": length}
+    longer = load("configs/smollm2.yaml", ["model.engine=vllm", f"model.path={smollm2}", "generation.max_new_tokens=64"])
+    grown = task_model_len(longer, wl, smollm2, system_prompt_of(cfg)) - length
+    assert 52 - 15 <= grown <= 52 + 15  # 52 more new tokens, each total rounded up to 16
