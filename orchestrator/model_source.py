@@ -43,7 +43,9 @@ class ModelSource:
         if self.path:
             p = Path(self.path).expanduser()
             if not (p / "config.json").exists():
-                raise SvgapError(f"model.path {p} is not a saved model directory (no config.json)")
+                from orchestrator.models.packaged import import_hint
+
+                raise SvgapError(f"model.path {p} is not a saved model directory (no config.json)" + import_hint(p))
             return p
         import workloads
 

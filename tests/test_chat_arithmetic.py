@@ -60,3 +60,12 @@ def test_system_prompt_from_workload_unless_set():
     assert system_prompt_of(load("configs/smollm2.yaml", ["model.system_prompt=template"])) is None
     assert system_prompt_of(load("configs/smollm2.yaml", ["model.system_prompt=Be brief."])) == "Be brief."
     assert system_prompt_of(load(None)) is None  # the arithmetic workload has none
+
+
+def test_missing_real_model_says_how_to_import_it(tmp_path, monkeypatch, capsys):
+    from orchestrator.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # configs/smollm2.yaml names ~/.cache/svgap/models/...
+    assert main(["base-model", "configs/smollm2.yaml"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "make real-model, or svgap model import smollm2" in err[0]

@@ -81,7 +81,9 @@ def measure(cfg, progress=_say) -> dict:
     if cfg.model.path:
         path = Path(cfg.model.path).expanduser()
         if not path.is_dir():
-            raise SvgapError(f"model.path: no model directory at {path}")
+            from orchestrator.models.packaged import import_hint
+
+            raise SvgapError(f"model.path: no model directory at {path}" + import_hint(path))
         progress(f"base model: using {path}")
     elif callable(getattr(workload, "base_model", None)):
         path = Path(workload.base_model(Path(cfg.model.cache_dir).expanduser(), progress=progress))

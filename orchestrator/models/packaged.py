@@ -39,5 +39,13 @@ def default_out(name_or_file: str, cache_dir: str = DEFAULT_CACHE) -> Path:
     return Path(cache_dir).expanduser() / "models" / folder
 
 
+def import_hint(path: str | Path) -> str:
+    """What to run when a config's model.path is a packaged model's import that is not there yet."""
+    for name in PACKAGED:
+        if Path(path).expanduser() == default_out(name):
+            return f" (make real-model, or svgap model import {name}, writes it there)"
+    return " (svgap model import FILE.gguf --out DIR writes one from a GGUF file)"
+
+
 def resolve_source(name_or_file: str) -> Path:
     return packaged_gguf(name_or_file) if name_or_file in PACKAGED else Path(name_or_file).expanduser()
