@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("ray")
-pytest.importorskip("deepspeed")
+import ray  # noqa: E402,F401 - a hard dependency
+from extras import require  # noqa: E402 - tests/ is on sys.path (pytest rootdir-relative import)
+require("deepspeed")
 HERE = Path(__file__).resolve().parent
 
 

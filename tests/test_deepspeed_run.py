@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("deepspeed")
+from extras import require  # noqa: E402 - tests/ is on sys.path (pytest rootdir-relative import)
+require("deepspeed")
 
 
 @pytest.mark.slow

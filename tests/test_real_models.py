@@ -170,20 +170,3 @@ def test_prompt_format_refuses_a_template_the_tokenizer_lacks(models):
     bare.chat_template = None
     with pytest.raises(SvgapError, match="did not load it"):
         PromptFormat(bare, chat=True)
-
-
-def test_an_engine_without_chat_templates_refuses_a_templated_model(models):
-    """Until an engine applies the template itself, it must not sample plain prompts while the trainer trains on
-    templated ones: one line before it starts."""
-    import inspect
-    import importlib.util
-
-    from orchestrator.backends.engines import ENGINES, make_engine
-
-    if importlib.util.find_spec("vllm") is None:
-        pytest.skip("vllm is not installed")
-    module, _, cls = ENGINES["vllm"].target.partition(":")
-    if "chat_template" in inspect.signature(getattr(__import__(module, fromlist=[cls]), cls)).parameters:
-        pytest.skip("the vLLM engine applies chat templates now (tests/test_vllm.py covers it)")
-    with pytest.raises(SvgapError, match="model.engine vllm does not apply chat templates yet"):
-        make_engine("vllm", models["qwen2"], device="cpu", dtype="float32", threads=1, options={})

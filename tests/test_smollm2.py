@@ -30,7 +30,7 @@ def smollm2(svgap_cache) -> Path:
     return folder
 
 
-def _cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def _cli(*args: str, timeout: float = 500) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
 

@@ -16,9 +16,10 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("vllm")
-ray = pytest.importorskip("ray")
-psutil = pytest.importorskip("psutil")
+from extras import require  # noqa: E402 - tests/ is on sys.path (pytest rootdir-relative import)
+require("vllm")
+import psutil  # noqa: E402 - with ray[default]: a hard dependency
+import ray  # noqa: E402 - a hard dependency
 
 from orchestrator.config import PoolResources, TrainingConfig  # noqa: E402
 from orchestrator.errors import SvgapError  # noqa: E402

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-pytest.importorskip("vllm")
+from extras import require  # noqa: E402 - tests/ is on sys.path (pytest rootdir-relative import)
+require("vllm")
 import ray  # noqa: E402
 
 from orchestrator.config import PoolResources  # noqa: E402

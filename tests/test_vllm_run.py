@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.backends import engines
 from orchestrator.cli import main
+from extras import require
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -26,7 +27,7 @@ def test_vllm_missing_is_one_line_with_the_install_command(monkeypatch, capsys, 
 
 def test_model_without_a_vllm_kernel_is_one_line_before_any_pool(local_ray, base_model_dir, capsys, tmp_path,
                                                                   monkeypatch):
-    pytest.importorskip("vllm")
+    require("vllm")
     from test_vllm import unwidenable_copy
 
     model = unwidenable_copy(base_model_dir, tmp_path / "model")
@@ -39,8 +40,8 @@ def test_model_without_a_vllm_kernel_is_one_line_before_any_pool(local_ray, base
 
 @pytest.mark.slow
 def test_small_run_with_the_vllm_engine_leaves_no_engine_process(local_ray, base_model_dir, tmp_path):
-    pytest.importorskip("vllm")
-    psutil = pytest.importorskip("psutil")
+    require("vllm")
+    import psutil  # with ray[default]: a hard dependency
     from orchestrator import config
     from orchestrator.experiment import Experiment
 
