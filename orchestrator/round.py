@@ -114,6 +114,27 @@ class RoundRunner:
     def problems(self, t: int) -> list[Problem]:
         return self.workload.problems("train", self.cfg.workload.train_prompts, derive_seed(self.cfg.seed, t, "prompts"))
 
+    def _verify(self, problems: list[Problem], samples: list[list[Sample]],
+                version: int) -> tuple[list[float], list[float] | None]:
+        """Every candidate's score s and (scored) its teacher-forced U, in candidate order.
+
+        One call per actor: its engine scores the queries and (scored) measures U in one pass. Every inference
+        actor holds π_t, so the generation actors take a share once their held-out samples are drawn (their tasks
+        run in order): one verification actor alone left the generation pool's CPUs idle most of the round."""
+        cfg, vc = self.cfg, self.cfg.verification
+        make = self.workload.tf_query if vc.method == "tf" else self.workload.qe_query
+        items = [(make(p, s.text), p.prompt, s.token_ids) for p, row in zip(problems, samples) for s in row]
+        ver, gen = self.pools.verification, self.pools.generation
+        # the held-out samples the generation actors draw first count as work, so that both pools end together
+        # (SmolLM2, 1 thread: a held-out sample of 12 tokens costs ~0.3 of a scored verification, ~0.6 unscored)
+        heldout_work = len(self.heldout) * cfg.workload.heldout_samples * (0.3 if vc.uncertainty == "scored" else 0.6)
+        cut = min(len(items), round((len(items) + heldout_work) * len(ver) / (len(ver) + len(gen))))
+        args = (version, vc.method, vc.uncertainty == "scored", vc.batch_size)
+        ver_refs = ver.submit_shards("verify", items[:cut], *args)
+        gen_refs = gen.submit_shards("verify", items[cut:], *args)
+        verified = ver.gather("verify", ver_refs) + gen.gather("verify", gen_refs)
+        return [s for s, _ in verified], ([u for _, u in verified] if vc.uncertainty == "scored" else None)
+
     def measure(self, t: int, version: int) -> tuple[RoundRecord, list[PickRow], list[list[int]]]:
         """Round t's record with π_t: uncertainties, scores, BoN picks (rows + their sampled token ids),
         accuracies, held-out accuracy."""
@@ -132,27 +153,9 @@ class RoundRunner:
         # The held-out measurement runs on the generation pool while the verification pool scores.
         t1 = time.perf_counter()
         heldout_refs = self._sample_refs(self.heldout, t, "heldout", cfg.workload.heldout_samples, version)
-        method = cfg.verification.method
-        make = wl.tf_query if method == "tf" else wl.qe_query
-        vc = cfg.verification
-        # one call per actor: its engine scores the queries and (scored) measures U in one pass. Every inference
-        # actor holds π_t, so the generation actors take a share once their held-out sample is drawn (their tasks
-        # run in order): one verification actor alone left the generation pool's CPUs idle most of the round.
-        items = [(make(p, s.text), p.prompt, s.token_ids) for p, row in zip(problems, samples) for s in row]
-        ver, gen = self.pools.verification, self.pools.generation
-        # the generation actors first draw the held-out samples: counted as work, so that both pools end together
-        # (SmolLM2, 1 thread: a held-out sample of 12 tokens costs ~0.3 of a scored verification, ~0.6 unscored)
-        heldout_work = len(self.heldout) * cfg.workload.heldout_samples * (0.3 if vc.uncertainty == "scored" else 0.6)
-        share = (len(items) + heldout_work) * len(ver) / (len(ver) + len(gen))
-        cut = min(len(items), round(share))
-        args = (version, method, vc.uncertainty == "scored", vc.batch_size)
-        ver_refs = ver.submit_shards("verify", items[:cut], *args)
-        gen_refs = gen.submit_shards("verify", items[cut:], *args)
-        verified = ver.gather("verify", ver_refs) + gen.gather("verify", gen_refs)
-        flat_scores = [s for s, _ in verified]
-        flat_u = [u for _, u in verified] if vc.uncertainty == "scored" else None
+        flat_scores, flat_u = self._verify(problems, samples, version)
         timings["verify"] = time.perf_counter() - t1
-        self.progress(f"round {t}: verified {len(items)} candidates in {timings['verify']:.1f}s")
+        self.progress(f"round {t}: verified {len(flat_scores)} candidates in {timings['verify']:.1f}s")
         t_wait = time.perf_counter()
         heldout = self.pools.generation.gather("heldout", heldout_refs)
         # held-out sampling overlaps verification: what it adds to the round is the wait after verify is done

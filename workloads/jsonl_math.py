@@ -65,7 +65,8 @@ def read_jsonl(path: str | Path, fields: tuple[str, str], key: str) -> list[dict
     return rows
 
 
-def _unit(*parts: object) -> float:
+def split_unit(*parts: object) -> float:
+    """A fixed number in [0, 1) per (seed, problem): which split a problem falls in, whatever the file order."""
     h = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(h, "little") / 2.0 ** 64
 
@@ -103,7 +104,7 @@ class MathFileWorkload:
         ho = o.heldout_fraction if not o.heldout_path else 0.0
         ex = o.external_fraction if not o.external_path else 0.0
         for e in main:
-            u = _unit(o.split_seed, e[0])
+            u = split_unit(o.split_seed, e[0])
             self._rows["heldout" if u < ho else "external" if u < ho + ex else "train"].append(e)
         if o.heldout_path:
             self._rows["heldout"] = self._entries(o.heldout_path, "workload.options.heldout_path")

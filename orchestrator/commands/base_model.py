@@ -72,12 +72,8 @@ def no_room(m: dict) -> list[str]:
     return out
 
 
-def measure(cfg, progress=_say) -> dict:
-    """Build/load the model of `cfg` and measure it; returns the JSON-able report."""
-    import workloads
-
-    workload = workloads.for_config(cfg)
-    t0 = time.time()
+def model_dir(cfg, workload, progress) -> Path:
+    """model.path, or the base model the workload builds (or finds in its cache)."""
     if cfg.model.path:
         path = Path(cfg.model.path).expanduser()
         if not path.is_dir():
@@ -85,10 +81,19 @@ def measure(cfg, progress=_say) -> dict:
 
             raise SvgapError(f"model.path: no model directory at {path}" + import_hint(path))
         progress(f"base model: using {path}")
-    elif callable(getattr(workload, "base_model", None)):
-        path = Path(workload.base_model(Path(cfg.model.cache_dir).expanduser(), progress=progress))
-    else:
-        raise SvgapError(f"workload {cfg.workload.name} builds no base model; set model.path to a saved model")
+        return path
+    if callable(getattr(workload, "base_model", None)):
+        return Path(workload.base_model(Path(cfg.model.cache_dir).expanduser(), progress=progress))
+    raise SvgapError(f"workload {cfg.workload.name} builds no base model; set model.path to a saved model")
+
+
+def measure(cfg, progress=_say) -> dict:
+    """Build/load the model of `cfg` and measure it; returns the JSON-able report."""
+    import workloads
+
+    workload = workloads.for_config(cfg)
+    t0 = time.time()
+    path = model_dir(cfg, workload, progress)
     ready_s = time.time() - t0
     info: dict = {}
     cached = True

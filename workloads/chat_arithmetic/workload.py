@@ -8,12 +8,12 @@ train, held-out and external sets never share a problem.
 """
 from __future__ import annotations
 
-import hashlib
 import random
 
 from orchestrator.errors import SvgapError
 from workloads import answers
 from workloads.base import Problem, QEQuery, Split, TFQuery
+from workloads.jsonl_math import split_unit
 
 from .options import ChatArithmeticOptions
 
@@ -22,11 +22,6 @@ TF_TEXT = "{q} = {a}\nIs this equation true? Answer True or False."
 QE_TEXT = "{q} = {a}\nHow sure are you that this equation is true, from 1 (certainly false) to 5 (certainly true)? " \
           "Answer with a single digit."
 GRADES = ("1", "2", "3", "4", "5")
-
-
-def _unit(*parts: object) -> float:
-    h = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") / 2.0 ** 64
 
 
 def _value(a: int, op: str, b: int) -> int:
@@ -44,7 +39,7 @@ class ChatArithmeticWorkload:
         for op in o.ops:
             for a in range(o.min_operand, o.high + 1):
                 for b in range(o.min_operand, (a if op == "-" else o.high) + 1):
-                    u = _unit(o.split_seed, a, op, b)
+                    u = split_unit(o.split_seed, a, op, b)
                     split = "heldout" if u < o.heldout_fraction else \
                         "external" if u < o.heldout_fraction + o.external_fraction else "train"
                     self._splits[split].append((a, op, b))
