@@ -21,7 +21,7 @@ TARGETS = {"cached_lookup_s": 1.0, "base_model_ready_plus_load_s": 5.0}
 
 def main() -> None:
     import workloads
-    from orchestrator.backends.hf import HFBackend
+    from orchestrator.engines.hf import HFBackend
     from orchestrator.config import load
 
     ap = argparse.ArgumentParser()

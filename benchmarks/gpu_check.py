@@ -50,8 +50,8 @@ def base_model(path: str | None) -> Path:
 
 def inference_rows(model_dir: Path, device: str, dtype: str, prompts: int, ref: dict | None) -> list[Row]:
     """Sampling, teacher-forced scoring and the TF verifier on one device/precision."""
-    from orchestrator.backends.hf import HFBackend
-    from orchestrator.base_eval import evaluate, prompt_seed
+    from orchestrator.engines.hf import HFBackend
+    from orchestrator.run.metrics import evaluate, prompt_seed
     from workloads.arithmetic.workload import ArithmeticWorkload
 
     wl = ArithmeticWorkload()
@@ -113,7 +113,7 @@ def real_model_rows(model_dir: Path, device: str, dtype: str, prompts: int) -> l
     (finite, in [0, 1])."""
     import math
 
-    from orchestrator.backends.hf import HFBackend
+    from orchestrator.engines.hf import HFBackend
     from workloads import math_prompts
 
     be = HFBackend(model_dir, device=device, dtype=dtype, threads=None if device != "cpu" else 1)
@@ -143,10 +143,10 @@ def real_model_rows(model_dir: Path, device: str, dtype: str, prompts: int) -> l
 def training_rows(model_dir: Path, device: str, dtype: str, prompts: int) -> list[Row]:
     """One LoRA round on reference answers: the loss falls, and the adapter merged into an inference model gives
     the trainer's own NLL (what weight sync relies on)."""
-    from orchestrator.backends.hf import HFBackend
-    from orchestrator.backends.lora import LoRATrainer, TrainingExample
+    from orchestrator.engines.hf import HFBackend
+    from orchestrator.trainers.lora import LoRATrainer, TrainingExample
     from orchestrator.config import TrainingConfig
-    from orchestrator.weights import WeightsHolder
+    from orchestrator.engines.weights import WeightsHolder
     from workloads.arithmetic.workload import ArithmeticWorkload
 
     wl = ArithmeticWorkload()
@@ -180,9 +180,9 @@ def deepspeed_rows(model_dir: Path, device: str, dtype: str) -> list[Row]:
 
     import numpy as np
 
-    from orchestrator.backends.deepspeed import DeepSpeedTrainer
-    from orchestrator.backends.lora import TorchTrainer
-    from orchestrator.backends.trainer import RankEnv, TrainingExample
+    from orchestrator.trainers.deepspeed import DeepSpeedTrainer
+    from orchestrator.trainers.lora import TorchTrainer
+    from orchestrator.trainers.base import RankEnv, TrainingExample
     from orchestrator.config import DeepSpeedSection, TrainingConfig
     from workloads.arithmetic.workload import ArithmeticWorkload
 

@@ -53,7 +53,7 @@ def paired_test(before: np.ndarray, after: np.ndarray, samples: int, reps: int =
 def summarise(run_dir: Path) -> dict:
     import yaml
 
-    from orchestrator.report import render
+    from orchestrator.report.html import render
     from orchestrator.theory.fit import fit_gap
 
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())

@@ -28,9 +28,9 @@ def one_engine(engine: str, prompts: int, n: int, candidates_file: Path) -> dict
     import numpy as np
 
     import workloads
-    from orchestrator.backends.engines import make_engine
+    from orchestrator.engines.registry import make_engine
     from orchestrator.config import load
-    from orchestrator.model_source import system_prompt_of
+    from orchestrator.models.source import system_prompt_of
 
     cfg = load(ROOT / "configs" / "smollm2.yaml")
     wl = workloads.for_config(cfg)

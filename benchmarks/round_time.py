@@ -7,7 +7,7 @@ orchestration left over: logging, files, fits). Writes benchmarks/out/round_time
 average before and after (the machine may be shared: throughput is only comparable within one run).
 
 Models: `default` is the default experiment's model (vLLM runs it as its exact widened equivalent, head_dim 16 ->
-64: backends/vllm_widen.py); `h2` is the same recipe with 2 attention heads (head_dim 32, built and cached on first
+64: engines/vllm_widen.py); `h2` is the same recipe with 2 attention heads (head_dim 32, built and cached on first
 use, ~2-7 min), a model vLLM's CPU kernels take as it is.
 
     python benchmarks/round_time.py [--variants hf:default:2x0.5,vllm:h2:1x1:merge,...] [--rounds 2]
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from orchestrator import config
-from orchestrator.experiment import Experiment
+from orchestrator.run.experiment import Experiment
 
 OUT = Path(__file__).resolve().parent / "out"
 STAGES = ("generate", "verify", "heldout_wait", "select", "train", "sync")

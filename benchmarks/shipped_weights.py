@@ -2,7 +2,7 @@
 
 Rebuilds the default recipe with the project's own `pretrain` (one thread, about 2 minutes on a quiet 2-core
 machine) into a temporary cache, and compares it with the weights shipped in workloads/arithmetic/shipped/: the
-SHA-256 of model.safetensors, the model fingerprint (orchestrator.weights.base_fingerprint), steps and dev accuracy.
+SHA-256 of model.safetensors, the model fingerprint (orchestrator.engines.weights.base_fingerprint), steps and dev accuracy.
 On the machine that shipped them they must match; on another CPU they may not -- which is why they are shipped, and
 the table says so plainly. `--write` ships this machine's build instead (after a recipe change). Writes
 benchmarks/out/shipped_weights.json.
@@ -37,7 +37,7 @@ def cpu_name() -> str:
 def fingerprint(model_dir: Path) -> str:
     from transformers import AutoModelForCausalLM
 
-    from orchestrator.weights import base_fingerprint
+    from orchestrator.engines.weights import base_fingerprint
 
     return base_fingerprint(AutoModelForCausalLM.from_pretrained(str(model_dir)))
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from orchestrator import config
-from orchestrator.experiment import Experiment
+from orchestrator.run.experiment import Experiment
 
 OUT = Path(__file__).resolve().parent / "out"
 VARIANTS: dict[str, list[str]] = {

@@ -18,13 +18,13 @@ def main() -> int:
     from ray.cluster_utils import Cluster
 
     import workloads
-    from orchestrator.backends.lora import TorchTrainer
-    from orchestrator.backends.trainer import TrainingExample
+    from orchestrator.trainers.lora import TorchTrainer
+    from orchestrator.trainers.base import TrainingExample
     from orchestrator.config import DeepSpeedSection, PoolResources, TrainingConfig
-    from orchestrator.model_source import ModelSource
-    from orchestrator.pools.group import ActorGroup, PoolSpec
-    from orchestrator.pools.training import TrainingWorker
-    from orchestrator.pools.worker import WorkerSpec
+    from orchestrator.models.source import ModelSource
+    from orchestrator.roles.group import ActorGroup, PoolSpec
+    from orchestrator.roles.training import TrainingWorker
+    from orchestrator.roles.worker import WorkerSpec
 
     torch.set_num_threads(1)
     model_dir = sys.argv[1]

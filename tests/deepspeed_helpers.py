@@ -2,7 +2,7 @@
 (torch.distributed stays up), so one pair of Ray actors checks both LoRA and full fine-tuning."""
 from __future__ import annotations
 
-from orchestrator.pools.training import TrainingWorker
+from orchestrator.roles.training import TrainingWorker
 
 
 class SwitchingTrainingWorker(TrainingWorker):

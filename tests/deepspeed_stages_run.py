@@ -23,9 +23,9 @@ def flat(update) -> np.ndarray:
 
 def main() -> int:
     import workloads
-    from orchestrator.backends.deepspeed import DeepSpeedTrainer
-    from orchestrator.backends.lora import TorchTrainer
-    from orchestrator.backends.trainer import RankEnv, TrainingExample
+    from orchestrator.trainers.deepspeed import DeepSpeedTrainer
+    from orchestrator.trainers.lora import TorchTrainer
+    from orchestrator.trainers.base import RankEnv, TrainingExample
     from orchestrator.config import DeepSpeedSection, TrainingConfig
     from orchestrator.errors import SvgapError
 

@@ -80,9 +80,9 @@ class FragileEchoWorker:
         return [(self.tag, 2 * x) for x in items]
 
 
-from orchestrator.pools.generation import GenerationWorker  # noqa: E402
-from orchestrator.pools.training import TrainingWorker  # noqa: E402
-from orchestrator.pools.verification import VerificationWorker  # noqa: E402
+from orchestrator.roles.generation import GenerationWorker  # noqa: E402
+from orchestrator.roles.training import TrainingWorker  # noqa: E402
+from orchestrator.roles.verification import VerificationWorker  # noqa: E402
 
 
 class KilledGenerationWorker(GenerationWorker):

@@ -17,7 +17,7 @@ def main() -> int:
 
     from orchestrator import config
     from orchestrator.errors import SvgapError
-    from orchestrator.experiment import Experiment
+    from orchestrator.run.experiment import Experiment
 
     model_dir, out_dir = sys.argv[1], sys.argv[2]
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})

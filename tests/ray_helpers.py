@@ -23,7 +23,7 @@ class EchoWorker:
         return items
 
 
-from orchestrator.pools.generation import GenerationWorker  # noqa: E402
+from orchestrator.roles.generation import GenerationWorker  # noqa: E402
 
 
 class FailingGenerationWorker(GenerationWorker):
@@ -33,7 +33,7 @@ class FailingGenerationWorker(GenerationWorker):
         raise RuntimeError("injected sampling failure")
 
 
-from orchestrator.pools.verification import VerificationWorker  # noqa: E402
+from orchestrator.roles.verification import VerificationWorker  # noqa: E402
 
 
 class EngineWorker(GenerationWorker, VerificationWorker):

@@ -22,7 +22,9 @@ def main() -> int:
     sys.path.insert(0, here)
     from ray.cluster_utils import Cluster
 
-    from orchestrator import config, tracking
+    from orchestrator import config
+
+    from orchestrator.store import tracking
     from orchestrator.studies.study import Study, StudySpec
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})

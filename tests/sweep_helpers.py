@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from orchestrator.pools.generation import GenerationWorker
+from orchestrator.roles.generation import GenerationWorker
 
 
 class DieOnceGenerationWorker(GenerationWorker):

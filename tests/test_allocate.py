@@ -16,8 +16,8 @@ from orchestrator.studies.placement import concurrency
 from orchestrator.studies.variants import Outcome, build_variants
 from orchestrator.cli import main
 from orchestrator.errors import SvgapError
-from orchestrator.round import RoundRecord
-from orchestrator.scheduler import round_counts, strategy_shares
+from orchestrator.store.records import RoundRecord
+from orchestrator.run.scheduler import round_counts, strategy_shares
 from orchestrator.theory.allocation import simulate
 from orchestrator.theory.model import GapModel
 
@@ -129,7 +129,7 @@ def test_bad_input_exit_2_one_line_nothing_logged(local_ray, tmp_path, capsys, a
     assert needle in err and err.count("\n") == 1, err
     assert not (tmp_path / "runs").exists()
     if (tmp_path / "m.db").exists():
-        from orchestrator import tracking
+        from orchestrator.store import tracking
 
         client = tracking._client(f"sqlite:///{tmp_path / 'm.db'}")
         assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
@@ -140,7 +140,7 @@ import ray  # noqa: E402 - a hard dependency: a broken install fails here instea
 
 
 def test_tiny_study_parent_children_and_table(local_ray, base_model_dir, tmp_path, capsys):
-    from orchestrator import tracking
+    from orchestrator.store import tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     argv = ["allocate", "--budget", "6", "--strategies", "none,early", "--seeds", "1", "--tracking-uri", uri,

@@ -11,7 +11,7 @@ import torch
 import workloads
 from orchestrator.config import load
 from orchestrator.errors import SvgapError
-from orchestrator.typed import ConfigError
+from orchestrator.config.typed import ConfigError
 from workloads.arithmetic import templates as T
 from workloads.arithmetic.cache import RECIPE_FILE, Untrusted, cached_build, content_digest
 from workloads.arithmetic.options import ArithmeticOptions

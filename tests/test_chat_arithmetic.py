@@ -3,7 +3,7 @@ import pytest
 
 import workloads
 from orchestrator.config import load
-from orchestrator.typed import ConfigError
+from orchestrator.config.typed import ConfigError
 
 
 def make(**options):
@@ -53,7 +53,7 @@ def test_bad_options_name_the_key(key, value, msg):
 
 
 def test_system_prompt_from_workload_unless_set():
-    from orchestrator.model_source import system_prompt_of
+    from orchestrator.models.source import system_prompt_of
 
     cfg = load("configs/smollm2.yaml")
     assert system_prompt_of(cfg).startswith("You are a helpful assistant")

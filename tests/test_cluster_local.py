@@ -134,7 +134,7 @@ def test_submit_follow_runs_the_experiment_on_the_shaped_cluster(cluster):
     assert "train_node=" in train and "gen_node" not in train, train
     run_id = re.search(r"MLflow run id: (\w+)", out).group(1)
     STATE.update(job_id=job_id, run_id=run_id)
-    from orchestrator import tracking
+    from orchestrator.store import tracking
 
     metrics = tracking.run_metrics(run_id, cluster["exports"]["MLFLOW_TRACKING_URI"])
     assert set(metrics["U_s"]) == {0, 1} and set(metrics["G"]) == {0, 1}

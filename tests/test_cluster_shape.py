@@ -22,7 +22,7 @@ def test_custom_resources_are_validated_naming_the_key():
 
 
 def test_custom_resources_enter_the_bundle():
-    from orchestrator.pools.group import PoolSpec
+    from orchestrator.roles.group import PoolSpec
 
     r = load(None, ["resources.generation.custom={gen_node: 1}", "resources.generation.gpus=0.5"]).resources
     assert PoolSpec("generation", r.generation, "PACK", 10.0).bundle() == {"CPU": 0.5, "GPU": 0.5, "gen_node": 1.0}
@@ -30,7 +30,7 @@ def test_custom_resources_enter_the_bundle():
 
 
 def test_a_custom_resource_the_cluster_lacks_is_one_line_before_placing(local_ray):
-    from orchestrator import ray_session
+    from orchestrator.roles import ray_session
 
     r = load(None, ["resources.generation.custom={gen_node: 1}"]).resources
     with pytest.raises(SvgapError, match=r"resources\.generation\.custom\.gen_node: the pool asks for 2 \(2x1\) "
@@ -40,7 +40,7 @@ def test_a_custom_resource_the_cluster_lacks_is_one_line_before_placing(local_ra
 
 
 def test_placement_lines_name_node_and_its_custom_resources():
-    from orchestrator.placement import lines
+    from orchestrator.roles.placement import lines
 
     rep = {"generation": [{"actor": 0, "node_id": "04782d44aa", "address": "10.0.0.5", "custom": {"gen_node": 4.0}}],
            "training": [{"actor": 0, "node_id": "dd3d2200bb", "address": "10.0.0.6", "custom": {}}]}

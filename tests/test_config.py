@@ -6,7 +6,7 @@ import yaml
 
 from orchestrator import config
 from orchestrator.cli import main
-from orchestrator.typed import ConfigError
+from orchestrator.config.typed import ConfigError
 
 
 def test_default_config_loads_and_round_trips(tmp_path):

@@ -26,7 +26,7 @@ def flat(update) -> np.ndarray:
 
 def examples(n: int, seed: int):
     import workloads
-    from orchestrator.backends.trainer import TrainingExample
+    from orchestrator.trainers.base import TrainingExample
 
     wl = workloads.get("arithmetic", {})
     return [TrainingExample(p.prompt, response_text=wl.reference(p), external=True)
@@ -38,11 +38,11 @@ def test_two_ranks_equal_the_torch_engine_lora_and_full(local_ray, base_model_di
     examples per rank and step; full: micro-batch 2 x 2 accumulation steps x 2 ranks. One pair of actors does both."""
     import torch
 
-    from orchestrator.backends.lora import TorchTrainer
+    from orchestrator.trainers.lora import TorchTrainer
     from orchestrator.config import DeepSpeedSection, PoolResources, TrainingConfig
-    from orchestrator.model_source import ModelSource
-    from orchestrator.pools.group import ActorGroup, PoolSpec
-    from orchestrator.pools.worker import WorkerSpec
+    from orchestrator.models.source import ModelSource
+    from orchestrator.roles.group import ActorGroup, PoolSpec
+    from orchestrator.roles.worker import WorkerSpec
 
     from deepspeed_helpers import SwitchingTrainingWorker
 

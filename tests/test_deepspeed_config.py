@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import config, ray_session
+from orchestrator import config
+
+from orchestrator.roles import ray_session
 from orchestrator.cli import main
-from orchestrator.typed import ConfigError
+from orchestrator.config.typed import ConfigError
 
 
 @pytest.mark.parametrize("overrides, needle", [
@@ -42,7 +44,7 @@ def test_global_batch_is_the_same_whatever_the_ranks(ranks, micro, expect):
                       ([f"training.deepspeed.micro_batch={micro}"] if micro else []))
     m, gas = cfg.training.deepspeed.micro_and_accumulation(cfg.training.batch_size, ranks)
     assert (m, gas) == expect and m * gas * ranks == cfg.training.batch_size == 32
-    from orchestrator.backends.deepspeed import ds_config
+    from orchestrator.trainers.deepspeed import ds_config
 
     d = ds_config(cfg.training, ranks)
     assert d["train_batch_size"] == 32 and d["gradient_accumulation_steps"] == gas
@@ -50,7 +52,7 @@ def test_global_batch_is_the_same_whatever_the_ranks(ranks, micro, expect):
 
 
 def test_raw_ds_config_is_merged_last():
-    from orchestrator.backends.deepspeed import ds_config
+    from orchestrator.trainers.deepspeed import ds_config
 
     cfg = config.load(None, ["training.engine=deepspeed", "training.deepspeed.offload_optimizer=true",
                              "training.deepspeed.ds_config={zero_optimization: {reduce_bucket_size: 1000}, "
@@ -90,7 +92,7 @@ def test_training_shares_the_generation_bundles_only_when_it_must():
      "training.engine deepspeed: the no_such_deepspeed package is not installed (pip install 'svgap[deepspeed]')"),
 ])
 def test_run_refuses_before_any_round(local_ray, base_model_dir, tmp_path, capsys, monkeypatch, overrides, needle):
-    from orchestrator.backends import trainer
+    from orchestrator.trainers import base as trainer
 
     if "NO_DEEPSPEED" in overrides:
         overrides = [o for o in overrides if o != "NO_DEEPSPEED"]

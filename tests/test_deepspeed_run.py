@@ -14,9 +14,10 @@ require("deepspeed")
 
 @pytest.mark.slow
 def test_deepspeed_full_fine_tuning_run(local_ray, base_model_dir, tmp_path):
-    from orchestrator import config, tracking
-    from orchestrator.experiment import Experiment
-    from orchestrator.weights import FullUpdate
+    from orchestrator import config
+    from orchestrator.store import tracking
+    from orchestrator.run.experiment import Experiment
+    from orchestrator.engines.weights import FullUpdate
 
     cfg = config.load(None, [f"model.path={base_model_dir}", f"tracking.out_dir={tmp_path / 'runs'}", "rounds=2",
                              "workload.train_prompts=32", "workload.heldout_prompts=32", "generation.n=4",

@@ -10,9 +10,11 @@ import shutil
 import numpy as np
 import pytest
 
-from orchestrator import config, tracking
+from orchestrator import config
+
+from orchestrator.store import tracking
 from orchestrator.errors import SvgapError
-from orchestrator.experiment import Experiment
+from orchestrator.run.experiment import Experiment
 from workloads.arithmetic import shipped
 
 TIMED = re.compile(r"^(time/|mem/|tokens_per_s$)")  # wall-clock numbers differ by design
@@ -22,7 +24,7 @@ TIMED = re.compile(r"^(time/|mem/|tokens_per_s$)")  # wall-clock numbers differ 
 def test_one_or_two_generation_actors_give_identical_metrics(local_ray, base_model_dir, tmp_path):
     """Two rounds with training between them: every metric (the timings aside), every BoN pick with its
     uncertainty and every trained adapter, bit for bit, whatever the sharding. This needs the engine to batch
-    candidates of one length together (backends/hf.py): with mixed lengths a row's last bits depended on its
+    candidates of one length together (engines/hf.py): with mixed lengths a row's last bits depended on its
     batch-mates (U differed by up to 3e-6 per candidate between 1 and 2 actors)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     runs = {}
@@ -55,7 +57,7 @@ def test_default_base_model_is_the_shipped_one(default_workload, tmp_path):
     fingerprint is the recorded one; nothing is pretrained."""
     from safetensors.torch import load_file
 
-    from orchestrator.weights import base_fingerprint
+    from orchestrator.engines.weights import base_fingerprint
 
     data = shipped.info()
     assert data is not None, "workloads/arithmetic/shipped/ is missing"

@@ -10,7 +10,7 @@ import pytest
 import ray
 
 from orchestrator.config import PoolResources
-from orchestrator.pools.group import ActorGroup, PoolSpec, StageError
+from orchestrator.roles.group import ActorGroup, PoolSpec, StageError
 
 HERE = os.path.dirname(__file__)
 sys.path.insert(0, HERE)
@@ -82,8 +82,8 @@ def test_run_survives_lost_generation_verification_and_training_actors(switch, b
     import json
 
     from fault_helpers import KilledGenerationWorker, OOMTrainingWorker, OOMVerificationWorker
-    from orchestrator import tracking
-    from orchestrator.experiment import Experiment
+    from orchestrator.store import tracking
+    from orchestrator.run.experiment import Experiment
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     clean = Experiment(tiny_cfg(tmp_path, base_model_dir), tracking_uri=uri, progress=lambda s: None).run()
@@ -99,7 +99,7 @@ def test_run_survives_lost_generation_verification_and_training_actors(switch, b
     # round 0: one sample shard, one verify shard, the training call: each sent once more, on a new actor
     assert rec0["counts"]["retried_shards"] == 3 and rec0["counts"]["replaced_actors"] == 3, rec0["counts"]
     assert rec1["counts"]["retried_shards"] == 0, rec1["counts"]
-    from orchestrator.round import ROUND_METRICS
+    from orchestrator.store.records import ROUND_METRICS
 
     for t in (0, 1):  # nothing lost, nothing counted twice: the same numbers as the clean run (timings aside)
         got, want = ({k: r.records[t].metrics[k] for k in ROUND_METRICS + ("U_s_sampled",)} for r in (res, clean))

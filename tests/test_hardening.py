@@ -29,10 +29,10 @@ def test_allocate_with_unwritable_out_dir_is_one_line_and_makes_no_run(tmp_path,
 
 
 def test_stale_version_is_refused_by_a_real_verification_actor(local_ray, base_model_dir, default_workload):
-    from orchestrator.model_source import ModelSource
-    from orchestrator.pools.group import ActorGroup, PoolSpec, StageError
-    from orchestrator.pools.verification import VerificationWorker
-    from orchestrator.pools.worker import WorkerSpec
+    from orchestrator.models.source import ModelSource
+    from orchestrator.roles.group import ActorGroup, PoolSpec, StageError
+    from orchestrator.roles.verification import VerificationWorker
+    from orchestrator.roles.worker import WorkerSpec
 
     source = ModelSource("arithmetic", {}, str(base_model_dir), "unused")
     v = ActorGroup(PoolSpec("verification", config.PoolResources(actors=1, cpus=0.5), "PACK", 120.0),

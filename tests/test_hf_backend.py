@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from orchestrator.backends.hf import HFBackend, candidate_uniforms
+from orchestrator.engines.hf import HFBackend, candidate_uniforms
 from orchestrator.errors import SvgapError
 from workloads.base import QEQuery, TFQuery
 
@@ -147,7 +147,7 @@ def test_qe_score(be, problems, default_workload):
     bad = be.qe_score([wl.qe_query(p, p.answer[::-1] + "9") for p in problems])
     assert all(0.0 <= s <= 1.0 for s in good + bad)
     assert sum(good) / len(good) > sum(bad) / len(bad)
-    # grade words of several tokens are read where they first differ (backends/chat.py); words one cannot tell
+    # grade words of several tokens are read where they first differ (engines/chat.py); words one cannot tell
     # apart by a next token are a named error
     assert 0.0 <= be.qe_score([QEQuery(text="+#", grade_tokens=("0", "TT"))])[0] <= 1.0
     with pytest.raises(SvgapError, match="one is a prefix of another"):

@@ -1,4 +1,4 @@
-"""A pool actor's start skips scikit-learn and scipy (orchestrator/backends/lean_import.py), and nothing else notices:
+"""A pool actor's start skips scikit-learn and scipy (orchestrator/engines/lean_import.py), and nothing else notices:
 transformers' own availability checks give the real answers afterwards and the engine samples and scores."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ HERE = Path(__file__).resolve().parent
 
 PROBE = r"""
 import json, sys
-from orchestrator.model_source import ModelSource
-from orchestrator.pools.worker import InferenceWorker, WorkerSpec
+from orchestrator.models.source import ModelSource
+from orchestrator.roles.worker import InferenceWorker, WorkerSpec
 spec = WorkerSpec("generation", ModelSource("arithmetic", {}, sys.argv[1], "unused"), "cpu", "float32", 1.0, None)
 w = InferenceWorker(spec)
 cands = w.backend.sample(["12+7="], n=2, temperature=1.0, max_new_tokens=4, seeds=[0])[0]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import config, tracking
-from orchestrator.online_fit import OnlineFit
-from orchestrator.round import RoundRecord
-from orchestrator.scheduler import Scheduler
+from orchestrator import config
+
+from orchestrator.store import tracking
+from orchestrator.run.online_fit import OnlineFit
+from orchestrator.store.records import RoundRecord
+from orchestrator.run.scheduler import Scheduler
 from orchestrator.theory.allocation import simulate
 from orchestrator.theory.model import GapModel
 

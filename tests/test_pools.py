@@ -10,8 +10,8 @@ import ray  # noqa: E402 - a hard dependency: a broken install fails here instea
 
 from orchestrator.config import PoolResources, ResourcesConfig  # noqa: E402
 from orchestrator.errors import SvgapError  # noqa: E402
-from orchestrator.pools.group import ActorGroup, PoolSpec, StageError, shard  # noqa: E402
-from orchestrator import ray_session  # noqa: E402
+from orchestrator.roles.group import ActorGroup, PoolSpec, StageError, shard  # noqa: E402
+from orchestrator.roles import ray_session  # noqa: E402
 
 HERE = os.path.dirname(__file__)
 sys.path.insert(0, HERE)
@@ -68,9 +68,9 @@ def test_capacity_check_names_request(local_ray):
 
 
 def test_stale_version_is_refused_by_a_real_generation_actor(local_ray, base_model_dir, default_workload):
-    from orchestrator.model_source import ModelSource
-    from orchestrator.pools.generation import GenerationWorker
-    from orchestrator.pools.worker import WorkerSpec
+    from orchestrator.models.source import ModelSource
+    from orchestrator.roles.generation import GenerationWorker
+    from orchestrator.roles.worker import WorkerSpec
 
     source = ModelSource("arithmetic", {}, str(base_model_dir), "unused")
     g = ActorGroup(spec(actors=1, timeout=120.0), GenerationWorker,
@@ -90,9 +90,9 @@ def test_stale_version_is_refused_by_a_real_generation_actor(local_ray, base_mod
 def test_engine_that_cannot_start_is_one_error_without_retries(local_ray, tmp_path):
     """An engine whose start fails (here: a model folder without weights) is reported once, with the engine's own
     reason, at the start call -- not as a dead actor that is replaced and fails again."""
-    from orchestrator.model_source import ModelSource
-    from orchestrator.pools.generation import GenerationWorker
-    from orchestrator.pools.worker import WorkerSpec
+    from orchestrator.models.source import ModelSource
+    from orchestrator.roles.generation import GenerationWorker
+    from orchestrator.roles.worker import WorkerSpec
 
     broken = tmp_path / "broken"
     broken.mkdir()

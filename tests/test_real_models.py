@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import tiny_hf
-from orchestrator.backends.chat import PromptFormat, word_tokens
-from orchestrator.backends.hf import HFBackend
+from orchestrator.engines.chat import PromptFormat, word_tokens
+from orchestrator.engines.hf import HFBackend
 from orchestrator.errors import SvgapError
 from workloads.base import TFQuery
 from workloads import math_prompts

@@ -18,9 +18,11 @@ import yaml
 
 import tiny_hf
 import workloads
-from orchestrator import config, tracking
+from orchestrator import config
+from orchestrator.store import tracking
 from orchestrator.cli import main
-from orchestrator.round import ROUND_METRICS, derive_seed
+from orchestrator.run.round import derive_seed
+from orchestrator.store.records import ROUND_METRICS
 from tiny_hf import make_package
 
 pytestmark = pytest.mark.slow
@@ -53,7 +55,7 @@ def _all_finite_and_logged(logged: dict, rounds: int = 2) -> None:
 
 
 def test_qwen2_chat_model_runs_two_rounds_on_gsm8k(local_ray, tmp_path, capsys):
-    from orchestrator.backends.hf import HFBackend
+    from orchestrator.engines.hf import HFBackend
 
     model = tiny_hf.build(tmp_path / "qwen2", "qwen2")
     data = tiny_hf.write_gsm8k(tmp_path / "gsm8k.jsonl")

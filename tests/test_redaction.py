@@ -8,7 +8,9 @@ import re
 import pytest
 import yaml
 
-from orchestrator import config, redact, tracking
+from orchestrator import config, redact
+
+from orchestrator.store import tracking
 from orchestrator.cli import main
 
 SECRET = "s3cr3t"

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from orchestrator import tracking
+from orchestrator.store import tracking
 from orchestrator.cli import main
 from orchestrator.theory.fit import fit_gap
 from orchestrator.theory.model import GapModel
@@ -45,7 +45,7 @@ class Tables(HTMLParser):
 
 def _logged_run(uri: str) -> tuple[str, dict[int, dict[str, float]]]:
     """A run in a real sqlite store that logged TRUE's dynamics with noise, as `svgap run` would."""
-    from orchestrator.tracking import RunLogger
+    from orchestrator.store.tracking import RunLogger
 
     rng = np.random.default_rng(3)
     rows = {}
@@ -63,7 +63,7 @@ def _logged_run(uri: str) -> tuple[str, dict[int, dict[str, float]]]:
 
 def test_report_html_shows_the_fit_and_every_logged_value(tmp_path):
     """What `svgap report` builds (few bootstrap replicates: the point estimates shown do not depend on them)."""
-    from orchestrator.report import build_report
+    from orchestrator.report.html import build_report
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id, rows = _logged_run(uri)

@@ -16,10 +16,12 @@ import pytest
 import ray
 import yaml
 
-from orchestrator import config, tracking
+from orchestrator import config
+
+from orchestrator.store import tracking
 from orchestrator.cli import main
-from orchestrator.round import ROUND_METRICS
-from orchestrator.run_files import RunFiles
+from orchestrator.store.records import ROUND_METRICS
+from orchestrator.store.run_store import RunFiles
 
 ROOT = Path(__file__).resolve().parent.parent
 # what differs between two runs of the same config by design: wall-clock times and the throughput derived from them
@@ -188,7 +190,7 @@ def test_resume_of_an_incomplete_or_invalid_folder(tmp_path, base_model_dir, sto
 @pytest.mark.parametrize("override, ok", [("workload.train_prompts=8", False), ("seed=1", False),
                                           ("resources.generation.actors=1", True), ("resources.timeout_s=60", True)])
 def test_set_on_resume_only_for_resources_and_timeouts(tmp_path, base_model_dir, store, capsys, override, ok):
-    from orchestrator import resume
+    from orchestrator.run import resume
     from orchestrator.errors import SvgapError
 
     run_id, root, uri = _interrupted(tmp_path, base_model_dir, store)
@@ -226,7 +228,7 @@ def test_resume_with_a_config_file_too(tmp_path, capsys):
 
 def test_scheduler_state_restores_what_external_data_was_used(default_workload):
     """A resumed scheduler hands the next round exactly the examples the uninterrupted one would (state.json)."""
-    from orchestrator.scheduler import build_scheduler
+    from orchestrator.run.scheduler import build_scheduler
 
     cfg = config.load(None, ["rounds=4", "external.strategy=uniform", "external.budget=12"])
     first, second = build_scheduler(cfg, default_workload), build_scheduler(cfg, default_workload)
@@ -244,7 +246,7 @@ def test_scheduler_state_restores_what_external_data_was_used(default_workload):
 def test_what_mlflow_has_decides_what_a_resume_logs(tmp_path, base_model_dir, store):
     """Steps beyond the last finished round that MLflow already has are not logged again; finished rounds whose
     metrics MLflow lacks (held during a tracking outage when the driver died) are sent on resume."""
-    from orchestrator import resume
+    from orchestrator.run import resume
 
     run_id, root, uri = _interrupted(tmp_path, base_model_dir, store)  # rounds 0, 1 finished; MLflow has nothing
     tracking.log_metrics(run_id, {"U_s": 1.0}, step=0, uri=uri)

@@ -1,6 +1,6 @@
 """Warnings an uninformative round calls for (orchestrator/round_health.py)."""
-from orchestrator.round import RoundRecord
-from orchestrator.round_health import warnings
+from orchestrator.store.records import RoundRecord
+from orchestrator.run.round_health import warnings
 
 
 def rec(t, **m):

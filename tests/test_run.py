@@ -11,11 +11,13 @@ import yaml
 
 import ray  # noqa: E402 - a hard dependency: a broken install fails here instead of skipping
 
-from orchestrator import config, tracking  # noqa: E402
+from orchestrator import config  # noqa: E402
+
+from orchestrator.store import tracking
 from orchestrator.cli import main  # noqa: E402
 from orchestrator.errors import SvgapError  # noqa: E402
-from orchestrator.experiment import Experiment  # noqa: E402
-from orchestrator.round import ROUND_METRICS  # noqa: E402
+from orchestrator.run.experiment import Experiment  # noqa: E402
+from orchestrator.store.records import ROUND_METRICS  # noqa: E402
 
 HERE = os.path.dirname(__file__)
 sys.path.insert(0, HERE)

@@ -14,9 +14,11 @@ import re
 
 import pytest
 
-from orchestrator import config, tracking
+from orchestrator import config
+
+from orchestrator.store import tracking
 from orchestrator.cli import main
-from orchestrator.experiment import Experiment
+from orchestrator.run.experiment import Experiment
 
 pytestmark = pytest.mark.slow
 
@@ -108,8 +110,8 @@ def test_qe_verifier_scores_are_probabilities_and_pick_the_candidates(local_ray,
                                                                        default_workload):
     """verification.method qe: every score is in [0, 1], and round 0's picks carry the QE scores π_0 itself
     gives them (recomputed here on the same base model), which differ from the TF verifier's."""
-    from orchestrator.backends.hf import HFBackend
-    from orchestrator.round import derive_seed
+    from orchestrator.engines.hf import HFBackend
+    from orchestrator.run.round import derive_seed
 
     res = run(tmp_path, base_model_dir, *TINY, "rounds=1", "verification.method=qe")
     rows = picks(res, 0)
@@ -130,7 +132,7 @@ def test_qe_verifier_scores_are_probabilities_and_pick_the_candidates(local_ray,
 def test_sampled_uncertainty_is_the_generation_logprobs(local_ray, base_model_dir, tmp_path):
     """verification.uncertainty sampled: U comes from the generation engine's logprobs -- U_s is U_s_sampled
     exactly, and each pick's NLL is that of its sampled tokens (teacher forcing agrees to 1e-4 in float32)."""
-    from orchestrator.backends.hf import HFBackend
+    from orchestrator.engines.hf import HFBackend
 
     res = run(tmp_path, base_model_dir, *TINY, "rounds=1", "verification.uncertainty=sampled")
     for r in res.records:

@@ -10,8 +10,8 @@ import pytest
 from orchestrator import config
 from orchestrator.cli import main
 from orchestrator.errors import SvgapError
-from orchestrator.round import RoundRecord
-from orchestrator.scheduler import build_scheduler, read_jsonl, round_counts
+from orchestrator.store.records import RoundRecord
+from orchestrator.run.scheduler import build_scheduler, read_jsonl, round_counts
 from orchestrator.theory.model import GapModel
 
 
@@ -114,7 +114,7 @@ def test_workload_source_draws_distinct_reference_answers_and_knows_its_size(def
     assert len({p.id for p in got}) == 40
     assert all(default_workload.check(p, p.answer) for p in got)  # the reference answer is correct
     # the external pool is its own split: no id is any round's train prompt or a held-out prompt
-    from orchestrator.round import derive_seed
+    from orchestrator.run.round import derive_seed
 
     wc = cfg.workload
     prompts = {p.id for t in range(4)
@@ -293,8 +293,8 @@ import ray  # noqa: E402 - a hard dependency: a broken install fails here instea
 
 def test_three_rounds_with_a_tiny_budget(local_ray, base_model_dir, tmp_path):
     import workloads
-    from orchestrator import tracking
-    from orchestrator.experiment import Experiment
+    from orchestrator.store import tracking
+    from orchestrator.run.experiment import Experiment
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = cfg_for("workload.train_prompts=16", "workload.heldout_prompts=32", "generation.n=2", "rounds=3",
@@ -304,7 +304,7 @@ def test_three_rounds_with_a_tiny_budget(local_ray, base_model_dir, tmp_path):
     run_dir = res.out_dir
     wl = workloads.get(cfg.workload.name, cfg.workload.options)
     expect = [7, 0, 0]  # early over 3 rounds: ceil(3/3) = 1 round gets everything
-    from orchestrator.round import derive_seed
+    from orchestrator.run.round import derive_seed
 
     pool = {p.id: p for p in wl.problems("external", 7, derive_seed(cfg.seed, "external"))}
     heldout = {p.id for p in wl.problems("heldout", 32, derive_seed(cfg.seed, "heldout"))}

@@ -153,8 +153,8 @@ def test_ray_token_auth_is_never_switched_off():
     assert not bad, bad
     before = os.environ.get("RAY_AUTH_MODE")
     import orchestrator.cli  # noqa: F401
-    import orchestrator.experiment  # noqa: F401
-    import orchestrator.ray_session  # noqa: F401
+    import orchestrator.run.experiment  # noqa: F401
+    import orchestrator.roles.ray_session  # noqa: F401
     assert os.environ.get("RAY_AUTH_MODE") == before
 
 
@@ -162,7 +162,7 @@ def test_workloads_load_only_by_registered_name_or_explicit_module_class(tmp_pat
     """A bare name is looked up in the registry (built-ins, entry points) and never imported as a module; only a
     `module:Class` the user wrote is imported."""
     import workloads
-    from orchestrator.typed import ConfigError
+    from orchestrator.config.typed import ConfigError
 
     marker = tmp_path / "imported"
     (tmp_path / "svgap_probe_mod.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Thing: pass\n")
@@ -183,9 +183,9 @@ def _mode(p: Path) -> int:
 def test_run_folders_are_created_with_the_users_umask(tmp_path):
     import numpy as np
 
-    from orchestrator.round import PickRow, RoundRecord
-    from orchestrator.run_files import RunFiles
-    from orchestrator.weights import AdapterUpdate, save_update
+    from orchestrator.store.records import PickRow, RoundRecord
+    from orchestrator.store.run_store import RunFiles
+    from orchestrator.engines.weights import AdapterUpdate, save_update
 
     old = os.umask(0o027)
     try:
@@ -212,9 +212,10 @@ def test_secrets_never_reach_the_run_folder(tmp_path, monkeypatch):
     """Ray's and MLflow's tokens from the environment, and a password in a URI, are masked in what a resume writes
     (resumes.jsonl) and in every progress or error line (redact.py; tests/test_redaction.py covers params,
     artifacts and config.yaml of a real run)."""
-    from orchestrator import redact, tracking
-    from orchestrator.resume import ResumePoint
-    from orchestrator.run_files import RunFiles
+    from orchestrator import redact
+    from orchestrator.store import tracking
+    from orchestrator.run.resume import ResumePoint
+    from orchestrator.store.run_store import RunFiles
 
     monkeypatch.setenv("RAY_AUTH_TOKEN", "raytok-0123456789abcdef")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "mlpw-0123456789")

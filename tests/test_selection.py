@@ -1,7 +1,7 @@
 """The BoN rule of THEORY §1 step 4 on hand-made candidates."""
 import pytest
 
-from orchestrator.selection import best_of_n
+from orchestrator.run.selection import best_of_n
 
 
 def test_picks_lowest_length_normalised_uncertainty_among_passing():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import tracking
+from orchestrator.store import tracking
 from orchestrator.cli import main
 from orchestrator.models import gguf_import, packaged
 
@@ -112,11 +112,11 @@ def test_missing_gguf_and_taken_out_folder(tmp_path, smollm2):
 
 def test_vllm_context_sized_from_the_task(smollm2):
     """The engine's max_model_len is the task's longest prompt or query through the chat template, plus the new
-    tokens -- far below SmolLM2's own 8192, whose KV cache did not fit the CPU default (backends/vllm_sizing.py)."""
+    tokens -- far below SmolLM2's own 8192, whose KV cache did not fit the CPU default (engines/vllm_sizing.py)."""
     import workloads
-    from orchestrator.backends.vllm_sizing import size_engine, task_model_len
+    from orchestrator.engines.vllm_sizing import size_engine, task_model_len
     from orchestrator.config import load
-    from orchestrator.model_source import system_prompt_of
+    from orchestrator.models.source import system_prompt_of
 
     cfg = load("configs/smollm2.yaml", ["model.engine=vllm", f"model.path={smollm2}"])
     wl = workloads.for_config(cfg)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from orchestrator import tracking
+from orchestrator.store import tracking
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -23,7 +23,7 @@ ROOT = HERE.parent
 OPEN_AT = """
 import sys, time
 start, uri = float(sys.argv[1]), sys.argv[2]
-from orchestrator import tracking
+from orchestrator.store import tracking
 from mlflow.tracking import MlflowClient  # imported before the start time: the race is on the store, not imports
 while time.time() < start:
     time.sleep(0.005)

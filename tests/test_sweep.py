@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import tracking
+from orchestrator.store import tracking
 from orchestrator.cli import main
 
 import ray  # noqa: E402,F401 - a hard dependency: a broken install fails here instead of skipping

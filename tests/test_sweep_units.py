@@ -10,7 +10,7 @@ import pytest
 from orchestrator import config
 from orchestrator.cli import main
 from orchestrator.errors import SvgapError
-from orchestrator.round import RoundRecord
+from orchestrator.store.records import RoundRecord
 from orchestrator.studies.placement import HEAD_CPU, trial_bundles
 from orchestrator.studies.table import SweepSummary
 from orchestrator.studies.study import StudySpec

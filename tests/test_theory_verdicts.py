@@ -11,14 +11,16 @@ import math
 
 import pytest
 
-from orchestrator import config, tracking
+from orchestrator import config
+
+from orchestrator.store import tracking
 from orchestrator.studies.allocation import summarize, to_markdown, variant
 from orchestrator.studies.variants import Outcome
 from orchestrator.cli import main
-from orchestrator.online_fit import OnlineFit
-from orchestrator.report import render
-from orchestrator.round import RoundRecord
-from orchestrator.scheduler import Scheduler
+from orchestrator.run.online_fit import OnlineFit
+from orchestrator.report.html import render
+from orchestrator.store.records import RoundRecord
+from orchestrator.run.scheduler import Scheduler
 from orchestrator.theory import verdicts as vd
 from orchestrator.theory.allocation import _run, plan, simulate
 from orchestrator.theory.gamma import fit_gamma

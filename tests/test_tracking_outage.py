@@ -17,10 +17,12 @@ import pytest
 
 import ray  # noqa: F401 - a hard dependency: a broken install fails here instead of skipping
 
-from orchestrator import config, tracking
-from orchestrator.experiment import Experiment
-from orchestrator.round import ROUND_METRICS
-from orchestrator.sync import sync
+from orchestrator import config
+
+from orchestrator.store import tracking
+from orchestrator.run.experiment import Experiment
+from orchestrator.store.records import ROUND_METRICS
+from orchestrator.store.sync import sync
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 
@@ -135,7 +137,7 @@ def test_outbox_holds_in_order_flushes_on_return_and_raises_real_errors():
     """The rule under RunLogger, without a server: a failing write while the store does not answer is held (one
     warning), later writes queue behind it, all go out in order once it answers; a write that fails while the store
     answers is a real error and is raised."""
-    from orchestrator.outbox import Outbox
+    from orchestrator.store.outbox import Outbox
 
     up, sent, warned = [True], [], []
 

@@ -23,8 +23,8 @@ import ray  # noqa: E402 - a hard dependency
 
 from orchestrator.config import PoolResources, TrainingConfig  # noqa: E402
 from orchestrator.errors import SvgapError  # noqa: E402
-from orchestrator.pools.group import ActorGroup, PoolSpec, StageError  # noqa: E402
-from orchestrator.weights import AdapterUpdate, FullUpdate  # noqa: E402
+from orchestrator.roles.group import ActorGroup, PoolSpec, StageError  # noqa: E402
+from orchestrator.engines.weights import AdapterUpdate, FullUpdate  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 TOL = 1e-4  # float32, measured differences are 3e-5 and below
@@ -54,8 +54,8 @@ def train_cfg():
 
 @pytest.fixture(scope="module")
 def engine(local_ray, model_dir, train_cfg):
-    from orchestrator.model_source import ModelSource
-    from orchestrator.pools.worker import WorkerSpec
+    from orchestrator.models.source import ModelSource
+    from orchestrator.roles.worker import WorkerSpec
     from ray_helpers import EngineWorker
 
     # LoRARequests (lora_mode auto would merge on CPU; the merge is tested below)
@@ -71,7 +71,7 @@ def engine(local_ray, model_dir, train_cfg):
 
 @pytest.fixture(scope="module")
 def hf(model_dir):
-    from orchestrator.backends.hf import HFBackend
+    from orchestrator.engines.hf import HFBackend
 
     return HFBackend(model_dir, device="cpu", threads=1)
 
@@ -142,7 +142,7 @@ def test_sampled_accuracy_and_uncertainty_match_hf_within_noise(hf, problems, vl
 
 def test_lora_versions_equal_hf_merged_and_stale_versions_are_refused(engine, hf, problems, vllm_samples,
                                                                       model_dir, train_cfg, default_workload):
-    from orchestrator.backends.lora import LoRATrainer, TrainingExample
+    from orchestrator.trainers.lora import LoRATrainer, TrainingExample
 
     trainer = LoRATrainer(model_dir, train_cfg, device="cpu", seed=3)
     pairs = flat(problems, vllm_samples)[:128]  # LoRA kernels are slow on CPU
@@ -192,9 +192,9 @@ def test_merged_adapter_weights_equal_the_hf_engines_merge(model_dir, train_cfg,
     the same weights the HF engine merges in place."""
     import torch
 
-    from orchestrator.backends.hf import HFBackend
-    from orchestrator.backends.lora import LoRATrainer, TrainingExample
-    from orchestrator.backends.vllm import VLLMBackend
+    from orchestrator.engines.hf import HFBackend
+    from orchestrator.trainers.lora import LoRATrainer, TrainingExample
+    from orchestrator.engines.vllm import VLLMBackend
 
     trainer = LoRATrainer(model_dir, train_cfg, device="cpu", seed=4)
     trainer.train([TrainingExample(p.prompt, response_text=default_workload.reference(p)) for p in problems[:32]], 0)
@@ -213,7 +213,7 @@ def test_merged_adapter_weights_equal_the_hf_engines_merge(model_dir, train_cfg,
 
 
 def test_unsupported_head_dim_is_a_named_error(base_model_dir, tmp_path):
-    from orchestrator.backends.vllm import VLLMBackend
+    from orchestrator.engines.vllm import VLLMBackend
 
     with pytest.raises(SvgapError, match=r"head_dim 16, and it cannot be widened exactly .*partial rotary"):
         VLLMBackend(unwidenable_copy(base_model_dir, tmp_path / "model"), device="cpu")

@@ -15,7 +15,7 @@ require("vllm")
 import ray  # noqa: E402
 
 from orchestrator.config import PoolResources  # noqa: E402
-from orchestrator.pools.group import ActorGroup, PoolSpec  # noqa: E402
+from orchestrator.roles.group import ActorGroup, PoolSpec  # noqa: E402
 from workloads.base import QEQuery, TFQuery  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -33,8 +33,8 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(local_ray, model_dir):
-    from orchestrator.model_source import ModelSource
-    from orchestrator.pools.worker import WorkerSpec
+    from orchestrator.models.source import ModelSource
+    from orchestrator.roles.worker import WorkerSpec
     from ray_helpers import EngineWorker
 
     spec = WorkerSpec("generation", ModelSource("gsm8k", {}, str(model_dir), "unused", "auto"), "cpu", "float32",
@@ -47,7 +47,7 @@ def engine(local_ray, model_dir):
 
 @pytest.fixture(scope="module")
 def hf(model_dir):
-    from orchestrator.backends.hf import HFBackend
+    from orchestrator.engines.hf import HFBackend
 
     return HFBackend(model_dir, device="cpu", threads=1, chat_template="auto")
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from orchestrator.backends import engines
+from orchestrator.engines import registry as engines
 from orchestrator.cli import main
 from extras import require
 
@@ -43,7 +43,7 @@ def test_small_run_with_the_vllm_engine_leaves_no_engine_process(local_ray, base
     require("vllm")
     import psutil  # with ray[default]: a hard dependency
     from orchestrator import config
-    from orchestrator.experiment import Experiment
+    from orchestrator.run.experiment import Experiment
 
     def vllm_pids() -> set[int]:
         """vLLM processes under this test process (its Ray's workers and their engines), not another session's."""

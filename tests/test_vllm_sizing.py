@@ -1,9 +1,9 @@
-"""vLLM's context length and KV cache from the task (orchestrator/backends/vllm_sizing.py), without starting vLLM."""
+"""vLLM's context length and KV cache from the task (orchestrator/engines/vllm_sizing.py), without starting vLLM."""
 import json
 
 import pytest
 
-from orchestrator.backends.vllm_sizing import kv_bytes_per_token, size_engine
+from orchestrator.engines.vllm_sizing import kv_bytes_per_token, size_engine
 from orchestrator.config import load
 from orchestrator.errors import SvgapError
 

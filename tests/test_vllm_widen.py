@@ -1,4 +1,4 @@
-"""The widened model the vLLM engine runs for head sizes its CPU kernels lack (backends/vllm_widen.py) computes the
+"""The widened model the vLLM engine runs for head sizes its CPU kernels lack (engines/vllm_widen.py) computes the
 same numbers as the model itself -- checked with transformers alone, so it holds whatever engine loads it; and LoRA
 adapters and full updates widen consistently with the weights."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator.backends.vllm_widen import plan
+from orchestrator.engines.vllm_widen import plan
 from orchestrator.errors import SvgapError
 
 KERNELS = (32, 64, 80, 96, 112, 128)

@@ -9,7 +9,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from orchestrator.errors import SvgapError
-from orchestrator.weights import AdapterUpdate, StaleWeightsError, WeightsHolder
+from orchestrator.engines.weights import AdapterUpdate, StaleWeightsError, WeightsHolder
 
 
 def tiny_model():
@@ -69,10 +69,10 @@ def test_save_load_round_trip(tmp_path):
 def test_base_fingerprint_same_for_inference_and_trainer_models_and_catches_a_different_base(base_model_dir):
     import torch
 
-    from orchestrator.backends.hf import HFBackend
-    from orchestrator.backends.lora import LoRATrainer
+    from orchestrator.engines.hf import HFBackend
+    from orchestrator.trainers.lora import LoRATrainer
     from orchestrator.config import TrainingConfig
-    from orchestrator.weights import base_fingerprint, check_same_base
+    from orchestrator.engines.weights import base_fingerprint, check_same_base
 
     be = HFBackend(base_model_dir, device="cpu", threads=1)
     trainer = LoRATrainer(base_model_dir, TrainingConfig(), device="cpu")
@@ -89,13 +89,13 @@ def test_base_fingerprint_same_for_inference_and_trainer_models_and_catches_a_di
 
 def full_update(model, version, shift):
     """Every weight of `model` plus `shift`: what full fine-tuning publishes (HF state_dict names, float32)."""
-    from orchestrator.weights import FullUpdate
+    from orchestrator.engines.weights import FullUpdate
 
     return FullUpdate(version, {k: v.detach().numpy() + shift for k, v in model.state_dict().items()})
 
 
 def test_full_update_loads_in_place_and_replaces_an_adapter_base():
-    from orchestrator.weights import FullUpdate
+    from orchestrator.engines.weights import FullUpdate
 
     model = tiny_model()
     q = model.model.layers[0].self_attn.q_proj.weight
@@ -133,7 +133,7 @@ def test_bad_full_update_is_refused_and_changes_nothing(change, needle):
 
 
 def test_full_update_round_trip_and_run_folder_keeps_only_the_latest(tmp_path):
-    from orchestrator.weights import FullUpdate, save_update
+    from orchestrator.engines.weights import FullUpdate, save_update
 
     for v in (1, 2):
         save_update(tmp_path, full_update(tiny_model(), v, float(v)))
@@ -149,7 +149,7 @@ def test_full_update_round_trip_and_run_folder_keeps_only_the_latest(tmp_path):
 
 
 def test_sync_version_check_names_the_actors():
-    from orchestrator.weights import check_versions
+    from orchestrator.engines.weights import check_versions
 
     check_versions({"generation[0]": 3, "verification[0]": 3}, 3)
     with pytest.raises(StaleWeightsError, match=r"sync of model version 3 failed: generation\[1\] holds 2$"):
@@ -159,10 +159,10 @@ def test_sync_version_check_names_the_actors():
 @pytest.mark.parametrize("mode", ["lora", "full"])
 def test_torch_trainer_save_restore_round_trip(base_model_dir, tmp_path, mode):
     """save(dir) after a round, restore(dir) into a fresh trainer: the same update (resume)."""
-    from orchestrator.backends.lora import TorchTrainer
-    from orchestrator.backends.trainer import TrainingExample
+    from orchestrator.trainers.lora import TorchTrainer
+    from orchestrator.trainers.base import TrainingExample
     from orchestrator.config import TrainingConfig
-    from orchestrator.weights import AdapterUpdate, FullUpdate
+    from orchestrator.engines.weights import AdapterUpdate, FullUpdate
 
     cfg = TrainingConfig(mode=mode, batch_size=4, epochs=1)
     tr = TorchTrainer(base_model_dir, cfg, device="cpu")

@@ -16,7 +16,7 @@ import workloads
 from orchestrator import config
 from orchestrator.cli import main
 from orchestrator.errors import SvgapError
-from orchestrator.typed import ConfigError
+from orchestrator.config.typed import ConfigError
 from workloads.base import Problem
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from dataclasses import MISSING, fields, is_dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from orchestrator.typed import ConfigError
+from orchestrator.config.typed import ConfigError
 
 ENTRY_POINT_GROUP = "svgap.workloads"
 # name -> (workload class, options dataclass)
@@ -93,7 +93,7 @@ def options_type(name: str, prefix: str = "workload") -> type:
 
 def get(name: str, options: dict[str, Any] | None = None):
     """Construct a workload from its name and (already validated) options."""
-    from orchestrator.typed import from_dict
+    from orchestrator.config.typed import from_dict
 
     cls = workload_class(name)
     opts = from_dict(options_type(name), options or {}, "workload.options")
@@ -106,7 +106,7 @@ def for_config(cfg):
     wl = get(cfg.workload.name, cfg.workload.options)
     tell = getattr(wl, "use_chat_template", None)
     if callable(tell):
-        from orchestrator.backends.chat import uses_chat
+        from orchestrator.engines.chat import uses_chat
 
         tell(bool(cfg.model.path) and uses_chat(cfg.model.path, cfg.model.chat_template))
     return wl

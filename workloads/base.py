@@ -5,9 +5,9 @@ A workload owns its prompts (seeded train / held-out / external sets), its answe
 crosses process boundaries as plain dataclasses. workloads/README.md shows a complete plug-in.
 
 Texts a workload writes (a problem's prompt, a TF query's first segment, a QE query) open a conversation: the
-engines wrap them in the model's chat template when it has one (orchestrator/backends/chat.py); later TF segments
+engines wrap them in the model's chat template when it has one (orchestrator/engines/chat.py); later TF segments
 continue the same turn. Verifier words (TF's two words, QE's grades) may be several tokens each: a word's
-probability is the product of its tokens' (orchestrator/backends/judge.py).
+probability is the product of its tokens' (orchestrator/engines/judge.py).
 """
 from __future__ import annotations
 

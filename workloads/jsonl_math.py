@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from orchestrator.errors import SvgapError
-from orchestrator.typed import ConfigError, rng
+from orchestrator.config.typed import ConfigError, rng
 from workloads import math_prompts
 from workloads.base import Problem, QEQuery, Split, TFQuery
 

@@ -26,7 +26,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from orchestrator import config, tracking
+    from orchestrator import config
+
+    from orchestrator.store import tracking
     from orchestrator.studies.allocation import AllocationSummary, parse_strategies, study_data
     from orchestrator.studies.study import Study, StudySpec
 

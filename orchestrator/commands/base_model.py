@@ -103,9 +103,9 @@ def measure(cfg, progress=_say) -> dict:
         cached = (path / RECIPE_FILE).stat().st_mtime < t0
     except (OSError, ValueError):
         pass
-    from orchestrator.backends.hf import HFBackend  # torch: only once the model folder is known
-    from orchestrator.base_eval import evaluate
-    from orchestrator.model_source import system_prompt_of
+    from orchestrator.engines.hf import HFBackend  # torch: only once the model folder is known
+    from orchestrator.run.metrics import evaluate
+    from orchestrator.models.source import system_prompt_of
 
     method = cfg.verification.method
     progress(f"measuring on {cfg.workload.heldout_prompts} held-out prompts, N = {cfg.generation.n}, "

@@ -61,7 +61,7 @@ def read_csv(path: str, quantity: str = "total") -> tuple[list[int], list[float]
 
 def read_run(run_id: str, quantity: str = "total", uri: str | None = None) -> tuple[list[int], list[float], list[float]]:
     """rounds, U_s, U_v of an MLflow run: the steps at which both metrics were logged."""
-    from orchestrator import tracking
+    from orchestrator.store import tracking
 
     cs, cv = COLUMNS[quantity]
     series = tracking.metric_series(run_id, [cs, cv], uri)
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     res = fit_from_args(args, first=args.first, eps=args.eps, n_boot=args.n_boot, seed=args.seed)
     print(json.dumps(res.to_json(), indent=2) if args.json else format_fit(res))
     if args.plot is not None:
-        from orchestrator.report import plot_backtest
+        from orchestrator.report.html import plot_backtest
 
         table = (res.backtest or {}).get("table") or []
         try:

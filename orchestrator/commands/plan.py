@@ -50,7 +50,7 @@ def _external_fit(args: argparse.Namespace):
 
     A plain fit_gap of such a run would read the external jumps as self-improvement and plan with a wrong model.
     """
-    from orchestrator import tracking
+    from orchestrator.store import tracking
     from orchestrator.commands.fit import COLUMNS
     from orchestrator.theory.gamma import fit_gamma
 

@@ -19,7 +19,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.report import build_report
+    from orchestrator.report.html import build_report
 
     files = build_report(args.run_id, args.out, uri=args.tracking_uri, quantity=args.quantity, eps=args.eps,
                          log=not args.no_log)

@@ -20,12 +20,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from orchestrator import tracking
-    from orchestrator.experiment import Experiment
-    from orchestrator.summary import round_table
+    from orchestrator.store import tracking
+    from orchestrator.run.experiment import Experiment
+    from orchestrator.report.summary import round_table
 
     if args.resume is not None:
-        from orchestrator import resume
+        from orchestrator.run import resume
         from orchestrator.errors import SvgapError
 
         if args.config is not None:

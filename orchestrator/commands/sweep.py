@@ -32,7 +32,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from orchestrator import config, tracking
+    from orchestrator import config
+
+    from orchestrator.store import tracking
     from orchestrator.errors import SvgapError
     from orchestrator.studies.study import Study, StudySpec
     from orchestrator.studies.table import SweepSummary

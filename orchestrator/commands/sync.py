@@ -16,8 +16,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator import tracking
-    from orchestrator.sync import sync
+    from orchestrator.store import tracking
+    from orchestrator.store.sync import sync
 
     res = sync(args.run_dir, args.tracking_uri, args.experiment,
                progress=lambda m: print(m, file=sys.stderr, flush=True))

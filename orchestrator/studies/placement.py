@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from orchestrator import ray_session
+from orchestrator.roles import ray_session
 from orchestrator.config import ExperimentConfig
-from orchestrator.pools.group import PoolSpec
+from orchestrator.roles.group import PoolSpec
 
 HEAD_CPU = 0.1
 ROLES = ("generation", "verification", "training")

@@ -79,7 +79,7 @@ class StopRecorder:
         self.study_dir, self.uri, self.parent_run_id = study_dir, uri, parent_run_id
 
     def __call__(self, trial, result: dict, reason: str, prediction) -> None:
-        from orchestrator import tracking
+        from orchestrator.store import tracking
 
         rounds, t = int(result["rounds"]), int(result["round"])
         history = result["history"]

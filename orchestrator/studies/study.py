@@ -81,9 +81,10 @@ class Study:
         import ray
 
         import workloads
-        from orchestrator import ray_session, tracking
-        from orchestrator.run_files import check_writable
-        from orchestrator.scheduler import build_scheduler
+        from orchestrator.roles import ray_session
+        from orchestrator.store import tracking
+        from orchestrator.store.run_store import check_writable
+        from orchestrator.run.scheduler import build_scheduler
 
         workload = workloads.get(self.base.workload.name, self.base.workload.options)
         for v in self.variants:  # a bad external-data setting fails before anything runs, named by its point
@@ -120,7 +121,7 @@ class Study:
     def _param_space(self, sid: str, parent_run_id: str, bundles: list[pl.TrialBundles], folder: Path) -> dict:
         from ray import tune
 
-        from orchestrator.typed import to_dict
+        from orchestrator.config.typed import to_dict
 
         def config(v: Variant) -> dict:  # a trial may start in another folder (or node): no relative run folder
             d = to_dict(v.cfg)
@@ -163,9 +164,10 @@ class Study:
 
     # ---- the study ----
     def run(self) -> StudyResult:
-        from orchestrator import ray_session, tracking
-        from orchestrator.model_source import ModelSource
-        from orchestrator.experiment import run_params
+        from orchestrator.roles import ray_session
+        from orchestrator.store import tracking
+        from orchestrator.models.source import ModelSource
+        from orchestrator.store.tracking import run_params
 
         t_start, self._t0_unix = time.perf_counter(), time.time()
         started, bundles, slots = self._preflight()
@@ -228,8 +230,8 @@ class Study:
 
     def _outcomes(self, grid, parent: str, folder: Path) -> tuple[list[Outcome], int]:
         """One outcome per variant from Tune's results, the child runs (by trial id) and stops.json."""
-        from orchestrator import tracking
-        from orchestrator.round import RoundRecord
+        from orchestrator.store import tracking
+        from orchestrator.store.records import RoundRecord
 
         stops = json.loads((folder / STOPS).read_text()) if (folder / STOPS).exists() else {}
         runs: dict[str, list] = {}

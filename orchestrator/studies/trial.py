@@ -44,7 +44,8 @@ def previous_attempt(study: dict, trial_id: str, out_dir: str):
     """(config, resume point) of this trial's last unfinished MLflow run with at least one finished round (a retry
     after a failure, or a restored study whose driver was killed): the trial continues it (`svgap run --resume`'s
     machinery) instead of starting over. None when there is none."""
-    from orchestrator import resume, tracking
+    from orchestrator.run import resume
+    from orchestrator.store import tracking
     from orchestrator.errors import SvgapError
 
     runs = [r for r in tracking.child_runs(study["parent_run_id"], study["uri"])
@@ -67,8 +68,8 @@ def run_trial(config: dict) -> None:
     from ray.util import get_current_placement_group
 
     from orchestrator import config as config_mod
-    from orchestrator.experiment import Experiment
-    from orchestrator.pools.worker import normal_priority
+    from orchestrator.run.experiment import Experiment
+    from orchestrator.roles.worker import normal_priority
 
     # Ray starts the trial's process at niceness 15 like any worker; it is the experiment's controller (prompts,
     # best-of-N, fits, MLflow) that the pools wait on each stage, so it runs at the priority a `svgap run` driver has

@@ -16,7 +16,7 @@ from typing import Callable
 from orchestrator import config as config_mod
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import SvgapError
-from orchestrator.typed import _NUMBER, to_dict
+from orchestrator.config.typed import _NUMBER, to_dict
 
 MAX_TRIALS = 16  # a larger study asks for --yes
 FORBIDDEN = {"seed": "use --seeds K instead", "tracking": "a study's runs log where the study logs"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from orchestrator.typed import ConfigError, rng
+from orchestrator.config.typed import ConfigError, rng
 
 OPS = ("+", "-")
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from orchestrator.base_eval import roc_auc
+from orchestrator.run.metrics import roc_auc
 
 from .examples import Example, ExampleMaker, collate
 from .options import ArithmeticOptions

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from orchestrator.typed import ConfigError, rng
+from orchestrator.config.typed import ConfigError, rng
 
 OPS = ("+", "-", "*")
 DEFAULT_SYSTEM = "You are a helpful assistant who answers math questions accurately."

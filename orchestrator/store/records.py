@@ -1,0 +1,48 @@
+"""What a run stores per round: the round's record and its training rows (plain data, written by the run store,
+read back by resume, sync, studies and reports)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+# Metrics every round logs (step = t), in the order of the summary table's source.
+ROUND_METRICS = ("U_s", "U_v", "G", "U_s_per_token", "U_v_per_token", "G_per_token", "len_s", "len_v",
+                 "acc_s", "acc_v", "pass_at_n", "heldout_acc", "fallback_rate")
+
+
+@dataclass
+class PickRow:
+    """One line of a round's JSONL: a training row (BoN pick or external example) and why it is there."""
+    round: int
+    problem_id: str
+    prompt: str
+    response: str
+    external: bool
+    correct: bool | None = None
+    score: float | None = None
+    nll: float | None = None
+    length: int | None = None
+    fallback: bool | None = None
+    candidates_passing: int | None = None
+
+
+@dataclass
+class RoundRecord:
+    """Everything measured in round t with model version t; enough to resume after round t."""
+    round: int
+    version: int
+    metrics: dict[str, float]
+    timings: dict[str, float]
+    counts: dict[str, int]
+    train: dict[str, float] = field(default_factory=dict)
+    # correct samples of each held-out problem (in the run's held-out order): paired tests between rounds
+    heldout: list[int] = field(default_factory=list)
+
+    def flat_metrics(self) -> dict[str, float]:
+        """What goes to MLflow at step=t."""
+        out = dict(self.metrics)
+        out.update({f"time/{k}": v for k, v in self.timings.items()})
+        out.update({f"train/{k}": v for k, v in self.train.items()})
+        return out
+
+    def to_json(self) -> dict:
+        return asdict(self)

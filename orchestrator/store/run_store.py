@@ -1,0 +1,209 @@
+"""The run folder, the source of truth of a run (MLflow mirrors it): what each round leaves behind, and reading it back.
+
+    <out_dir>/<run_id>/
+      config.yaml            the resolved config (credentials masked)
+      rounds/round_XXX.json  round t's record (RoundRecord.to_json)
+      picks/round_XXX.jsonl  round t's training rows (BoN picks + external examples)
+      fits/round_XXX.json    the online fit after round t (from fit.min_rounds rounds on)
+      adapters/vXXX.npz      π_{t+1} as a LoRA adapter (every version), or weights/vXXX.npz (full; the latest only)
+      external/*.json        the scheduler's allocation and plan
+      resumes.jsonl          one line per `svgap run --resume` (what it changed)
+      state.json             written LAST in a round: the commit point a resume starts from
+
+Every file is written atomically (tmp + rename), so a driver killed mid-round leaves the previous version of each
+file or the new one, never half of one; `state.json` names the last round whose files are all written and whose
+metrics were handed to MLflow. Files are created with the user's umask (no chmod here).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from orchestrator.errors import SvgapError
+from orchestrator.store.records import PickRow, RoundRecord
+
+STATE = "state.json"
+
+
+@dataclass
+class RunState:
+    """state.json: a resume starts at round `last_finished_round + 1` with model version `model_version`."""
+    run_id: str
+    last_finished_round: int
+    model_version: int
+    stop_reason: str | None = None
+    scheduler: dict | None = None
+
+    def to_json(self) -> dict:
+        out = {"run_id": self.run_id, "last_finished_round": self.last_finished_round,
+               "model_version": self.model_version}
+        if self.stop_reason is not None:
+            out["stop_reason"] = self.stop_reason
+        if self.scheduler is not None:
+            out["scheduler"] = self.scheduler
+        return out
+
+
+@dataclass
+class RunFiles:
+    """The run's folder: config, one JSON record and one JSONL of training rows per round, adapters, state."""
+    root: Path
+
+    def prepare(self, cfg_text: str) -> None:
+        for sub in ("rounds", "picks", "adapters", "fits"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._atomic(self.root / "config.yaml", cfg_text)
+
+    def _atomic(self, path: Path, text: str) -> Path:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        return path
+
+    def picks(self, t: int, rows: list[PickRow]) -> Path:
+        return self._atomic(self.root / "picks" / f"round_{t:03d}.jsonl",
+                            "".join(json.dumps(asdict(r)) + "\n" for r in rows))
+
+    def record(self, rec: RoundRecord) -> Path:
+        return self._atomic(self.root / "rounds" / f"round_{rec.round:03d}.json", json.dumps(rec.to_json(), indent=1))
+
+    def fit(self, t: int, fit: dict) -> Path:
+        return self._atomic(self.root / "fits" / f"round_{t:03d}.json", json.dumps(fit, indent=1))
+
+    def state(self, last_round: int, version: int, run_id: str, stop_reason: str | None = None,
+              scheduler: dict | None = None) -> None:
+        """Written last in a round: a resume starts from the round after `last_round` with model `version`."""
+        self._atomic(self.root / STATE, json.dumps(RunState(run_id, last_round, version, stop_reason,
+                                                            scheduler).to_json()))
+
+    def hold(self) -> None:
+        """Lock the run for this driver (`.lock`, flock): released when the process ends, however it ends (kill -9
+        too), so a resume can tell a dead driver from a live one."""
+        import fcntl
+        import os
+
+        fh = open(self.root / ".lock", "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise SvgapError(f"run folder {self.root} is held by another driver ({self.root / '.lock'})") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        self._lock = fh
+
+    def release(self) -> None:
+        fh = getattr(self, "_lock", None)
+        if fh is not None:
+            fh.close()
+            self._lock = None
+
+    def note_resume(self, entry: dict) -> None:
+        """Append one line to resumes.jsonl (who resumed from where, with which resource overrides)."""
+        with open(self.root / "resumes.jsonl", "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+
+    # ---- reading back (resume, sync) ----
+    def read_state(self) -> RunState | None:
+        """The committed state, None when no round finished yet; a damaged file is a one-line error."""
+        path = self.root / STATE
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            return RunState(str(data["run_id"]), int(data["last_finished_round"]), int(data["model_version"]),
+                            data.get("stop_reason"), data.get("scheduler"))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SvgapError(f"run folder {self.root} is incomplete: {STATE} is unreadable "
+                             f"({type(e).__name__})") from None
+
+    def read_record(self, t: int) -> RoundRecord:
+        path = self.root / "rounds" / f"round_{t:03d}.json"
+        try:
+            d = json.loads(path.read_text())
+            return RoundRecord(int(d["round"]), int(d["version"]), dict(d["metrics"]), dict(d["timings"]),
+                               dict(d["counts"]), dict(d.get("train") or {}), list(d.get("heldout") or []))
+        except FileNotFoundError:
+            raise SvgapError(f"run folder {self.root} is incomplete: {path.relative_to(self.root)} is missing "
+                             f"({STATE} says round {t} finished)") from None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SvgapError(f"run folder {self.root} is incomplete: {path.relative_to(self.root)} is unreadable "
+                             f"({type(e).__name__})") from None
+
+    def read_fit(self, t: int) -> dict | None:
+        path = self.root / "fits" / f"round_{t:03d}.json"
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise SvgapError(f"run folder {self.root} is incomplete: {path.relative_to(self.root)} is unreadable "
+                             f"({type(e).__name__})") from None
+
+    def update_path(self, version: int) -> Path | None:
+        """The saved π_version (adapter or full weights), None when absent."""
+        for sub in ("adapters", "weights"):
+            p = self.root / sub / f"v{version:03d}.npz"
+            if p.is_file():
+                return p
+        return None
+
+    def remove_partial(self) -> list[Path]:
+        """Temporary files a killed write left behind (the in-flight round rewrites everything else)."""
+        gone = [p for p in self.root.rglob("*.tmp*") if p.is_file()]
+        for p in gone:
+            p.unlink()
+        return gone
+
+
+class RoundLog:
+    """What a round logs to MLflow, held back until the round's files are written, then sent as one batch of metrics
+    (one transaction of the store): a driver killed mid-round leaves either all of round t's metrics or none.
+    `skip` holds (metric, step) pairs MLflow already has (a resumed round that was logged but not committed),
+    so no step is logged twice."""
+
+    def __init__(self, logger, skip: set[tuple[str, int]] | None = None) -> None:
+        self.logger, self.skip = logger, skip or set()
+        self.metrics: dict[int, dict[str, float]] = {}
+        self.dicts: list[tuple[dict, str]] = []
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.metrics.setdefault(step, {}).update(metrics)
+
+    def log_dict(self, data: dict, artifact_file: str) -> None:
+        self.dicts.append((data, artifact_file))
+
+    def flush(self) -> None:
+        for data, name in self.dicts:
+            self.logger.log_dict(data, name)
+        for step, metrics in sorted(self.metrics.items()):
+            fresh = {k: v for k, v in metrics.items() if (k, step) not in self.skip}
+            if fresh:
+                self.logger.log_metrics(fresh, step=step)
+        self.metrics.clear()
+        self.dicts.clear()
+
+    def __getattr__(self, name):  # set_tag, log_text, ... go straight through
+        return getattr(self.logger, name)
+
+
+def check_writable(path: Path, key: str) -> None:
+    """The run folder must be creatable before the MLflow run exists, or a failure would leave a half-logged run."""
+    p = path.expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        raise SvgapError(f"{key}: {p} is a file, not a folder")
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise SvgapError(f"{key}: cannot create run folders under {p} ({probe} is not writable)")
+    try:  # access() says yes to root even on read-only or virtual file systems (/proc): try it, leave nothing
+        os.rmdir(tempfile.mkdtemp(prefix=".svgap-probe-", dir=probe))
+    except OSError as e:
+        raise SvgapError(f"{key}: cannot create run folders under {p} ({probe}: "
+                         f"{e.strerror or type(e).__name__})") from None
