@@ -95,7 +95,7 @@ def test_mlflow_servers_in_docs_and_cluster_bind_loopback():
     own default, which is loopback); binding wider is the user's explicit choice, never a copied default."""
     seen, bad = 0, []
     texts = [ROOT / "README.md", *(ROOT / "docs").rglob("*"), *(ROOT / "cluster").rglob("*"),
-             ROOT / "workloads" / "README.md", ROOT / "orchestrator" / "tracking.py"]
+             ROOT / "workloads" / "README.md", ROOT / "orchestrator" / "store" / "tracking.py"]
     for path in texts:
         if not path.is_file():
             continue
