@@ -177,3 +177,11 @@ def test_math_workloads_need_a_model_path(tmp_path, capsys):
     assert main(["base-model", "--set", "workload.name=gsm8k", "--set", f"workload.options.path={data}"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "workload gsm8k builds no base model; set model.path" in err, err
+
+
+def test_plugins_written_before_the_layout_still_import_orchestrator_typed():
+    """A plug-in's `from orchestrator.typed import ConfigError, rng` keeps working: the same objects as the new path."""
+    import orchestrator.config.typed as new
+    import orchestrator.typed as old
+
+    assert old.ConfigError is new.ConfigError and old.rng is new.rng and old.from_dict is new.from_dict
