@@ -15,6 +15,7 @@ In a console block, `$ cmd` lines are commands and the lines after one are outpu
 """
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -162,6 +163,44 @@ def test_no_command_hides_outside_checked_blocks() -> None:
             in_fence ^= line.startswith("```")
             assert in_fence or not re.match(r"^ {4}(svgap|make) ", line), \
                 f"{page.name}:{i + 1}: an indented command; put it in a ```bash block"
+
+
+def svgap_mentions() -> list[tuple[str, str]]:
+    """(page, `svgap ...` command) for every one the pages name: inline code spans and shell block lines alike."""
+    found = []
+    for page in PAGES:
+        text = page.read_text()
+        shell = [ln for b in fenced_blocks(page) if b.lang in SHELLS for ln in joined(b.body)]
+        for chunk in re.findall(r"`(svgap [^`]+)`", text) + [ln.split("#")[0] for ln in shell]:
+            for part in re.split(r"[|;&]", chunk):
+                m = re.search(r"(?:^|\s|\$ )(svgap [a-z].*)", part)
+                if m:
+                    found.append((page.name, m.group(1).strip()))
+    return found
+
+
+def test_named_commands_and_options_exist() -> None:
+    """Every `svgap SUB --option` the pages name, run or not, is a subcommand and option the CLI has."""
+    from orchestrator.cli import build_parser
+
+    def choices(parser) -> dict:
+        acts = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return acts[0].choices if acts else {}
+
+    root, checked = build_parser(), 0
+    for page, command in svgap_mentions():
+        words, parser = command.split()[1:], None
+        subs = choices(root)
+        if words[0] not in subs:
+            assert words[0].startswith("-"), f"{page}: `{command}`: no subcommand {words[0]!r}"
+            continue
+        parser = subs[words[0]]
+        if words[1:] and words[1] in choices(parser):
+            parser = choices(parser)[words[1]]
+        for opt in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", command):
+            assert opt in parser._option_string_actions, f"{page}: `{command}`: {words[0]} has no {opt}"
+        checked += 1
+    assert checked >= 20, checked
 
 
 def anchors(page: Path) -> set[str]:
