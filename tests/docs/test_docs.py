@@ -224,6 +224,16 @@ def test_readme_is_short_and_links_resolve() -> None:
             assert not anchor or anchor in anchors(target), f"{page.relative_to(ROOT)}: no heading #{anchor} in {path}"
 
 
+def test_readme_points_to_every_page() -> None:
+    """The README is the way in: it links every page issue 24 asks for, and CHANGELOG.md."""
+    readme = (ROOT / "README.md").read_text()
+    pages = ["concepts", "configuration", "engines", "cluster", "studies", "theory", "reliability", "benchmarks",
+             "real-model"]
+    missing = [p for p in pages if f"](docs/{p}.md)" not in readme] + \
+        ([] if "](CHANGELOG.md)" in readme else ["CHANGELOG"])
+    assert not missing, f"README.md does not link {missing}"
+
+
 def test_the_docs_run_something() -> None:
     """The parser finds the pages' commands: some are run, and the marked ones are few enough to be read."""
     assert len(RUN) >= 3, [b.name for b in RUN]
