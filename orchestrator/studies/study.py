@@ -14,7 +14,6 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from orchestrator import redact
 from orchestrator.config import dump
