@@ -1,6 +1,6 @@
-"""Run by test_deepspeed_cluster.py in its own process (the test session already holds a local Ray driver): a 2-node
-Ray cluster on this machine (ray.cluster_utils.Cluster) and the training pool as the experiment builds it -- a rank
-group of 2 DeepSpeed actors, STRICT_SPREAD, i.e. one per node -- training one round; the torch engine trains the
+"""Run by trainers/test_deepspeed_cluster.py in its own process (the test session already holds a local Ray driver): a
+2-node Ray cluster on this machine (ray.cluster_utils.Cluster) and the training pool as the experiment builds it -- a
+rank group of 2 DeepSpeed actors, STRICT_SPREAD, i.e. one per node -- training one round; the torch engine trains the
 same round in this process. Prints one JSON line.
 
     python tests/deepspeed_cluster_run.py MODEL_DIR

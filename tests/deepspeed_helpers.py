@@ -1,5 +1,5 @@
-"""A training actor for test_deepspeed.py that can rebuild its trainer with another config inside the same rank group
-(torch.distributed stays up), so one pair of Ray actors checks both LoRA and full fine-tuning."""
+"""A training actor for trainers/test_deepspeed.py that can rebuild its trainer with another config inside the same rank
+group (torch.distributed stays up), so one pair of Ray actors checks both LoRA and full fine-tuning."""
 from __future__ import annotations
 
 from orchestrator.roles.training import TrainingWorker

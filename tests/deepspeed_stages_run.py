@@ -1,5 +1,5 @@
-"""Run by test_deepspeed.py in its own process (DeepSpeed sets up torch.distributed process-wide): one rank of the
-DeepSpeed engine with ZeRO stages 0-3 (and bf16 on stage 2) trains the same examples as the torch engine; prints one
+"""Run by trainers/test_deepspeed.py in its own process (DeepSpeed sets up torch.distributed process-wide): one rank of
+the DeepSpeed engine with ZeRO stages 0-3 (and bf16 on stage 2) trains the same examples as the torch engine; prints one
 JSON line per configuration, and one for a ds_config DeepSpeed rejects.
 
     python tests/deepspeed_stages_run.py MODEL_DIR

@@ -1,4 +1,4 @@
-"""Run by test_multinode.py in its own process (the test session already holds a local Ray driver): a 2-node Ray
+"""Run by roles/test_multinode.py in its own process (the test session already holds a local Ray driver): a 2-node Ray
 cluster on this machine (ray.cluster_utils.Cluster: one raylet per node), a tiny `svgap run --address` with SPREAD
 placement; prints the progress lines and exits with svgap's return code.
 

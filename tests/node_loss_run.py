@@ -1,4 +1,4 @@
-"""Run by test_faults_node.py in its own process (the test session holds a local Ray driver already): a 3-node Ray
+"""Run by roles/test_faults_node.py in its own process (the test session holds a local Ray driver already): a 3-node Ray
 cluster on this machine (ray.cluster_utils.Cluster: a head and two workers, 1 CPU each), a tiny experiment whose
 generation actors are SPREAD; when round 0 has generated, the worker node holding a generation actor is removed
 (its raylet killed: the node is gone, as a preempted machine is). Prints one JSON line with what happened.

@@ -1,4 +1,4 @@
-"""Run by test_sweep_cluster.py in its own process (the test session may already hold a local Ray driver): a
+"""Run by studies/test_sweep_cluster.py in its own process (the test session may already hold a local Ray driver): a
 3-node Ray cluster on this machine (ray.cluster_utils.Cluster, 2 CPUs per node), a 2 x 2 sweep (generation.n x 2
 seeds) through the study machinery, where the first generation actor to sample is SIGKILLed (tests/sweep_helpers.py)
 and the experiment is told not to replace lost actors (resources.retries=0): its trial fails and Tune's

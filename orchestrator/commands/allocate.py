@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.commands.common import add_cluster_args, add_config_args
+from orchestrator.commands.common import add_config_args, add_study_args, config_data, run_study, study_end
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -16,39 +16,21 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--strategies", default="none,early,uniform,late",
                    help="comma-separated: none, early, uniform, late, explicit, planned (default: "
                         "none,early,uniform,late)")
-    p.add_argument("--seeds", type=int, default=2, metavar="K",
-                   help="seeds per strategy: the config's seed, seed+1, ... (default 2)")
-    p.add_argument("--yes", action="store_true", help="run a study larger than 16 experiments")
-    add_cluster_args(p)
+    add_study_args(p, "experiments", 2, "seeds per strategy: the config's seed, seed+1, ... (default 2)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from orchestrator import config
-
-    from orchestrator.store import tracking
     from orchestrator.studies.allocation import AllocationSummary, parse_strategies, study_data
-    from orchestrator.studies.study import Study, StudySpec
+    from orchestrator.studies.study import StudySpec
 
     strategies = parse_strategies(args.strategies)
-    data = config.apply_overrides(config.read_yaml(args.config or config.DEFAULT_CONFIG), args.overrides)
-    data, grid = study_data(data, args.budget, strategies)
+    data, grid = study_data(config_data(args), args.budget, strategies)
     spec = StudySpec("allocation", data, grid, args.seeds, yes=args.yes,
                      params={"budget": data.get("external", {}).get("budget", 0), "strategies": ",".join(strategies)})
     summary = AllocationSummary()
-    res = Study(spec, address=args.address, tracking_uri=args.tracking_uri, experiment_name=args.experiment,
-                summary=summary).run()
+    res = run_study(spec, summary, args)
     print(summary.to_markdown(res.table), end="")
     print(f"wall time {res.seconds:.0f}s ({len(res.outcomes)} experiments, at most {res.concurrency} at a time, "
           f"{res.ran} run by this command)")
-    print(f"MLflow parent run id: {res.parent_run_id}")
-    print(f"table files: {res.out_dir}")
-    print(f"to look at it: {tracking.ui_hint(res.tracking_uri)}")
-    failed = [o for o in res.outcomes if o.error]
-    if failed:
-        sys.stderr.write(f"svgap: error: {len(failed)} of {len(res.outcomes)} experiments failed: "
-                         + "; ".join(f"{o.variant.label}: {o.error}" for o in failed) + "\n")
-        return 1
-    return 0
+    return study_end(res, "table files", "experiments")

@@ -1,6 +1,6 @@
 """`svgap base-model [CONFIG] [--set k=v ...] [--json]`: build (or load from cache) the workload's base model -- or
 load any saved model named by model.path -- and measure its room to self-improve on the workload's held-out prompts
-(orchestrator/base_eval.py), before any round is spent on the pair. Progress goes to stderr, the table (or JSON)
+(orchestrator/run/metrics.py), before any round is spent on the pair. Progress goes to stderr, the table (or JSON)
 to stdout. The targets column applies to the default arithmetic recipe only."""
 from __future__ import annotations
 
@@ -95,14 +95,7 @@ def measure(cfg, progress=_say) -> dict:
     t0 = time.time()
     path = model_dir(cfg, workload, progress)
     ready_s = time.time() - t0
-    info: dict = {}
-    cached = True
-    try:
-        meta = json.loads((path / RECIPE_FILE).read_text())
-        info = meta.get("build", {})
-        cached = (path / RECIPE_FILE).stat().st_mtime < t0
-    except (OSError, ValueError):
-        pass
+    info, cached = _recipe(path, t0)
     from orchestrator.engines.hf import HFBackend  # torch: only once the model folder is known
     from orchestrator.run.metrics import evaluate
     from orchestrator.models.source import system_prompt_of
@@ -119,8 +112,33 @@ def measure(cfg, progress=_say) -> dict:
     ev = evaluate(backend, workload, problems, n=cfg.generation.n, temperature=cfg.generation.temperature,
                   max_new_tokens=cfg.generation.max_new_tokens, threshold=cfg.verification.threshold,
                   seed=cfg.seed, methods=("tf", "qe"), batch_size=cfg.generation.batch_size, progress=progress)
+    report = _report(cfg, path, backend, ev, info, cached=cached, ready_s=ready_s, load_s=load_s, t1=t1)
+    default_recipe = cfg.workload.name == "arithmetic" and not cfg.model.path
+    report["checks"] = checks(report) if default_recipe else room_checks(report)
+    report["warnings"] = no_room(report)
+    return report
+
+
+def _recipe(path: Path, t0: float) -> tuple[dict, bool]:
+    """(build info, cached): what the workload's recipe file says of the build, and whether the model folder was
+    there before this command started (t0)."""
+    info: dict = {}
+    cached = True
+    try:
+        meta = json.loads((path / RECIPE_FILE).read_text())
+        info = meta.get("build", {})
+        cached = (path / RECIPE_FILE).stat().st_mtime < t0
+    except (OSError, ValueError):
+        pass
+    return info, cached
+
+
+def _report(cfg, path: Path, backend, ev, info: dict, *, cached: bool, ready_s: float, load_s: float,
+            t1: float) -> dict:
+    """The JSON-able report of one evaluation, its chosen verifier's numbers at the top level."""
+    method = cfg.verification.method
     v = ev.verifiers[method]
-    report = {
+    return {
         "model_dir": str(path),
         "workload": cfg.workload.name,
         "chat_template": backend.prompts.chat,  # prompts went through the model's chat template
@@ -153,10 +171,6 @@ def measure(cfg, progress=_say) -> dict:
         "system_prompt": backend.prompts.system_prompt,
         "eval_seconds": round(time.time() - t1, 2),
     }
-    default_recipe = cfg.workload.name == "arithmetic" and not cfg.model.path
-    report["checks"] = checks(report) if default_recipe else room_checks(report)
-    report["warnings"] = no_room(report)
-    return report
 
 
 def _pct(x: float) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.commands.common import add_cluster_args, add_config_args
+from orchestrator.commands.common import add_config_args, add_study_args, config_data, run_study, study_end
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -13,7 +13,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_config_args(p)
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="a swept config key and its values, e.g. --grid generation.n=4,8 (repeatable: the product)")
-    p.add_argument("--seeds", type=int, default=1, metavar="K", help="seeds per point: seed, seed+1, ... (default 1)")
     p.add_argument("--stop-by-theory", action="store_true",
                    help="stop a trial from its 4th measured round on when its fitted U_s,inf interval cannot beat "
                         "the best trial's")
@@ -24,19 +23,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "the points' timings do not share the machine)")
     p.add_argument("--max-failures", type=int, default=1, metavar="K",
                    help="Tune retries a failed trial this many times (default 1)")
-    p.add_argument("--yes", action="store_true", help="run a study larger than 16 trials")
-    add_cluster_args(p)
+    add_study_args(p, "trials", 1, "seeds per point: seed, seed+1, ... (default 1)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from orchestrator import config
-
-    from orchestrator.store import tracking
     from orchestrator.errors import SvgapError
-    from orchestrator.studies.study import Study, StudySpec
+    from orchestrator.studies.study import StudySpec
     from orchestrator.studies.table import SweepSummary
     from orchestrator.studies.variants import parse_grid
 
@@ -44,24 +37,15 @@ def run(args: argparse.Namespace) -> int:
         raise SvgapError("--grid: name at least one swept key, e.g. --grid generation.n=4,8")
     if args.max_failures < 0:
         raise SvgapError(f"--max-failures must be >= 0, got {args.max_failures}")
-    data = config.apply_overrides(config.read_yaml(args.config or config.DEFAULT_CONFIG), args.overrides)
+    data = config_data(args)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise SvgapError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
     concurrent = args.max_concurrent or (1 if args.kind == "scaling" else None)
     spec = StudySpec(args.kind, data, parse_grid(args.grid), args.seeds, stop_by_theory=args.stop_by_theory,
                      max_failures=args.max_failures, yes=args.yes, max_concurrent=concurrent)
     summary = SweepSummary(args.kind)
-    res = Study(spec, address=args.address, tracking_uri=args.tracking_uri, experiment_name=args.experiment,
-                summary=summary).run()
+    res = run_study(spec, summary, args)
     print(summary.to_markdown(res.table), end="")
     if res.restored and res.ran == 0:
         print("nothing left to run: every trial of this study had finished before")
-    print(f"MLflow parent run id: {res.parent_run_id}")
-    print(f"study folder (table, plots, Tune state): {res.out_dir}")
-    print(f"to look at it: {tracking.ui_hint(res.tracking_uri)}")
-    failed = [o for o in res.outcomes if o.error]
-    if failed:
-        sys.stderr.write(f"svgap: error: {len(failed)} of {len(res.outcomes)} trials failed: "
-                         + "; ".join(f"{o.variant.label}: {o.error}" for o in failed) + "\n")
-        return 1
-    return 0
+    return study_end(res, "study folder (table, plots, Tune state)", "trials")

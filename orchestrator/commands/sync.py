@@ -1,4 +1,4 @@
-"""`svgap sync RUN_DIR`: push a run folder to a tracking store after the fact (orchestrator/sync.py)."""
+"""`svgap sync RUN_DIR`: push a run folder to a tracking store after the fact (orchestrator/store/sync.py)."""
 from __future__ import annotations
 
 import argparse

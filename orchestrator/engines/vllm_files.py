@@ -3,7 +3,7 @@
 vLLM loads LoRA adapters as PEFT folders and reloads full weights from safetensors folders; updates reach an actor
 through Ray's object store, so each actor writes its own copy into its own scratch folder (any node works, no
 shared storage needed). Also: the base fingerprint of a model folder, hashed exactly as the HF/peft actors hash
-their loaded model (weights.base_fingerprint), so experiment.py can check every actor holds the same π_0.
+their loaded model (weights.base_fingerprint), so run/experiment.py can check every actor holds the same π_0.
 """
 from __future__ import annotations
 

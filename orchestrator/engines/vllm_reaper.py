@@ -5,6 +5,7 @@ or the OOM killer (seen here: 11 leaked engines of ~2 GB filled a 24 GB machine)
 killing them, but a lost actor (issue 13: OOM, a node's raylet killing it) never gets to. So every engine gets
 this small watcher, started in its own session so it outlives the actor: once the actor is gone it kills the
 engine's processes; once they are gone it exits.
+new_engine_pids names those processes right after the engine started (what the watcher is given).
 
     python -m orchestrator.engines.vllm_reaper ACTOR_PID ENGINE_PID...
 """
@@ -51,6 +52,27 @@ def watch(actor_pid: int, engine_pids: list[int], period_s: float = 1.0) -> int:
                     pass
             return len(engine)
         time.sleep(period_s)
+
+
+def _is_vllm(proc) -> bool:
+    try:
+        return "VLLM" in proc.name() or any("VLLM" in part for part in proc.cmdline())
+    except Exception:  # gone already
+        return False
+
+
+def new_engine_pids(before: set[int], wait_s: float) -> list[int]:
+    """This process's descendants titled VLLM::... that were not there before the engine started. Polled for up to
+    wait_s: a CI run once found none right after LLM() returned (under load; every other run found the engine core
+    at once), and then the reaper had nothing to watch."""
+    import psutil
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        pids = [p.pid for p in psutil.Process().children(recursive=True) if p.pid not in before and _is_vllm(p)]
+        if pids or time.monotonic() >= deadline:
+            return pids
+        time.sleep(0.2)
 
 
 def start(actor_pid: int, engine_pids: list[int]) -> subprocess.Popen | None:

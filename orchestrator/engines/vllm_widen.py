@@ -12,7 +12,7 @@ than sending the user to another model, the engine loads the same function writt
 Weights, full updates and LoRA adapters all pass through `Widen` before the engine sees them (an adapter's B rows
 of q/k/v and A columns of o_proj move with the heads); the fingerprint is taken from the original folder, so every
 actor still proves it holds the same π_0. Measured: the widened model's logprobs equal the HF engine's to float32
-rounding (tests/test_vllm.py).
+rounding (tests/engines/test_vllm.py).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 0..K against the one from all rounds, every K from 4), and the accuracies per round. Where the theory has no
 physical number the page shows the verdict (docs/theory.md §7).
 
-`render` works on plain metric series (no MLflow), `build_report` reads a run through tracking.py, renders, and
+`render` works on plain metric series (no MLflow), `build_report` reads a run through store/tracking.py, renders, and
 logs the files to the run under `report/`.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The figures of a run's report (orchestrator/report.py): the measured uncertainties with the fitted gap dynamics,
+"""The figures of a run's report (orchestrator/report/html.py): the measured uncertainties with the fitted gap dynamics,
 the accuracies per round, and the backtest. Each writes one PNG; the rounds with external data are shaded."""
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ scaling study (a grid over resources.generation.actors) are one machinery:
     theory_stop.py  a Tune TrialScheduler that stops a trial whose predicted limit cannot beat the best one's
     progress.py     trials done / running / queued lines, and what a theory stop wrote to the trial's run
     study.py        the driver: checks, parent MLflow run, Tuner (or Tuner.restore), outcomes, summary
+    outcomes.py     Tune's results, the child runs and stops.json read back as one outcome per variant
     table.py        the sweep's summary table per grid point, and its plots
     allocation.py   the allocation study's strategies and its paper-style table
 """

@@ -129,116 +129,23 @@ def _eta(records: list, rounds: int) -> list[float]:
 
 def summarize(outcomes: list[Outcome], base: ExperimentConfig) -> dict:
     """The study table (rows per strategy) and its summary, as plain JSON-able data."""
-    from orchestrator.theory.allocation import outside_theory, plan, simulate
-    from orchestrator.theory.fit import fit_gap
-    from orchestrator.theory.gamma import fit_gamma
-
     quantity = base.fit.quantity
     notes: list[str] = []
-    ok = [o for o in outcomes if o.error is None and o.records]
     strategies = list(dict.fromkeys(o.variant.strategy for o in outcomes))
-    per: dict[tuple[str, int], dict] = {}
-    for o in ok:
-        t, S, V = _series(o.records, quantity)
-        row = {"initial": o.records[0].metrics["heldout_acc"], "final": o.records[-1].metrics["heldout_acc"],
-               "rounds": t, "U_s": S, "U_v": V, "eta": _eta(o.records, base.rounds), "fit": None, "gamma": None,
-               "U_s_inf": None, "verdict": None}
-        try:
-            f = fit_gap(t, S, V, n_boot=0, quantity=quantity, backtest=False)
-            if f.decaying:
-                row["fit"], row["U_s_inf"] = f, f.U_s_inf
-            elif not any(row["eta"]):
-                row["verdict"] = f.verdict
-                notes.append(f"fit of {o.variant.strategy} seed {o.variant.seed}: {f.verdict}")
-        except SvgapError as e:
-            row["verdict"] = str(e)
-        per[(o.variant.strategy, o.variant.seed)] = row
-    # gamma per external run: the `none` run of the same seed gives the self-improvement model
+    per = {(o.variant.strategy, o.variant.seed): _run_row(o, base, quantity, notes)
+           for o in outcomes if o.error is None and o.records}
     for (s, seed), row in per.items():
-        if s == "none" or not any(row["eta"]):
-            continue
-        model = per.get(("none", seed), {}).get("fit")
-        if model is not None and outside_theory(model.model):
-            model = None  # a `none` model outside alpha > beta cannot carry gamma: fit this run jointly instead
-        eta = dict(enumerate(row["eta"]))
-        # a plain fit of this run would read the external jumps as self-improvement: its limit comes from the
-        # gap model with gamma, simulated through the run's own allocation (docs/theory.md §5); no joint fit: no limit
-        row["fit"] = row["U_s_inf"] = None
-        try:
-            if model is not None:
-                g = fit_gamma(row["rounds"], row["U_s"], row["U_v"], eta, model=model)
-            elif len(row["rounds"]) >= 6:
-                g = fit_gamma(row["rounds"], row["U_s"], row["U_v"], eta)
-            else:
-                continue
-        except SvgapError as e:
-            notes.append(f"gamma of {s} seed {seed}: {e}")
-            row["verdict"] = str(e)
-            continue
-        row["gamma"] = g.gamma
-        sim = simulate(g.model, g.gamma, row["eta"])
-        row["U_s_inf"], row["verdict"] = sim.U_s_inf, sim.verdict
-        if sim.verdict:
-            notes.append(f"limit of {s} seed {seed} with gamma {g.gamma:.3g}: {sim.verdict}")
+        if s != "none" and any(row["eta"]):
+            _fit_run_gamma(s, seed, row, per, notes)
     gammas = [r["gamma"] for r in per.values() if r["gamma"] is not None]
     gamma = statistics.median(gammas) if gammas else None
-    # predicted U_s at round T: each seed's `none` model, the pooled gamma, each run's realised allocation
-    predicted: dict[str, list[float]] = {s: [] for s in strategies}
-    if gamma is not None:
-        for seed in sorted({sd for (_, sd) in per}):
-            model = per.get(("none", seed), {}).get("fit")
-            if model is None:
-                continue
-            shares = {s: per[(s, seed)]["eta"] for s in strategies
-                      if s != "none" and (s, seed) in per and abs(sum(per[(s, seed)]["eta"]) - 1) < 1e-6}
-            try:
-                pl = plan(model, gamma, base.rounds, shares, "horizon") if shares else None
-            except SvgapError as e:
-                notes.append(f"prediction for seed {seed}: {e}")
-                continue
-            if pl is not None and pl.verdict:
-                notes.append(f"prediction for seed {seed}: {pl.verdict}")
-            elif pl is not None:
-                for s, out in pl.outcomes.items():
-                    if out.verdict:
-                        notes.append(f"prediction of {s} for seed {seed} (pooled gamma {gamma:.3g}): {out.verdict}")
-                    else:
-                        predicted[s].append(out.U_s_T)
-                if pl.baseline.verdict is None:
-                    predicted.setdefault("none", []).append(pl.baseline.U_s_T)
-    elif "none" in strategies:
-        notes.append("no gamma could be fitted: no predicted ordering")
-    else:
-        notes.append("no `none` strategy in the study: no gap model to fit gamma on or predict with")
-
-    rows = []
-    for s in strategies:
-        seeds = sorted(sd for (st, sd) in per if st == s)
-        r = [per[(s, sd)] for sd in seeds]
-        failed = [o.variant.seed for o in outcomes if o.variant.strategy == s and o.error is not None]
-        ini, ini_sd = _mean_sd([x["initial"] for x in r])
-        fin, fin_sd = _mean_sd([x["final"] for x in r])
-        lim, lim_sd = _mean_sd([x["U_s_inf"] for x in r])
-        gam, gam_sd = _mean_sd([x["gamma"] for x in r])
-        pred, _ = _mean_sd(predicted.get(s, []))
-        words = [w for w in (vd.word_of(x["verdict"]) for x in r) if w]
-        rows.append({"strategy": s, "seeds": seeds, "failed_seeds": failed,
-                     "verdicts": sorted(set(words)), "verdict_seeds": len(words),
-                     "initial_acc": ini, "initial_acc_sd": ini_sd, "final_acc": fin, "final_acc_sd": fin_sd,
-                     "U_s_inf": lim, "U_s_inf_sd": lim_sd, "U_s_inf_seeds": _have([x["U_s_inf"] for x in r]),
-                     "gamma": gam, "gamma_sd": gam_sd, "gamma_seeds": _have([x["gamma"] for x in r]),
-                     "predicted_U_s_T": pred, "eta": [round(e, 4) for e in r[0]["eta"]] if r else None})
+    predicted = _predicted(per, strategies, gamma, base, notes)
+    rows = [_strategy_row(s, per, outcomes, predicted) for s in strategies]
     none_final = next((x["final_acc"] for x in rows if x["strategy"] == "none"), None)
     for x in rows:
         x["gain_over_none"] = (None if none_final is None or x["final_acc"] is None or x["strategy"] == "none"
                                else x["final_acc"] - none_final)
-    observed = [x["strategy"] for x in sorted((x for x in rows if x["final_acc"] is not None),
-                                              key=lambda x: -x["final_acc"])]
-    pred_order = [x["strategy"] for x in sorted((x for x in rows if x["predicted_U_s_T"] is not None),
-                                                key=lambda x: x["predicted_U_s_T"])]
-    for x in rows:
-        x["observed_rank"] = observed.index(x["strategy"]) + 1 if x["strategy"] in observed else None
-        x["predicted_rank"] = pred_order.index(x["strategy"]) + 1 if x["strategy"] in pred_order else None
+    observed, pred_order = _rank(rows)
     ext = [x for x in rows if x["strategy"] != "none" and x["final_acc"] is not None]
     summary = {
         "budget": base.external.budget, "rounds": base.rounds, "quantity": quantity, "gamma_pooled": gamma,
@@ -251,3 +158,127 @@ def summarize(outcomes: list[Outcome], base: ExperimentConfig) -> dict:
         "notes": notes,
     }
     return {"rows": rows, "summary": summary}
+
+
+def _run_row(o: Outcome, base: ExperimentConfig, quantity: str, notes: list[str]) -> dict:
+    """One finished run's accuracies, series and plain gap fit (kept only when it decays: a run with external
+    data gets its limit from gamma instead, _fit_run_gamma)."""
+    from orchestrator.theory.fit import fit_gap
+
+    t, S, V = _series(o.records, quantity)
+    row = {"initial": o.records[0].metrics["heldout_acc"], "final": o.records[-1].metrics["heldout_acc"],
+           "rounds": t, "U_s": S, "U_v": V, "eta": _eta(o.records, base.rounds), "fit": None, "gamma": None,
+           "U_s_inf": None, "verdict": None}
+    try:
+        f = fit_gap(t, S, V, n_boot=0, quantity=quantity, backtest=False)
+        if f.decaying:
+            row["fit"], row["U_s_inf"] = f, f.U_s_inf
+        elif not any(row["eta"]):
+            row["verdict"] = f.verdict
+            notes.append(f"fit of {o.variant.strategy} seed {o.variant.seed}: {f.verdict}")
+    except SvgapError as e:
+        row["verdict"] = str(e)
+    return row
+
+
+def _fit_run_gamma(s: str, seed: int, row: dict, per: dict, notes: list[str]) -> None:
+    """gamma of one external run: the `none` run of the same seed gives the self-improvement model."""
+    from orchestrator.theory.allocation import outside_theory, simulate
+    from orchestrator.theory.gamma import fit_gamma
+
+    model = per.get(("none", seed), {}).get("fit")
+    if model is not None and outside_theory(model.model):
+        model = None  # a `none` model outside alpha > beta cannot carry gamma: fit this run jointly instead
+    eta = dict(enumerate(row["eta"]))
+    # a plain fit of this run would read the external jumps as self-improvement: its limit comes from the
+    # gap model with gamma, simulated through the run's own allocation (docs/theory.md §5); no joint fit: no limit
+    row["fit"] = row["U_s_inf"] = None
+    try:
+        if model is not None:
+            g = fit_gamma(row["rounds"], row["U_s"], row["U_v"], eta, model=model)
+        elif len(row["rounds"]) >= 6:
+            g = fit_gamma(row["rounds"], row["U_s"], row["U_v"], eta)
+        else:
+            return
+    except SvgapError as e:
+        notes.append(f"gamma of {s} seed {seed}: {e}")
+        row["verdict"] = str(e)
+        return
+    row["gamma"] = g.gamma
+    sim = simulate(g.model, g.gamma, row["eta"])
+    row["U_s_inf"], row["verdict"] = sim.U_s_inf, sim.verdict
+    if sim.verdict:
+        notes.append(f"limit of {s} seed {seed} with gamma {g.gamma:.3g}: {sim.verdict}")
+
+
+def _predicted(per: dict, strategies: list[str], gamma: float | None, base: ExperimentConfig,
+               notes: list[str]) -> dict[str, list[float]]:
+    """Predicted U_s at round T per strategy: each seed's `none` model, the pooled gamma, each run's realised
+    allocation."""
+    predicted: dict[str, list[float]] = {s: [] for s in strategies}
+    if gamma is not None:
+        for seed in sorted({sd for (_, sd) in per}):
+            _predict_seed(seed, per, strategies, gamma, base, notes, predicted)
+    elif "none" in strategies:
+        notes.append("no gamma could be fitted: no predicted ordering")
+    else:
+        notes.append("no `none` strategy in the study: no gap model to fit gamma on or predict with")
+    return predicted
+
+
+def _predict_seed(seed: int, per: dict, strategies: list[str], gamma: float, base: ExperimentConfig,
+                  notes: list[str], predicted: dict[str, list[float]]) -> None:
+    from orchestrator.theory.allocation import plan
+
+    model = per.get(("none", seed), {}).get("fit")
+    if model is None:
+        return
+    shares = {s: per[(s, seed)]["eta"] for s in strategies
+              if s != "none" and (s, seed) in per and abs(sum(per[(s, seed)]["eta"]) - 1) < 1e-6}
+    try:
+        pl = plan(model, gamma, base.rounds, shares, "horizon") if shares else None
+    except SvgapError as e:
+        notes.append(f"prediction for seed {seed}: {e}")
+        return
+    if pl is not None and pl.verdict:
+        notes.append(f"prediction for seed {seed}: {pl.verdict}")
+    elif pl is not None:
+        for s, out in pl.outcomes.items():
+            if out.verdict:
+                notes.append(f"prediction of {s} for seed {seed} (pooled gamma {gamma:.3g}): {out.verdict}")
+            else:
+                predicted[s].append(out.U_s_T)
+        if pl.baseline.verdict is None:
+            predicted.setdefault("none", []).append(pl.baseline.U_s_T)
+
+
+def _strategy_row(s: str, per: dict, outcomes: list[Outcome], predicted: dict[str, list[float]]) -> dict:
+    """One strategy's row: means and s.d. over its seeds."""
+    seeds = sorted(sd for (st, sd) in per if st == s)
+    r = [per[(s, sd)] for sd in seeds]
+    failed = [o.variant.seed for o in outcomes if o.variant.strategy == s and o.error is not None]
+    ini, ini_sd = _mean_sd([x["initial"] for x in r])
+    fin, fin_sd = _mean_sd([x["final"] for x in r])
+    lim, lim_sd = _mean_sd([x["U_s_inf"] for x in r])
+    gam, gam_sd = _mean_sd([x["gamma"] for x in r])
+    pred, _ = _mean_sd(predicted.get(s, []))
+    words = [w for w in (vd.word_of(x["verdict"]) for x in r) if w]
+    return {"strategy": s, "seeds": seeds, "failed_seeds": failed,
+            "verdicts": sorted(set(words)), "verdict_seeds": len(words),
+            "initial_acc": ini, "initial_acc_sd": ini_sd, "final_acc": fin, "final_acc_sd": fin_sd,
+            "U_s_inf": lim, "U_s_inf_sd": lim_sd, "U_s_inf_seeds": _have([x["U_s_inf"] for x in r]),
+            "gamma": gam, "gamma_sd": gam_sd, "gamma_seeds": _have([x["gamma"] for x in r]),
+            "predicted_U_s_T": pred, "eta": [round(e, 4) for e in r[0]["eta"]] if r else None}
+
+
+def _rank(rows: list[dict]) -> tuple[list[str], list[str]]:
+    """Observed order (final accuracy, best first) and predicted order (U_s at T, lowest first); sets each row's
+    ranks."""
+    observed = [x["strategy"] for x in sorted((x for x in rows if x["final_acc"] is not None),
+                                              key=lambda x: -x["final_acc"])]
+    pred_order = [x["strategy"] for x in sorted((x for x in rows if x["predicted_U_s_T"] is not None),
+                                                key=lambda x: x["predicted_U_s_T"])]
+    for x in rows:
+        x["observed_rank"] = observed.index(x["strategy"]) + 1 if x["strategy"] in observed else None
+        x["predicted_rank"] = pred_order.index(x["strategy"]) + 1 if x["strategy"] in pred_order else None
+    return observed, pred_order

@@ -14,13 +14,12 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from orchestrator import redact
 from orchestrator.config import dump
 from orchestrator.errors import SvgapError
 from orchestrator.studies import placement as pl
-from orchestrator.studies.progress import STOPS, Progress, StopRecorder, _say
+from orchestrator.studies.progress import Progress, StopRecorder, _say
 from orchestrator.studies.variants import Outcome, Variant, build_variants, check_size, identity
 
 
@@ -167,7 +166,6 @@ class Study:
         from orchestrator.roles import ray_session
         from orchestrator.store import tracking
         from orchestrator.models.source import ModelSource
-        from orchestrator.store.tracking import run_params
 
         t_start, self._t0_unix = time.perf_counter(), time.time()
         started, bundles, slots = self._preflight()
@@ -184,25 +182,11 @@ class Study:
             restore = marker.exists() and tune.Tuner.can_restore(str(folder / "tune"))
             if marker.exists():
                 parent = json.loads(marker.read_text())["parent_run_id"]
-                tracking.set_status(parent, "RUNNING", self.uri)
-                for r in tracking.child_runs(parent, self.uri):  # a killed driver's trials: they ended with it
-                    if r.info.status == "RUNNING":
-                        tracking.set_status(r.info.run_id, "KILLED", self.uri)
+                self._reopen_parent(parent)
             else:
-                params = {f"study.{k}": v for k, v in {"kind": self.spec.kind, "id": sid, "seeds": self.spec.seeds,
-                                                       "grid": json.dumps(self.spec.grid), "trials":
-                                                       len(self.variants), "concurrency": slots,
-                                                       "stop_by_theory": self.spec.stop_by_theory,
-                                                       **self.spec.params}.items()}
-                params.update(run_params(b))
-                logger = tracking.RunLogger(self.uri, self.experiment_name, b.tracking.run_name or self.summary.name(
-                    self.spec, b), redact.data(params), tags={"svgap.kind": self.summary.tag,
-                                                              "svgap.study": sid})
+                logger = self._new_parent(sid, slots)
                 parent = logger.run_id
-                logger.log_text(redact.text(dump(b)), "config.yaml")
-                folder.mkdir(parents=True, exist_ok=True)
-                marker.write_text(json.dumps({"parent_run_id": parent, "kind": self.spec.kind, "id": sid,
-                                              "grid": self.spec.grid, "seeds": self.spec.seeds}, indent=1))
+                self._mark_study(logger, sid, folder, marker)
             _say(f"{self.spec.kind}: {len(self.variants)} trials ({len(self.spec.grid) or 'no'} grid axes x "
                  f"{self.spec.seeds} seed(s)), at most {slots} at a time; parent MLflow run {parent} "
                  f"({tracking.shown(self.uri)}); study folder {folder} (each trial's experiment log in logs/)"
@@ -211,16 +195,7 @@ class Study:
                 tuner = self._tuner(folder, self._param_space(sid, parent, bundles, folder),
                                     self._scheduler(folder, parent), restore)
                 grid = tuner.fit()
-            outcomes, ran = self._outcomes(grid, parent, folder)
-            table = self.summary.summarize(outcomes, b, self.spec)
-            wall = time.perf_counter() - t_start
-            table["summary"].update(wall_s=wall, concurrency=slots, trials_run=ran)
-            for path in self.summary.write(table, folder):
-                tracking.log_artifact(parent, path, uri=self.uri)
-            tracking.log_metrics(parent, self.summary.metrics(table), step=0, uri=self.uri)
-            failed = [o for o in outcomes if o.error]
-            tracking.set_status(parent, "FAILED" if failed else "FINISHED", self.uri)
-            return StudyResult(parent, self.uri, table, outcomes, slots, wall, folder, restore, ran)
+            return self._finish(grid, parent, folder, t_start, slots, restore)
         except BaseException as e:
             if parent:
                 tracking.set_status(parent, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED", self.uri)
@@ -228,56 +203,54 @@ class Study:
         finally:
             ray_session.shutdown(started)
 
-    def _outcomes(self, grid, parent: str, folder: Path) -> tuple[list[Outcome], int]:
-        """One outcome per variant from Tune's results, the child runs (by trial id) and stops.json."""
+    def _reopen_parent(self, parent: str) -> None:
+        """A restored study's parent run runs again; a killed driver's trials ended with it."""
         from orchestrator.store import tracking
-        from orchestrator.store.records import RoundRecord
 
-        stops = json.loads((folder / STOPS).read_text()) if (folder / STOPS).exists() else {}
-        runs: dict[str, list] = {}
-        for r in tracking.child_runs(parent, self.uri):
-            runs.setdefault(r.data.tags.get("svgap.trial_id", ""), []).append(r)
-            # Tune ends a stopped trial's thread with SystemExit, which the experiment records as FAILED after the
-            # scheduler marked the run: it ended by decision, so FINISHED (its tags say why)
-            if r.data.tags.get("svgap.stopped_by") == "theory" and r.info.status != "FINISHED":
-                tracking.set_status(r.info.run_id, "FINISHED", self.uri)
-        by_index: dict[int, Outcome] = {}
-        ran = 0
-        for res in grid:
-            cfg = res.config or {}
-            v = cfg.get("variant", {})
-            out = Outcome(self.variants[v["index"]])
-            m = res.metrics or {}
-            trial_id = m.get("trial_id") or ""
-            # reported by this command's trials: our own float clock (Tune's `timestamp` is whole seconds, and a
-            # command run right after the last one ended counted that one's trials as its own)
-            # (a study saved before `reported_at` existed: Tune's timestamp, with its second of truncation)
-            at = m["reported_at"] if "reported_at" in m else float(m.get("timestamp") or 0) + 1
-            ran += int(float(at) >= self._t0_unix)
-            mine = sorted(runs.get(trial_id, []), key=lambda r: r.info.start_time)
-            out.run_id = m.get("run_id") or (mine[-1].info.run_id if mine else None)
-            out.seconds = float(m.get("seconds", 0.0))
-            out.records = [_record(h, RoundRecord) for h in m.get("history", [])]
-            out.stop = stops.get(trial_id)
-            if res.error is not None:
-                first = redact.text((str(res.error).strip().splitlines() or [""])[-1])
-                out.error = first or type(res.error).__name__
-            elif not m.get("final") and out.stop is None:
-                out.error = "the trial ended without its last round"
-            out.trial_id, out.attempts = trial_id, len(mine)
-            by_index[v["index"]] = out
-        missing = [v.label for i, v in enumerate(self.variants) if i not in by_index]
-        for i, v in enumerate(self.variants):
-            by_index.setdefault(i, Outcome(v, error="no result from Tune"))
-        if missing:
-            _say(f"no result for: {', '.join(missing)}")
-        return [by_index[i] for i in range(len(self.variants))], ran
+        tracking.set_status(parent, "RUNNING", self.uri)
+        for r in tracking.child_runs(parent, self.uri):  # a killed driver's trials: they ended with it
+            if r.info.status == "RUNNING":
+                tracking.set_status(r.info.run_id, "KILLED", self.uri)
 
+    def _new_parent(self, sid: str, slots: int):
+        """The study's parent MLflow run, with the study's identity and the base config as params."""
+        from orchestrator.store import tracking
+        from orchestrator.store.tracking import run_params
 
-def _record(h: dict, cls):
-    metrics = {k: v for k, v in h.items() if k not in ("round", "version") and not k.startswith("time/")}
-    timings = {k[5:]: v for k, v in h.items() if k.startswith("time/")}
-    return cls(int(h["round"]), int(h.get("version", h["round"])), metrics, timings, {})
+        b = self.base
+        params = {f"study.{k}": v for k, v in {"kind": self.spec.kind, "id": sid, "seeds": self.spec.seeds,
+                                               "grid": json.dumps(self.spec.grid), "trials":
+                                               len(self.variants), "concurrency": slots,
+                                               "stop_by_theory": self.spec.stop_by_theory,
+                                               **self.spec.params}.items()}
+        params.update(run_params(b))
+        return tracking.RunLogger(self.uri, self.experiment_name, b.tracking.run_name or self.summary.name(
+            self.spec, b), redact.data(params), tags={"svgap.kind": self.summary.tag,
+                                                      "svgap.study": sid})
+
+    def _mark_study(self, logger, sid: str, folder: Path, marker: Path) -> None:
+        """The config on the parent run and study.json in the folder: what a rerun restores the study from."""
+        logger.log_text(redact.text(dump(self.base)), "config.yaml")
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"parent_run_id": logger.run_id, "kind": self.spec.kind, "id": sid,
+                                      "grid": self.spec.grid, "seeds": self.spec.seeds}, indent=1))
+
+    def _finish(self, grid, parent: str, folder: Path, t_start: float, slots: int, restore: bool) -> StudyResult:
+        """The table from the trials' outcomes, logged on the parent run, which ends FAILED if any trial failed."""
+        from orchestrator.store import tracking
+
+        from orchestrator.studies.outcomes import read_outcomes
+
+        outcomes, ran = read_outcomes(grid, self.variants, parent, folder, self.uri, self._t0_unix)
+        table = self.summary.summarize(outcomes, self.base, self.spec)
+        wall = time.perf_counter() - t_start
+        table["summary"].update(wall_s=wall, concurrency=slots, trials_run=ran)
+        for path in self.summary.write(table, folder):
+            tracking.log_artifact(parent, path, uri=self.uri)
+        tracking.log_metrics(parent, self.summary.metrics(table), step=0, uri=self.uri)
+        failed = [o for o in outcomes if o.error]
+        tracking.set_status(parent, "FAILED" if failed else "FINISHED", self.uri)
+        return StudyResult(parent, self.uri, table, outcomes, slots, wall, folder, restore, ran)
 
 
 class _quiet_tune:

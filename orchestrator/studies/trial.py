@@ -2,7 +2,7 @@
 group (bundle 0 is the trial's own process, the pools get the bundle indices placement.py chose).
 
 A retried or restored trial continues its last unfinished MLflow run from its last finished round
-(orchestrator/resume.py), when it has one. Every measured round is one `tune.report` -- the series a theory
+(orchestrator/run/resume.py), when it has one. Every measured round is one `tune.report` -- the series a theory
 scheduler fits, and the history a restored study summarises from Tune's own state; a last report (`final`) carries
 the MLflow run id, the wall time and the stop reason. The experiment logs its own nested MLflow run (it is the
 controller of that experiment).

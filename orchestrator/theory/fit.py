@@ -187,6 +187,24 @@ def _bootstrap(t, S, V, fs, fv, r_min: float, n_boot: int, seed: int) -> np.ndar
     return _fit_batch(t, fs[None] + es[idx], fv[None] + ev[idx], r_min)
 
 
+def _intervals(d: dict, boot: np.ndarray, n: int, eps: float, level: float) -> dict[str, list]:
+    """Each derived number's CI from its bootstrap spread around the point fit, widened for the small sample."""
+    ci: dict[str, list] = {}
+    q = 100 * (1 - level) / 2
+    # small-sample widening: the bootstrap treats the residual spread as known; scale by t(n-3)/z quantiles
+    widen = stats.t.ppf(1 - q / 100, n - 3) / stats.norm.ppf(1 - q / 100)
+    for k, v in _derived(boot, eps).items():
+        v = v[np.isfinite(v)]
+        if not v.size or d[k] is None or not math.isfinite(d[k]):
+            ci[k] = [None, None]
+            continue
+        lo, hi = d[k] - widen * (d[k] - np.percentile(v, q)), d[k] + widen * (np.percentile(v, 100 - q) - d[k])
+        if k in ("rate", "rounds_to_eps", "U_s_inf", "U_v_inf", "G_inf"):
+            lo = max(lo, 0.0)  # the physical bound: an uncertainty, a gap, a rate are >= 0 (docs/theory.md §2)
+        ci[k] = [_num(lo), _num(hi)]
+    return ci
+
+
 def fit_gap(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float], *, first: int | None = None,
             eps: float = 0.05, n_boot: int = 200, seed: int = 0, level: float = 0.95,
             quantity: str = "total", backtest: bool = True) -> FitResult:
@@ -227,18 +245,7 @@ def fit_gap(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float], *
     ci, boot = {}, None
     if n_boot > 0:
         boot = _bootstrap(t, S, V, fs, fv, r_min, n_boot, seed)
-        q = 100 * (1 - level) / 2
-        # small-sample widening: the bootstrap treats the residual spread as known; scale by t(n-3)/z quantiles
-        widen = stats.t.ppf(1 - q / 100, n - 3) / stats.norm.ppf(1 - q / 100)
-        for k, v in _derived(boot, eps).items():
-            v = v[np.isfinite(v)]
-            if not v.size or d[k] is None or not math.isfinite(d[k]):
-                ci[k] = [None, None]
-                continue
-            lo, hi = d[k] - widen * (d[k] - np.percentile(v, q)), d[k] + widen * (np.percentile(v, 100 - q) - d[k])
-            if k in ("rate", "rounds_to_eps", "U_s_inf", "U_v_inf", "G_inf"):
-                lo = max(lo, 0.0)  # the physical bound: an uncertainty, a gap, a rate are >= 0 (docs/theory.md §2)
-            ci[k] = [_num(lo), _num(hi)]
+        ci = _intervals(d, boot, n, eps, level)
     bt = None
     if later.any():
         full = fit_gap(t_all, S_all, V_all, eps=eps, n_boot=0, quantity=quantity)

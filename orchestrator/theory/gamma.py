@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -102,35 +102,47 @@ def fit_gamma(rounds: Sequence[int], U_s: Sequence[float], U_v: Sequence[float],
 
     g_lo = 1e-3
     grid = np.exp(np.linspace(math.log(g_lo), math.log(gamma_max), 61))
-    edge = vd.Verdict(vd.AT_BOUND, f"gamma goes to the edge of its range [{g_lo:g}, {gamma_max:g}]: these rounds do "
-                                   f"not identify gamma")
     if model is not None:
-        m0 = _as_model(model)
-        vd.require(vd.model_verdict(m0))
-        sse = [float((resid(m0, g) ** 2).sum()) for g in grid]
-        i = int(np.argmin(sse))
-        lo, hi = math.log(grid[max(i - 1, 0)]), math.log(grid[min(i + 1, len(grid) - 1)])
-        sol = least_squares(lambda x: resid(m0, math.exp(x[0])), [math.log(grid[i])], bounds=([lo], [hi]),
-                            max_nfev=max_nfev)
-        if not sol.success:
-            raise vd.NoPrediction(vd.Verdict(vd.FIT_FAILED, f"the gamma fit did not converge ({sol.message})"))
-        if (i == 0 and sol.x[0] <= lo + 1e-9) or (i == len(grid) - 1 and sol.x[0] >= hi - 1e-9):
-            raise vd.NoPrediction(edge)
-        g = math.exp(sol.x[0])
-        rows = _draw(sol, lambda x: [m0.rate, m0.alpha_prime, m0.U_s_inf, m0.beta_prime, m0.U_v_inf, math.exp(x[0])])
-        return GammaFit(g, m0, float(np.sqrt(np.mean(sol.fun ** 2))), int(t.size), "gamma only (model given)", rows)
+        return _fit_gamma_only(_as_model(model), resid, grid, t.size, g_lo, gamma_max, max_nfev)
     if t.size < 6:
         raise SvgapError(f"need at least 6 rounds to fit gamma jointly with the gap model, got {t.size}")
+    return _fit_joint(t, S, V, resid, grid, g_lo, gamma_max, max_nfev)
+
+
+def _fit_gamma_only(m0: GapModel, resid: Callable[[GapModel, float], np.ndarray], grid: np.ndarray, n_rounds: int,
+                    g_lo: float, gamma_max: float, max_nfev: int | None) -> GammaFit:
+    """log gamma alone, the gap model given: the best grid point, then least squares between its neighbours."""
+    edge = vd.Verdict(vd.AT_BOUND, f"gamma goes to the edge of its range [{g_lo:g}, {gamma_max:g}]: these rounds do "
+                                   f"not identify gamma")
+    vd.require(vd.model_verdict(m0))
+    sse = [float((resid(m0, g) ** 2).sum()) for g in grid]
+    i = int(np.argmin(sse))
+    lo, hi = math.log(grid[max(i - 1, 0)]), math.log(grid[min(i + 1, len(grid) - 1)])
+    sol = least_squares(lambda x: resid(m0, math.exp(x[0])), [math.log(grid[i])], bounds=([lo], [hi]),
+                        max_nfev=max_nfev)
+    if not sol.success:
+        raise vd.NoPrediction(vd.Verdict(vd.FIT_FAILED, f"the gamma fit did not converge ({sol.message})"))
+    if (i == 0 and sol.x[0] <= lo + 1e-9) or (i == len(grid) - 1 and sol.x[0] >= hi - 1e-9):
+        raise vd.NoPrediction(edge)
+    g = math.exp(sol.x[0])
+    rows = _draw(sol, lambda x: [m0.rate, m0.alpha_prime, m0.U_s_inf, m0.beta_prime, m0.U_v_inf, math.exp(x[0])])
+    return GammaFit(g, m0, float(np.sqrt(np.mean(sol.fun ** 2))), int(n_rounds), "gamma only (model given)", rows)
+
+
+def _fit_joint(t: np.ndarray, S: np.ndarray, V: np.ndarray, resid: Callable[[GapModel, float], np.ndarray],
+               grid: np.ndarray, g_lo: float, gamma_max: float, max_nfev: int | None) -> GammaFit:
+    """The five gap parameters and log gamma together, from a plain least-squares fit and the best grid gamma."""
     m_init = least_squares_model(t, S, V)  # the jumps may make a plain fit non-physical: only a start
     if m_init.delta == 0:
         raise vd.NoPrediction(vd.Verdict(vd.NO_DECAY, "U_s and U_v show no decay to start the joint gamma fit from"))
     g0 = grid[int(np.argmin([float((resid(m_init, g) ** 2).sum()) for g in grid]))]
     x0 = [math.log(m_init.rate), m_init.alpha_prime, m_init.beta_prime, m_init.U_s_inf, m_init.U_v_inf, math.log(g0)]
+    size = S.size + V.size  # the residual vector: U_s then U_v
 
     def joint(x: np.ndarray) -> np.ndarray:
         m = GapModel(math.exp(x[0]), x[1], x[2], x[3], x[4])
         if m.delta == 0:
-            return np.full(y.size, 1e6)
+            return np.full(size, 1e6)
         return resid(m, math.exp(x[5]))
 
     sol = least_squares(joint, x0, x_scale="jac", max_nfev=max_nfev)

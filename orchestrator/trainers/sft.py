@@ -42,7 +42,7 @@ def load_policy(model_dir: str | Path, cfg: TrainingConfig, device, dtype, seed:
 
 def encode(tokenizer, ex, prompts=None) -> tuple[list[int], list[int]]:
     """(prompt ids, response ids): BoN picks keep their sampled tokens; external text gets an EOS. `prompts` (a
-    backends.chat.PromptFormat) opens the conversation as the inference engines do (chat template or plain)."""
+    engines.chat.PromptFormat) opens the conversation as the inference engines do (chat template or plain)."""
     prompt_ids = (prompts.encode(ex.prompt) if prompts is not None
                   else tokenizer(ex.prompt, add_special_tokens=True)["input_ids"])
     if ex.response_ids is not None:

@@ -99,7 +99,8 @@ def test_a_damaged_shipped_copy_is_refused_and_other_recipes_are_not_shipped(def
     shutil.copytree(shipped.SHIPPED, copy)
     assert shipped.shipped_model(default_workload.recipe(), copy) == copy
     other = {**default_workload.recipe(), "options": {**default_workload.recipe()["options"], "seed": 1}}
-    assert shipped.shipped_model(other, copy) is None  # built locally (tests/test_arithmetic.py covers the build)
+    # built locally (tests/workloads/test_arithmetic.py covers the build)
+    assert shipped.shipped_model(other, copy) is None
     data = bytearray((copy / "model.safetensors").read_bytes())
     data[-1] ^= 1
     (copy / "model.safetensors").write_bytes(bytes(data))

@@ -1,4 +1,4 @@
-"""Warnings an uninformative round calls for (orchestrator/round_health.py)."""
+"""Warnings an uninformative round calls for (orchestrator/run/round_health.py)."""
 from orchestrator.store.records import RoundRecord
 from orchestrator.run.round_health import warnings
 

@@ -107,7 +107,7 @@ def test_worker_failure_names_the_stage(local_ray, base_model_dir, tmp_path):
     (["--set", "resources.generation.actors=3", "--set", "resources.generation.cpus=1"],
      "the pools ask for 4 CPU (generation 3x1, verification 1x0.5, training 1x0.5) but the cluster has 2"),
     (["--set", "tracking.out_dir=FILE/runs"], "tracking.out_dir: cannot create run folders under"),
-    # a password in the URI is used, never shown (tests/test_redaction.py has the rest)
+    # a password in the URI is used, never shown (tests/store/test_redaction.py has the rest)
     (["--tracking-uri", "postgresql://svgap:s3cr3t@127.0.0.1:1/mlflow"], "tracking store postgresql://svgap:***@"
                                                                           "127.0.0.1:1/mlflow unusable"),
     (["--tracking-uri", "http://svgap:s3cr3t@127.0.0.1:1"], "tracking server http://svgap:***@127.0.0.1:1 unreachable"),

@@ -210,7 +210,7 @@ def test_run_folders_are_created_with_the_users_umask(tmp_path):
 
 def test_secrets_never_reach_the_run_folder(tmp_path, monkeypatch):
     """Ray's and MLflow's tokens from the environment, and a password in a URI, are masked in what a resume writes
-    (resumes.jsonl) and in every progress or error line (redact.py; tests/test_redaction.py covers params,
+    (resumes.jsonl) and in every progress or error line (redact.py; tests/store/test_redaction.py covers params,
     artifacts and config.yaml of a real run)."""
     from orchestrator import redact
     from orchestrator.store import tracking

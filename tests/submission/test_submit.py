@@ -1,5 +1,5 @@
-"""`svgap submit` refuses bad input before anything reaches a cluster: one line, exit 2. No Ray cluster runs here
-(the token cases against a real token-auth cluster, and a real job, are in test_cluster_local.py); an address that
+"""`svgap submit` refuses bad input before anything reaches a cluster: one line, exit 2. No Ray cluster runs here (the
+token cases against a real token-auth cluster, and a real job, are in cluster/test_cluster_local.py); an address that
 must be reachable is a plain listening socket, so the refusal is svgap's own, not a connection error."""
 from __future__ import annotations
 

@@ -147,27 +147,14 @@ def _pretrain(opts: ArithmeticOptions, say: Callable[[str], None]) -> PretrainRe
     acc, auc, loss_avg = 0.0, math.nan, math.nan
     first_phase, phase1_steps, stopped_by, step = True, 0, "max_steps", 0
 
-    def evaluate(kind: str) -> float:
-        model.eval()
-        v = solver_dev.accuracy(model) if kind == "solver" else verifier_dev.auc(model)
-        model.train()
-        return v
-
     model.train()
     share = opts.verify_share_first
     for step in range(1, opts.max_steps + 1):
-        solve, verify = maker.batch(opts.batch_size, share)
-        loss = lm_loss(model, [solve, verify])
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optim.step()
-        sched.step()
-        lv = float(loss.detach())
+        lv = _train_step(model, optim, sched, maker.batch(opts.batch_size, share))
         loss_avg = lv if math.isnan(loss_avg) else 0.9 * loss_avg + 0.1 * lv
         elapsed = time.monotonic() - t0
         if step % EVAL_EVERY == 0:
-            acc = evaluate("solver")
+            acc = _evaluated(model, solver_dev.accuracy)
             if acc >= opts.target_accuracy:
                 stopped_by = "target"
                 break
@@ -176,7 +163,7 @@ def _pretrain(opts: ArithmeticOptions, say: Callable[[str], None]) -> PretrainRe
                 say(f"  step {step}: solver taking off (dev acc {acc:.1%}) before the verifier is ready: "
                     f"verifying examples only for now")
         if first_phase and step % VERIFIER_EVAL_EVERY == 0:
-            auc = evaluate("verifier")
+            auc = _evaluated(model, verifier_dev.auc)
             capped = step >= FIRST_PHASE_CAP * opts.max_steps  # by steps, not seconds: the same model everywhere
             if auc >= opts.verifier_ready_auc or capped:
                 first_phase, phase1_steps, share = False, step, opts.verify_share
@@ -197,3 +184,22 @@ def _pretrain(opts: ArithmeticOptions, say: Callable[[str], None]) -> PretrainRe
     say(f"  stopped at step {step} ({stopped_by}): dev solver acc {acc:.1%}, dev verifier AUC {auc:.3f}, "
         f"{seconds:.0f} s")
     return PretrainResult(model, step, seconds, acc, auc, phase1_steps or step, stopped_by)
+
+
+def _train_step(model: LlamaForCausalLM, optim, sched, batch) -> float:
+    """One optimizer step on a batch (solving and verifying examples); its loss."""
+    loss = lm_loss(model, list(batch))
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optim.step()
+    sched.step()
+    return float(loss.detach())
+
+
+def _evaluated(model: LlamaForCausalLM, measure: Callable[[LlamaForCausalLM], float]) -> float:
+    """A dev measure taken in eval mode; training mode again after."""
+    model.eval()
+    v = measure(model)
+    model.train()
+    return v
