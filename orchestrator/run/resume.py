@@ -114,22 +114,6 @@ def _in_mlflow(point: ResumePoint, uri: str) -> None:
             point.missing[rec.round] = lack
 
 
-def holder(run_dir: Path) -> str | None:
-    """Who holds the run (a live driver's lock), or None."""
-    import fcntl
-
-    lock = run_dir / ".lock"
-    if not lock.exists():
-        return None
-    with open(lock, "r") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return fh.read().strip() or "another process"
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return None
-
-
 def load(target: str, overrides: list[str] | None = None,
          tracking_uri: str | None = None) -> tuple[config.ExperimentConfig, ResumePoint, str]:
     """(config, resume point, tracking URI) of the run to resume; one-line SvgapError for every bad case, and
@@ -155,7 +139,7 @@ def load(target: str, overrides: list[str] | None = None,
             f"rounds 0..{last} recorded" if state else "MLflow says so"
         raise SvgapError(f"run {run_id} already finished ({why}, MLflow status {run.info.status}): nothing to "
                          f"resume")
-    who = holder(root)
+    who = files.holder()
     if who:
         raise SvgapError(f"run {run_id} is still running (its driver, {who}, holds {root / '.lock'})")
     point = _point(files, state, run_id, last)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from orchestrator.store.files import atomic_write
+
 STOPS = "stops.json"
 
 
@@ -92,9 +94,7 @@ class StopRecorder:
         path = Path(self.study_dir) / STOPS
         data = json.loads(path.read_text()) if path.exists() else {}
         data[trial.trial_id] = stop
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(path)
+        atomic_write(path, json.dumps(data, indent=1))
         _say(f"[{stop['label']}] stopped after round {t} of {rounds}: {reason}")
         try:
             runs = [r for r in tracking.child_runs(self.parent_run_id, self.uri)
