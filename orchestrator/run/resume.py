@@ -102,7 +102,7 @@ def _config(files: RunFiles, overrides: list[str]) -> config.ExperimentConfig:
 def _in_mlflow(point: ResumePoint, uri: str) -> None:
     """What MLflow has: steps beyond the last finished round are not logged again (`logged`); metrics of finished
     rounds it lacks are sent on resume (`missing`, from the records and fits, as `svgap sync` would)."""
-    from orchestrator.store.sync import fit_metrics
+    from orchestrator.store.records import fit_metrics
 
     run = tracking.get_run(point.run_id, uri)
     series = tracking.metric_series(point.run_id, sorted(run.data.metrics), uri)

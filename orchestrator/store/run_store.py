@@ -11,8 +11,8 @@
       state.json             written LAST in a round: the commit point a resume starts from
 
 Every file is written atomically (store/files.py: tmp + fsync + rename), so a driver killed mid-round leaves the
-previous version of each file or the new one, never half of one; `state.json` names the last round whose files are all written and whose
-metrics were handed to MLflow. Files are created with the user's umask (no chmod here).
+previous version of each file or the new one, never half of one; `state.json` names the last round whose files are
+all written and whose metrics were handed to MLflow. Files are created with the user's umask (no chmod here).
 """
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ class StopRecorder:
         self.study_dir, self.uri, self.parent_run_id = study_dir, uri, parent_run_id
 
     def __call__(self, trial, result: dict, reason: str, prediction) -> None:
-        from orchestrator.store import tracking
+        from orchestrator.store import mirror, tracking
 
         rounds, t = int(result["rounds"]), int(result["round"])
         history = result["history"]
@@ -100,11 +100,11 @@ class StopRecorder:
             runs = [r for r in tracking.child_runs(self.parent_run_id, self.uri)
                     if r.data.tags.get("svgap.trial_id") == trial.trial_id and r.info.status == "RUNNING"]
             for r in runs:
-                tracking.set_tags(r.info.run_id, {"svgap.stop_reason": reason, "svgap.stopped_by": "theory",
+                mirror.set_tags(r.info.run_id, {"svgap.stop_reason": reason, "svgap.stopped_by": "theory",
                                                   "svgap.stop_round": str(t),
                                                   "svgap.predicted_U_s_inf": f"{prediction.limit:.6g}",
                                                   "svgap.compute_saved_s": f"{stop['seconds_saved']:.1f}"},
                                   self.uri)
-                tracking.set_status(r.info.run_id, "FINISHED", self.uri)
+                mirror.set_status(r.info.run_id, "FINISHED", self.uri)
         except Exception as e:  # noqa: BLE001 - the study goes on; the reason is in stops.json
             _say(f"[{stop['label']}] could not tag its MLflow run: {type(e).__name__}: {e}")

@@ -165,9 +165,8 @@ class Study:
     # ---- the study ----
     def run(self) -> StudyResult:
         from orchestrator.roles import ray_session
-        from orchestrator.store import tracking
+        from orchestrator.store import mirror, tracking
         from orchestrator.models.source import ModelSource
-        from orchestrator.store.tracking import run_params
 
         t_start, self._t0_unix = time.perf_counter(), time.time()
         started, bundles, slots = self._preflight()
@@ -184,18 +183,18 @@ class Study:
             restore = marker.exists() and tune.Tuner.can_restore(str(folder / "tune"))
             if marker.exists():
                 parent = json.loads(marker.read_text())["parent_run_id"]
-                tracking.set_status(parent, "RUNNING", self.uri)
+                mirror.set_status(parent, "RUNNING", self.uri)
                 for r in tracking.child_runs(parent, self.uri):  # a killed driver's trials: they ended with it
                     if r.info.status == "RUNNING":
-                        tracking.set_status(r.info.run_id, "KILLED", self.uri)
+                        mirror.set_status(r.info.run_id, "KILLED", self.uri)
             else:
                 params = {f"study.{k}": v for k, v in {"kind": self.spec.kind, "id": sid, "seeds": self.spec.seeds,
                                                        "grid": json.dumps(self.spec.grid), "trials":
                                                        len(self.variants), "concurrency": slots,
                                                        "stop_by_theory": self.spec.stop_by_theory,
                                                        **self.spec.params}.items()}
-                params.update(run_params(b))
-                logger = tracking.RunLogger(self.uri, self.experiment_name, b.tracking.run_name or self.summary.name(
+                params.update(mirror.run_params(b))
+                logger = mirror.RunLogger(self.uri, self.experiment_name, b.tracking.run_name or self.summary.name(
                     self.spec, b), redact.data(params), tags={"svgap.kind": self.summary.tag,
                                                               "svgap.study": sid})
                 parent = logger.run_id
@@ -216,21 +215,21 @@ class Study:
             wall = time.perf_counter() - t_start
             table["summary"].update(wall_s=wall, concurrency=slots, trials_run=ran)
             for path in self.summary.write(table, folder):
-                tracking.log_artifact(parent, path, uri=self.uri)
-            tracking.log_metrics(parent, self.summary.metrics(table), step=0, uri=self.uri)
+                mirror.log_artifact(parent, path, uri=self.uri)
+            mirror.log_metrics(parent, self.summary.metrics(table), step=0, uri=self.uri)
             failed = [o for o in outcomes if o.error]
-            tracking.set_status(parent, "FAILED" if failed else "FINISHED", self.uri)
+            mirror.set_status(parent, "FAILED" if failed else "FINISHED", self.uri)
             return StudyResult(parent, self.uri, table, outcomes, slots, wall, folder, restore, ran)
         except BaseException as e:
             if parent:
-                tracking.set_status(parent, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED", self.uri)
+                mirror.set_status(parent, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED", self.uri)
             raise
         finally:
             ray_session.shutdown(started)
 
     def _outcomes(self, grid, parent: str, folder: Path) -> tuple[list[Outcome], int]:
         """One outcome per variant from Tune's results, the child runs (by trial id) and stops.json."""
-        from orchestrator.store import tracking
+        from orchestrator.store import mirror, tracking
         from orchestrator.store.records import RoundRecord
 
         stops = json.loads((folder / STOPS).read_text()) if (folder / STOPS).exists() else {}
@@ -240,7 +239,7 @@ class Study:
             # Tune ends a stopped trial's thread with SystemExit, which the experiment records as FAILED after the
             # scheduler marked the run: it ended by decision, so FINISHED (its tags say why)
             if r.data.tags.get("svgap.stopped_by") == "theory" and r.info.status != "FINISHED":
-                tracking.set_status(r.info.run_id, "FINISHED", self.uri)
+                mirror.set_status(r.info.run_id, "FINISHED", self.uri)
         by_index: dict[int, Outcome] = {}
         ran = 0
         for res in grid:
