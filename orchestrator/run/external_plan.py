@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import SvgapError
-from orchestrator.run.scheduler import NAMED, round_counts
 
 
-def make_plan(cfg: ExperimentConfig, budget: int, t: int, records: list) -> tuple[list[int], dict, str]:
-    """After warm-up round t: (counts per round 0..T-1, plan.json's data, why in one line). Pure: the scheduler
-    hands the plan to the controller, which keeps it in the run folder and mirrors it."""
-    from orchestrator.theory.allocation import plan, strategy_shares as named
+def make_plan(cfg: ExperimentConfig, budget: int, t: int, records: list) -> tuple[list[float], dict, str]:
+    """After warm-up round t: (the budget's shares of rounds t..T-1, plan.json's data, why in one line). Pure: the
+    scheduler rounds the shares to counts and hands the plan to the controller, which keeps it."""
+    from orchestrator.theory.allocation import STRATEGIES, plan, strategy_shares as named
     from orchestrator.theory.fit import fit_gap
     from orchestrator.theory.intervals import propagate, samples_from_rows, widening
 
@@ -29,7 +28,7 @@ def make_plan(cfg: ExperimentConfig, budget: int, t: int, records: list) -> tupl
         data["fit"] = fit.to_json()
         if not fit.decaying:
             raise SvgapError(f"the warm-up fit has no decaying model ({fit.verdict})")
-        pl = plan(fit, ext.gamma, left, list(NAMED), ext.objective, start_round=w)
+        pl = plan(fit, ext.gamma, left, list(STRATEGIES), ext.objective, start_round=w)
         if pl.best is None:
             raise SvgapError(pl.verdict)
         propagate(pl, samples_from_rows(fit.boot, ext.gamma), widen=widening(fit.n_rounds))
@@ -53,10 +52,7 @@ def make_plan(cfg: ExperimentConfig, budget: int, t: int, records: list) -> tupl
         why = (f"plan after round {w} (fit rate {fit.rate:.3f}, U_s,inf {fit.U_s_inf:.4f}; gamma "
                f"{ext.gamma:g}): predicted {label}: {cands}; no external data {base:.4f} -> {pl.chosen} "
                f"({pl.why})")
-    counts = [0] * w + round_counts(shares, budget)
-    data["counts"] = counts
-    data["why"] = why
-    return counts, data, why
+    return shares, data, why
 
 
 def planned_checks(cfg: ExperimentConfig) -> None:

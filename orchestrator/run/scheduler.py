@@ -232,7 +232,9 @@ class Scheduler:
     def _plan(self, t: int, records: list) -> None:
         from orchestrator.run.external_plan import make_plan
 
-        self.counts, self.plan, why = make_plan(self.cfg, self.budget, t, records)
+        shares, self.plan, why = make_plan(self.cfg, self.budget, t, records)
+        self.counts = self.plan["counts"] = [0] * t + round_counts(shares, self.budget)
+        self.plan["why"] = why
         self.decided.append(("plan.json", self.plan))
         self.progress(f"external data: {why}; counts per round {self.counts}")
 
