@@ -148,7 +148,7 @@ def _from_file(cfg: ExperimentConfig) -> list[Problem]:
 # ---- the scheduler --------------------------------------------------------------------------------------------------
 class Scheduler:
     """Hands round t its external examples; the controller calls attach, then examples(t) and metrics(t) per
-    training round."""
+    training round, and keeps what take() returns (allocation.json, plan.json). It writes nothing itself."""
 
     def __init__(self, cfg: ExperimentConfig, pool: list[Problem]) -> None:
         self.cfg = cfg
