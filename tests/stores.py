@@ -1,5 +1,6 @@
-"""Tracking stores and run stores for tests: the one place that spells a sqlite tracking URI (MLflow 3 needs a
-database store; `sqlite:///` + an absolute path is a file, `sqlite:////abs` on the command line alike)."""
+"""Tracking stores for tests: the one place that spells a sqlite tracking URI (MLflow 3 refuses the file store;
+`sqlite:///` followed by a path, absolute or relative to the working directory). The `tracking_uri` and `run_store`
+fixtures (conftest.py) give a test a fresh store and a fresh run folder."""
 from __future__ import annotations
 
 from pathlib import Path
