@@ -4,7 +4,8 @@ For a run that lost its tracking server for longer than the run itself, for copy
 for a run made where no server could be reached. The MLflow run the folder names is continued when the store has
 it (only what it lacks is sent: no step is logged twice, so sync can be run again); otherwise a new run is made,
 tagged `svgap.synced_from` with the folder's run id. Only committed rounds are sent (state.json: a round in flight
-when the driver died is not a result). It replays the folder through mirror.py (the only MLflow writer); this module knows no MLflow.
+when the driver died is not a result). It replays the folder through mirror.py (the only MLflow writer) and reads
+the store through tracking.py; this module knows no MLflow.
 """
 from __future__ import annotations
 
