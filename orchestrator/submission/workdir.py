@@ -1,8 +1,8 @@
 """The working dir a job carries: the project (or nothing, with --no-upload) plus the resolved config as a file.
 
 Nothing is written into the project: a temporary staging folder holds one symlink per top-level entry of the project
-and the config file `svgap-job.yaml`; Ray's own packaging (through ray_adapter.py) follows the links, applies the excludes (and the project's
-.gitignore / .rayignore, as Ray always does) and zips it. The size check zips it the same way first, so a working dir
+and the config file `svgap-job.yaml`; Ray's own packaging (through ray_adapter.py) follows the links, applies the
+excludes (and the project's .gitignore / .rayignore, as Ray always does) and zips it. The size check zips it the same way first, so a working dir
 over Ray's job upload limit is refused with its size and the largest entries to exclude -- before anything is sent.
 """
 from __future__ import annotations
