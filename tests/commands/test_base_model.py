@@ -33,6 +33,7 @@ def report(base_model_dir, svgap_cache):
     return json.loads(buf.getvalue())
 
 
+@pytest.mark.slow
 def test_json_keys(report, base_model_dir):
     assert KEYS <= set(report)
     assert report["model_dir"] == str(base_model_dir) and report["cached"] is True
@@ -44,6 +45,7 @@ def test_json_keys(report, base_model_dir):
     assert all(isinstance(report[k], float) and report[k] >= 0 for k in ("ready_seconds", "load_seconds"))
 
 
+@pytest.mark.slow
 def test_default_base_model_leaves_room_to_self_improve(report):
     """Issue 2's targets on 500 held-out prompts, temperature 1, N = 8, sigma = 0.5."""
     acc = report["solver_accuracy"]

@@ -87,6 +87,7 @@ def test_two_rounds_end_to_end_mlflow_matches_table(local_ray, base_model_dir, t
     assert rec["version"] == 2 and rec["metrics"]["U_s"] == logged["U_s"][2]
 
 
+@pytest.mark.slow
 def test_worker_failure_names_the_stage(local_ray, base_model_dir, tmp_path):
     from ray_helpers import FailingGenerationWorker
 
@@ -133,6 +134,7 @@ def test_bad_environment_is_one_line_exit_2_and_nothing_logged(local_ray, base_m
         assert not client.search_runs([e.experiment_id for e in exps])
 
 
+@pytest.mark.slow
 def test_default_experiment_meets_the_demo_acceptance(local_ray, svgap_cache, base_model_dir, tmp_path):
     """What `make demo` runs, as is (8 rounds of 256 prompts x 8, the base model found by the workload in its cache,
     online fit): the self-improvement the round loop must deliver (issue: held-out +10 points, U_v < U_s in every

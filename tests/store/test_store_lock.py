@@ -40,6 +40,7 @@ def leftovers(db: Path) -> list[str]:
         return [r[0] for r in con.execute("select name from sqlite_master where name like '_alembic_tmp%'")]
 
 
+@pytest.mark.slow
 def test_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path):
     db = tmp_path / "fresh.db"
     uri = sqlite_uri(db)

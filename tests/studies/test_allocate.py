@@ -140,6 +140,7 @@ def test_bad_input_exit_2_one_line_nothing_logged(local_ray, tmp_path, capsys, a
 import ray  # noqa: E402 - a hard dependency: a broken install fails here instead of skipping
 
 
+@pytest.mark.slow
 def test_tiny_study_parent_children_and_table(local_ray, base_model_dir, tmp_path, tracking_uri, capsys):
     from orchestrator.store import tracking
 
