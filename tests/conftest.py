@@ -9,6 +9,25 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture
+def tracking_uri(tmp_path) -> str:
+    """A fresh sqlite tracking store of this test: tmp_path/mlflow.db (created by MLflow on first use)."""
+    from stores import sqlite_uri
+
+    return sqlite_uri(tmp_path / "mlflow.db")
+
+
+@pytest.fixture
+def run_store(tmp_path):
+    """A fresh run folder of this test (tmp_path/run) as the controller prepares it (the default config)."""
+    from orchestrator import config
+    from orchestrator.store.run_store import RunFiles
+
+    files = RunFiles(tmp_path / "run")
+    files.prepare(config.dump(config.load()))
+    return files
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("SVGAP_CACHE") or "~/.cache/svgap").expanduser()
 

@@ -7,6 +7,7 @@ placement; prints the progress lines and exits with svgap's return code.
 from __future__ import annotations
 
 import sys
+from stores import sqlite_uri
 
 
 def main() -> int:
@@ -19,7 +20,7 @@ def main() -> int:
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     try:
-        return svgap(["run", "--address", cluster.address, "--tracking-uri", f"sqlite:///{out_dir}/mlflow.db",
+        return svgap(["run", "--address", cluster.address, "--tracking-uri", sqlite_uri(f"{out_dir}/mlflow.db"),
                       "--set", "resources.placement=SPREAD", "--set", f"model.path={model_dir}",
                       "--set", f"tracking.out_dir={out_dir}/runs", "--set", "rounds=1",
                       "--set", "workload.train_prompts=32", "--set", "workload.heldout_prompts=64",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from stores import sqlite_uri
 
 
 def main() -> int:
@@ -43,7 +44,7 @@ def main() -> int:
                              "resources.colocate_training=never", "resources.timeout_s=240"])
     out = {"removed": removed}
     try:
-        res = Experiment(cfg, address=cluster.address, tracking_uri=f"sqlite:///{out_dir}/mlflow.db",
+        res = Experiment(cfg, address=cluster.address, tracking_uri=sqlite_uri(f"{out_dir}/mlflow.db"),
                          progress=progress).run()
         out.update(finished=True, rounds=[r.round for r in res.records], counts=[r.counts for r in res.records])
     except SvgapError as e:

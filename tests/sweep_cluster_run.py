@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from stores import sqlite_uri
 
 
 def main() -> int:
@@ -31,7 +32,7 @@ def main() -> int:
     for _ in range(2):
         cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()
-    uri = f"sqlite:///{out_dir}/mlflow.db"
+    uri = sqlite_uri(f"{out_dir}/mlflow.db")
     sets = ["rounds=1", "workload.train_prompts=8", "workload.heldout_prompts=16", "training.epochs=1",
             f"model.path={model_dir}", f"tracking.out_dir={out_dir}/runs", "resources.retries=0",
             "resources.generation.actors=1", "resources.generation.cpus=0.5"]

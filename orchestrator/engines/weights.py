@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.errors import SvgapError
+from orchestrator.store.files import replacing
 
 
 class StaleWeightsError(SvgapError):
@@ -34,9 +35,8 @@ class AdapterUpdate:
         path = Path(path)
         arrays = {f"{k}::A": a for k, (a, _) in self.tensors.items()}
         arrays.update({f"{k}::B": b for k, (_, b) in self.tensors.items()})
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, __version__=np.array(self.version), __scaling__=np.array(self.scaling), **arrays)
-        tmp.replace(path)
+        with replacing(path, path.with_suffix(".tmp.npz")) as tmp:  # .npz: np.savez would add it
+            np.savez(tmp, __version__=np.array(self.version), __scaling__=np.array(self.scaling), **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> "AdapterUpdate":
@@ -59,9 +59,8 @@ class FullUpdate:
     def save(self, path: str | Path) -> None:
         """Write atomically (tmp + rename) so a resume never reads half a model."""
         path = Path(path)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, __version__=np.array(self.version), __full__=np.array(1), **self.tensors)
-        tmp.replace(path)
+        with replacing(path, path.with_suffix(".tmp.npz")) as tmp:
+            np.savez(tmp, __version__=np.array(self.version), __full__=np.array(1), **self.tensors)
 
     @classmethod
     def load(cls, path: str | Path) -> "FullUpdate":

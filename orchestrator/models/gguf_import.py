@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from orchestrator.errors import SvgapError
+from orchestrator.store.files import fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,5 @@ def _share_read_only(folder: Path) -> None:
 def _fsync_tree(folder: Path) -> None:
     for p in folder.iterdir():
         if p.is_file():
-            with p.open("rb") as f:
-                os.fsync(f.fileno())
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_path(p)
+    fsync_path(folder)

@@ -178,7 +178,7 @@ def build_report(run_id: str, out_dir: str | Path | None = None, *, uri: str | N
                  quantity: str = "total", eps: float = 0.05, n_boot: int = 200, log: bool = True) -> ReportFiles:
     """Read run `run_id` from MLflow, render the report into out_dir (default runs/<run_id>/report) and, with
     `log`, attach the files to the run as artifacts under report/."""
-    from orchestrator.store import tracking
+    from orchestrator.store import mirror, tracking
 
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
         raise SvgapError(f"--eps must be a positive number, got {eps!r}")
@@ -191,5 +191,5 @@ def build_report(run_id: str, out_dir: str | Path | None = None, *, uri: str | N
                    quantity=quantity, eps=eps, n_boot=n_boot)
     if log:
         for path in [*files.figures, files.html]:  # only what this report wrote, not the rest of out_dir
-            tracking.log_artifact(run_id, path, "report", uri)
+            mirror.log_artifact(run_id, path, "report", uri)
     return files

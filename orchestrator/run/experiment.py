@@ -33,7 +33,8 @@ from orchestrator.roles.worker import WorkerSpec
 from orchestrator.run.resume import ResumePoint, describe, load_update
 from orchestrator.run.round import Pools, RoundRunner, derive_seed
 from orchestrator.store.records import RoundRecord
-from orchestrator.store.tracking import run_params
+from orchestrator.store.mirror import RunLogger, run_params
+from orchestrator.store.keep import keep_external, keep_fit
 from orchestrator.store.run_store import RoundLog, RunFiles, check_writable
 from orchestrator.trainers.base import check_available as check_trainer
 from orchestrator.engines.weights import check_same_base, check_versions, publish, save_update
@@ -145,7 +146,7 @@ class Experiment:
         cfg = self.cfg
         workload, scheduler, started = self._preflight()
         pools: Pools | None = None
-        logger: tracking.RunLogger | None = None
+        logger: RunLogger | None = None
         files: RunFiles | None = None
         try:
             source = ModelSource.of(cfg)
@@ -185,14 +186,14 @@ class Experiment:
                     p.shutdown()
             ray_session.shutdown(started)
 
-    def _open_run(self) -> tuple[tracking.RunLogger, RunFiles]:
+    def _open_run(self) -> tuple[RunLogger, RunFiles]:
         """A new MLflow run and its folder, or (resume) the existing run reattached and its folder."""
         cfg = self.cfg
         if self.resume is not None:
             point = self.resume
             files = RunFiles(point.run_dir)
             files.hold()  # first: a driver that started meanwhile keeps its run to itself
-            logger = tracking.RunLogger.reattach(self.uri, point.run_id)
+            logger = RunLogger.reattach(self.uri, point.run_id)
             files.remove_partial()
             files.note_resume(point.note())
             self.progress(describe(point))
@@ -200,9 +201,8 @@ class Experiment:
                 logger.log_metrics(metrics, step=t)
             return logger, files
         cfg_text = redact.text(dump(cfg))  # saved config, artifact and params never carry a password
-        logger = tracking.RunLogger(self.uri, self.experiment_name, cfg.tracking.run_name,
-                                    redact.data(run_params(cfg)), self.parent_run_id,
-                                    tags=self.run_tags or None)
+        logger = RunLogger(self.uri, self.experiment_name, cfg.tracking.run_name, redact.data(run_params(cfg)),
+                           self.parent_run_id, tags=self.run_tags or None)
         logger.log_text(cfg_text, "config.yaml")
         files = RunFiles(Path(cfg.tracking.out_dir) / logger.run_id)
         files.prepare(cfg_text)
@@ -236,7 +236,7 @@ class Experiment:
         cfg = self.cfg
         online = OnlineFit(cfg, self.progress)
         if scheduler is not None:
-            scheduler.attach(logger, files.root, self.progress)
+            scheduler.attach(self.progress)
         first, version = self._restore(pools, result, scheduler)
         skip = self.resume.logged if self.resume else set()
         for t in range(first, cfg.rounds + 1):
@@ -249,10 +249,10 @@ class Experiment:
                 self.progress(f"warning: {line}")
             rows = list(picks)
             # fit on rounds 0..t before training: a stop leaves π_t, the last measured model, as the result
-            fit, stop = online.after_round(t, result.records, log, scheduler)
+            fit, stop = online.after_round(t, result.records, scheduler)  # a FitDecision
             if fit is not None:
                 result.fits[t] = fit
-                files.fit(t, fit)
+                keep_fit(files, log, t, fit)
             if t < cfg.rounds and not stop:
                 external = scheduler.examples(t, result.records) if scheduler else []
                 stats, update, ext_rows = runner.train(t, picks, pick_ids, external)
@@ -276,6 +276,7 @@ class Experiment:
             files.picks(t, rows)
             record.counts.update(pools.faults_since(faults0))
             files.record(record)
+            keep_external(files, log, scheduler.take() if scheduler else [])
             log.log_metrics(record.flat_metrics(), step=t)
             log.flush()  # the fit's and the round's metrics of step t: one batch
             logger.log_file(files.root / "picks" / f"round_{t:03d}.jsonl", "picks")

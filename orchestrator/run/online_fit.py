@@ -1,20 +1,28 @@
 """The gap fit as the run goes (docs/theory.md §2) and the stop rule: after round t is measured, before it trains.
 
-From `fit.min_rounds` records on, fit U_s and U_v of rounds 0..t and log `fit/*` at step t plus the fit JSON. In a
+From `fit.min_rounds` records on, fit U_s and U_v of rounds 0..t; the controller keeps the fit JSON in the run
+folder and logs its `fit/*` metrics at step t (store/keep.py). In a
 run that has used external data, a plain fit reads the external jumps in U_v as self-improvement; there the gap
 model and γ are also fitted jointly (docs/theory.md §5) and the solver's limit is predicted from the measured state
 through the rest of the run's allocation: `fit/gamma`, `fit/U_s_inf_external` -- and the stop rule uses that limit.
 Where that prediction is impossible (theory/verdicts.py: outside the theory, negative, failed, at a bound) the fit
 JSON's `external.verdict` says which, no `fit/U_s_inf_external` is logged, and the stop rule does not fire: a run
 with external data never stops on the plain fit's limit.
-Knows the theory and the round records; logs through whatever logger the controller hands it.
+Knows the theory and the round records; returns data (a FitDecision), writes nothing.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import SvgapError
+
+
+class FitDecision(NamedTuple):
+    """After round t: the fit JSON (None before fit.min_rounds rounds or when no fit is possible) and the stop
+    reason (None: go on)."""
+    fit: dict | None = None
+    stop: str | None = None
 
 
 class OnlineFit:
@@ -26,11 +34,11 @@ class OnlineFit:
         return ([r.round for r in records], [r.metrics["U_s" + self.suffix] for r in records],
                 [r.metrics["U_v" + self.suffix] for r in records])
 
-    def after_round(self, t: int, records: list, logger, scheduler=None) -> tuple[dict | None, str | None]:
-        """(the fit JSON or None, a stop reason or None) for rounds 0..t."""
+    def after_round(self, t: int, records: list, scheduler=None) -> FitDecision:
+        """The fit of rounds 0..t and whether to stop."""
         fc = self.cfg.fit
         if not fc.online or len(records) < fc.min_rounds:
-            return None, None
+            return FitDecision()
         from orchestrator.theory.fit import fit_gap
 
         rounds, S, V = self._series(records)
@@ -38,23 +46,14 @@ class OnlineFit:
             fit = fit_gap(rounds, S, V, eps=fc.eps, n_boot=100, seed=self.cfg.seed, quantity=fc.quantity)
         except SvgapError as e:
             self.progress(f"round {t}: no fit ({e})")
-            return None, None
-        data = fit.to_json()
-        r2, to_eps = data.get("r2") or {}, data.get("rounds_to_eps") or {}
-        metrics = {"fit/rate": data.get("rate"), "fit/U_s_inf": data.get("U_s_inf"),
-                   "fit/U_v_inf": data.get("U_v_inf"), "fit/G_inf": data.get("G_inf"), "fit/r2_U_s": r2.get("U_s"),
-                   "fit/r2_U_v": r2.get("U_v"), "fit/r2_G": r2.get("G"), "fit/rounds_to_eps": to_eps.get("rounds"),
-                   "fit/sensitivity": data.get("sensitivity"),
-                   "fit/decaying": float(fit.decaying)}
+            return FitDecision()
+        data = fit.to_json()  # its fit/* metrics: store.records.fit_metrics
         limit = data["U_s_inf"] if fit.decaying else None
         external = self._external(t, records, scheduler)
         if external is not None:
             data["external"] = external
-            metrics["fit/gamma"] = external.get("gamma")
-            metrics["fit/U_s_inf_external"] = limit = external.get("U_s_inf")  # None with a verdict
-        logger.log_dict(data, f"fits/round_{t:03d}.json")
-        logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=t)
-        return data, self._stop(t, records, limit, scheduler)
+            limit = external.get("U_s_inf")  # None with a verdict
+        return FitDecision(data, self._stop(t, records, limit, scheduler))
 
     def _external(self, t: int, records: list, scheduler) -> dict | None:
         """Joint gap model + γ for a run that has used external data; None when it has not (or it cannot fit)."""

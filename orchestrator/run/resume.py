@@ -102,7 +102,7 @@ def _config(files: RunFiles, overrides: list[str]) -> config.ExperimentConfig:
 def _in_mlflow(point: ResumePoint, uri: str) -> None:
     """What MLflow has: steps beyond the last finished round are not logged again (`logged`); metrics of finished
     rounds it lacks are sent on resume (`missing`, from the records and fits, as `svgap sync` would)."""
-    from orchestrator.store.sync import fit_metrics
+    from orchestrator.store.records import fit_metrics
 
     run = tracking.get_run(point.run_id, uri)
     series = tracking.metric_series(point.run_id, sorted(run.data.metrics), uri)
@@ -112,22 +112,6 @@ def _in_mlflow(point: ResumePoint, uri: str) -> None:
         lack = {k: v for k, v in metrics.items() if v is not None and rec.round not in series.get(k, {})}
         if lack:
             point.missing[rec.round] = lack
-
-
-def holder(run_dir: Path) -> str | None:
-    """Who holds the run (a live driver's lock), or None."""
-    import fcntl
-
-    lock = run_dir / ".lock"
-    if not lock.exists():
-        return None
-    with open(lock, "r") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return fh.read().strip() or "another process"
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return None
 
 
 def load(target: str, overrides: list[str] | None = None,
@@ -155,7 +139,7 @@ def load(target: str, overrides: list[str] | None = None,
             f"rounds 0..{last} recorded" if state else "MLflow says so"
         raise SvgapError(f"run {run_id} already finished ({why}, MLflow status {run.info.status}): nothing to "
                          f"resume")
-    who = holder(root)
+    who = files.holder()
     if who:
         raise SvgapError(f"run {run_id} is still running (its driver, {who}, holds {root / '.lock'})")
     point = _point(files, state, run_id, last)

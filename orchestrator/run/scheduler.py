@@ -148,7 +148,7 @@ def _from_file(cfg: ExperimentConfig) -> list[Problem]:
 # ---- the scheduler --------------------------------------------------------------------------------------------------
 class Scheduler:
     """Hands round t its external examples; the controller calls attach, then examples(t) and metrics(t) per
-    training round."""
+    training round, and keeps what take() returns (allocation.json, plan.json). It writes nothing itself."""
 
     def __init__(self, cfg: ExperimentConfig, pool: list[Problem]) -> None:
         self.cfg = cfg
@@ -162,28 +162,26 @@ class Scheduler:
         self.given: dict[int, int] = {}
         self.used = 0
         self.plan: dict | None = None
-        self.logger = None
-        self.run_dir: Path | None = None
+        self.decided: list[tuple[str, dict]] = []  # files for the run store: allocation.json, plan.json
         self.progress: Callable[[str], None] = lambda s: None
 
-    def attach(self, logger, run_dir: Path, progress: Callable[[str], None]) -> None:
-        self.logger, self.run_dir, self.progress = logger, Path(run_dir), progress
+    def attach(self, progress: Callable[[str], None]) -> None:
+        """Start of the run: the allocation is decided (plan.json follows for `planned`); nothing is written here."""
+        self.progress = progress
         desc = {"strategy": self.ext.strategy, "budget": self.budget, "rounds": self.rounds,
                 "source": self.ext.source, "counts": self.counts}
         if self.ext.strategy == "planned":
             desc.update(warmup_rounds=self.ext.warmup_rounds, gamma=self.ext.gamma, objective=self.ext.objective)
-        self._save(desc, "allocation.json")
+        self.decided.append(("allocation.json", desc))
         what = (f"planned after round {self.ext.warmup_rounds} (objective {self.ext.objective}, "
                 f"gamma {self.ext.gamma:g})" if self.counts is None else f"counts per round {self.counts}")
         progress(f"external data: {self.budget} examples ({self.ext.strategy}, source {self.ext.source}); {what}")
 
-    def _save(self, data: dict, name: str) -> None:
-        if self.run_dir is not None:
-            folder = self.run_dir / "external"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_text(json.dumps(data, indent=1))
-        if self.logger is not None:
-            self.logger.log_dict(data, f"external/{name}")
+    def take(self) -> list[tuple[str, dict]]:
+        """The decisions made since the last take, as (file name, data): the controller keeps them in the run
+        folder (external/NAME) and mirrors them to MLflow (store/keep.py)."""
+        out, self.decided = self.decided, []
+        return out
 
     def examples(self, t: int, records: list) -> list[Problem]:
         """Round t's external examples (records: the round records 0..t, used by `planned` to fit)."""
@@ -195,7 +193,7 @@ class Scheduler:
             if t < self.ext.warmup_rounds:
                 n = 0
             else:
-                self._make_plan(t, records)
+                self._plan(t, records)
                 n = self.counts[t]
         else:
             n = self.counts[t]
@@ -231,80 +229,19 @@ class Scheduler:
             raise SvgapError(f"external data state of the run folder is inconsistent (used {self.used}, handed out "
                              f"{sum(self.given.values())}, pool {len(self.pool)})")
 
+    def _plan(self, t: int, records: list) -> None:
+        from orchestrator.run.external_plan import make_plan
+
+        shares, self.plan, why = make_plan(self.cfg, self.budget, t, records)
+        self.counts = self.plan["counts"] = [0] * t + round_counts(shares, self.budget)
+        self.plan["why"] = why
+        self.decided.append(("plan.json", self.plan))
+        self.progress(f"external data: {why}; counts per round {self.counts}")
+
     def metrics(self, t: int) -> dict[str, float]:
         n = self.given.get(t, 0)
         return {"external/eta": n / self.budget if self.budget else 0.0, "external/count": float(n),
                 "external/used_total": float(sum(c for r, c in self.given.items() if r <= t))}
-
-    # -- planned --
-    def _make_plan(self, t: int, records: list) -> None:
-        from orchestrator.theory.allocation import plan, strategy_shares as named
-        from orchestrator.theory.fit import fit_gap
-        from orchestrator.theory.intervals import propagate, samples_from_rows, widening
-
-        w, left = t, self.rounds - t
-        suffix = "" if self.cfg.fit.quantity == "total" else "_per_token"
-        recs = [r for r in records if r.round <= t]
-        rounds = [r.round for r in recs]
-        U_s = [r.metrics["U_s" + suffix] for r in recs]
-        U_v = [r.metrics["U_v" + suffix] for r in recs]
-        data: dict = {"start_round": w, "rounds": left, "budget": self.budget, "gamma": self.ext.gamma,
-                      "objective": self.ext.objective, "quantity": self.cfg.fit.quantity,
-                      "observed": {"rounds": rounds, "U_s": U_s, "U_v": U_v}}
-        try:
-            fit = fit_gap(rounds, U_s, U_v, n_boot=200, seed=self.cfg.seed, quantity=self.cfg.fit.quantity,
-                          backtest=False)
-            data["fit"] = fit.to_json()
-            if not fit.decaying:
-                raise SvgapError(f"the warm-up fit has no decaying model ({fit.verdict})")
-            pl = plan(fit, self.ext.gamma, left, list(NAMED), self.ext.objective, start_round=w)
-            if pl.best is None:
-                raise SvgapError(pl.verdict)
-            propagate(pl, samples_from_rows(fit.boot, self.ext.gamma), widen=widening(fit.n_rounds))
-        except SvgapError as e:
-            shares = named("uniform", left)
-            data.update(chosen="uniform", fallback=str(e), eta=shares)
-            why = f"no plan ({e}); spending the budget uniformly over rounds {w}..{self.rounds - 1}"
-        else:
-            data.update(pl.to_json())
-            shares = pl.shares[pl.chosen]
-            data.update(chosen=pl.chosen, eta=shares,
-                        equivalent_command=f"svgap plan --fit fit.json --gamma {self.ext.gamma!r} --rounds {left} "
-                                           f"--start-round {w} --objective {self.ext.objective}")
-            key = "U_s_inf" if self.ext.objective == "limit" else "U_s_T"
-            ranked = sorted(pl.outcomes, key=lambda k: (getattr(pl.outcomes[k], key) is None,
-                                                        getattr(pl.outcomes[k], key) or 0.0))
-            cands = ", ".join(f"{k} {getattr(pl.outcomes[k], key):.4f}" if pl.outcomes[k].verdict is None
-                              else f"{k} ({pl.outcomes[k].verdict.split(':')[0]})" for k in ranked)
-            base = getattr(pl.baseline, key)
-            label = "U_s,inf" if self.ext.objective == "limit" else f"U_s at round {self.rounds}"
-            why = (f"plan after round {w} (fit rate {fit.rate:.3f}, U_s,inf {fit.U_s_inf:.4f}; gamma "
-                   f"{self.ext.gamma:g}): predicted {label}: {cands}; no external data {base:.4f} -> {pl.chosen} "
-                   f"({pl.why})")
-        counts = round_counts(shares, self.budget)
-        self.counts = [0] * w + counts
-        data["counts"] = self.counts
-        data["why"] = why
-        self.plan = data
-        self._save(data, "plan.json")
-        self.progress(f"external data: {why}; counts per round {self.counts}")
-
-
-def planned_checks(cfg: ExperimentConfig) -> None:
-    """`planned` needs γ, >= 4 measured rounds before its first allocation and a round left after the warm-up."""
-    from orchestrator.theory.fit import MIN_ROUNDS
-
-    ext = cfg.external
-    if ext.gamma is None:
-        raise SvgapError("external.gamma: required with external.strategy planned (the warm-up uses no external "
-                         "data, so γ cannot be fitted in the run; fit it with `svgap plan --run` on an earlier run)")
-    if ext.warmup_rounds + 1 < MIN_ROUNDS:
-        raise SvgapError(f"external.warmup_rounds: {ext.warmup_rounds} warm-up rounds give "
-                         f"{ext.warmup_rounds + 1} measured rounds before the plan; the fit needs {MIN_ROUNDS} "
-                         f"(set warmup_rounds >= {MIN_ROUNDS - 1})")
-    if ext.warmup_rounds >= cfg.rounds:
-        raise SvgapError(f"external.warmup_rounds: {ext.warmup_rounds} leaves no training round for the budget "
-                         f"(rounds is {cfg.rounds}; need warmup_rounds < rounds)")
 
 
 def build_scheduler(cfg: ExperimentConfig, workload) -> Scheduler:
@@ -319,6 +256,8 @@ def build_scheduler(cfg: ExperimentConfig, workload) -> Scheduler:
 
         check_shares(ext.shares or [], cfg.rounds, "external.shares")
     if ext.strategy == "planned":
+        from orchestrator.run.external_plan import planned_checks
+
         planned_checks(cfg)
     pool = _from_workload(cfg, workload) if ext.source == "workload" else _from_file(cfg)
     return Scheduler(cfg, pool)

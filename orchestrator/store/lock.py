@@ -1,4 +1,4 @@
-"""One store, many runs: an exclusive file lock (fcntl.flock) around creating a sqlite tracking store.
+"""One store, many runs: an exclusive file lock (store/files.py FileLock) around creating a sqlite tracking store.
 
 MLflow creates a fresh sqlite store's tables with alembic migrations on first use; two processes doing that at once
 both fail and leave the store half-migrated (`_alembic_tmp_*` tables), breaking every later run on it. The lock is
@@ -9,13 +9,11 @@ byte-range locks; the lock file is separate from the database, so sqlite's own l
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import time
 from pathlib import Path
 from typing import Iterator
 
 from orchestrator.errors import SvgapError
+from orchestrator.store.files import FileLock
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -34,24 +32,17 @@ def lock_path(db: Path) -> Path:
 def locked(db: Path, timeout_s: float = 300.0) -> Iterator[None]:
     """Hold the store's lock (waiting at most timeout_s: another process may be migrating a large store)."""
     path = lock_path(db)
+    lock = FileLock(path)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # the user's umask applies
+        got = lock.acquire(timeout_s)
     except OSError as e:
         if db.is_file():  # a store in a folder we may not write (read-only use): it exists, nothing to create
             yield
             return
         raise SvgapError(f"tracking store {db}: cannot create its lock file {path}: {e.strerror}") from None
+    if not got:
+        raise SvgapError(f"tracking store {db}: another process has held {path} for over {timeout_s:g}s")
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise SvgapError(f"tracking store {db}: another process has held {path} for over "
-                                     f"{timeout_s:g}s") from None
-                time.sleep(0.1)
         yield
     finally:
-        os.close(fd)  # closing releases the flock
+        lock.release()

@@ -46,3 +46,21 @@ class RoundRecord:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def fit_metrics(data: dict | None) -> dict[str, float]:
+    """The fit/* metrics of a round from its fit JSON (fits/round_XXX.json): what the run logs at step t, what sync
+    and resume send."""
+    if not data:
+        return {}
+    r2, to_eps = data.get("r2") or {}, data.get("rounds_to_eps") or {}
+    out = {"fit/rate": data.get("rate"), "fit/U_s_inf": data.get("U_s_inf"), "fit/U_v_inf": data.get("U_v_inf"),
+           "fit/G_inf": data.get("G_inf"), "fit/r2_U_s": r2.get("U_s"), "fit/r2_U_v": r2.get("U_v"),
+           "fit/r2_G": r2.get("G"), "fit/rounds_to_eps": to_eps.get("rounds"),
+           "fit/sensitivity": data.get("sensitivity"),
+           "fit/decaying": float(str(data.get("verdict", "")).startswith("decaying"))}
+    external = data.get("external")
+    if isinstance(external, dict):
+        out["fit/gamma"] = external.get("gamma")
+        out["fit/U_s_inf_external"] = external.get("U_s_inf")
+    return {k: float(v) for k, v in out.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

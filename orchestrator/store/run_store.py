@@ -10,9 +10,9 @@
       resumes.jsonl          one line per `svgap run --resume` (what it changed)
       state.json             written LAST in a round: the commit point a resume starts from
 
-Every file is written atomically (tmp + rename), so a driver killed mid-round leaves the previous version of each
-file or the new one, never half of one; `state.json` names the last round whose files are all written and whose
-metrics were handed to MLflow. Files are created with the user's umask (no chmod here).
+Every file is written atomically (store/files.py: tmp + fsync + rename), so a driver killed mid-round leaves the
+previous version of each file or the new one, never half of one; `state.json` names the last round whose files are
+all written and whose metrics were handed to MLflow. Files are created with the user's umask (no chmod here).
 """
 from __future__ import annotations
 
@@ -23,9 +23,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from orchestrator.errors import SvgapError
+from orchestrator.store.files import FileLock, atomic_write, holder
 from orchestrator.store.records import PickRow, RoundRecord
 
 STATE = "state.json"
+LOCK = ".lock"
 
 
 @dataclass
@@ -58,10 +60,7 @@ class RunFiles:
         self._atomic(self.root / "config.yaml", cfg_text)
 
     def _atomic(self, path: Path, text: str) -> Path:
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        return path
+        return atomic_write(path, text)
 
     def picks(self, t: int, rows: list[PickRow]) -> Path:
         return self._atomic(self.root / "picks" / f"round_{t:03d}.jsonl",
@@ -73,6 +72,12 @@ class RunFiles:
     def fit(self, t: int, fit: dict) -> Path:
         return self._atomic(self.root / "fits" / f"round_{t:03d}.json", json.dumps(fit, indent=1))
 
+    def external(self, name: str, data: dict) -> Path:
+        """external/NAME: a decision of the external-data scheduler (allocation.json, plan.json)."""
+        folder = self.root / "external"
+        folder.mkdir(parents=True, exist_ok=True)
+        return self._atomic(folder / name, json.dumps(data, indent=1))
+
     def state(self, last_round: int, version: int, run_id: str, stop_reason: str | None = None,
               scheduler: dict | None = None) -> None:
         """Written last in a round: a resume starts from the round after `last_round` with model `version`."""
@@ -82,26 +87,21 @@ class RunFiles:
     def hold(self) -> None:
         """Lock the run for this driver (`.lock`, flock): released when the process ends, however it ends (kill -9
         too), so a resume can tell a dead driver from a live one."""
-        import fcntl
-        import os
-
-        fh = open(self.root / ".lock", "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            raise SvgapError(f"run folder {self.root} is held by another driver ({self.root / '.lock'})") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}")
-        fh.flush()
-        self._lock = fh
+        lock = FileLock(self.root / LOCK)
+        if not lock.acquire(timeout_s=0):
+            raise SvgapError(f"run folder {self.root} is held by another driver ({self.root / LOCK})")
+        lock.note(f"pid {os.getpid()}")
+        self._lock = lock
 
     def release(self) -> None:
-        fh = getattr(self, "_lock", None)
-        if fh is not None:
-            fh.close()
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
             self._lock = None
+
+    def holder(self) -> str | None:
+        """Who holds the run (a live driver's lock note), None when no driver does."""
+        return holder(self.root / LOCK)
 
     def note_resume(self, entry: dict) -> None:
         """Append one line to resumes.jsonl (who resumed from where, with which resource overrides)."""

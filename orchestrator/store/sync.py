@@ -4,7 +4,8 @@ For a run that lost its tracking server for longer than the run itself, for copy
 for a run made where no server could be reached. The MLflow run the folder names is continued when the store has
 it (only what it lacks is sent: no step is logged twice, so sync can be run again); otherwise a new run is made,
 tagged `svgap.synced_from` with the folder's run id. Only committed rounds are sent (state.json: a round in flight
-when the driver died is not a result). Everything goes through tracking.py; this module knows no MLflow.
+when the driver died is not a result). It replays the folder through mirror.py (the only MLflow writer) and reads
+the store through tracking.py; this module knows no MLflow.
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from typing import Callable
 from orchestrator import config, redact
 
 from orchestrator.store import tracking
+from orchestrator.store.mirror import RunLogger, run_params
 from orchestrator.errors import SvgapError
+from orchestrator.store.records import fit_metrics
 from orchestrator.store.run_store import RunFiles
 from orchestrator.config.typed import ConfigError
 
@@ -30,23 +33,6 @@ class SyncResult:
     artifacts_sent: list[str] = field(default_factory=list)
     finished: bool = False
     uri: str = ""  # the store it went to
-
-
-def fit_metrics(data: dict | None) -> dict[str, float]:
-    """The fit/* metrics of a round from its fits/round_XXX.json (the keys online_fit.py logs)."""
-    if not data:
-        return {}
-    r2, to_eps = data.get("r2") or {}, data.get("rounds_to_eps") or {}
-    out = {"fit/rate": data.get("rate"), "fit/U_s_inf": data.get("U_s_inf"), "fit/U_v_inf": data.get("U_v_inf"),
-           "fit/G_inf": data.get("G_inf"), "fit/r2_U_s": r2.get("U_s"), "fit/r2_U_v": r2.get("U_v"),
-           "fit/r2_G": r2.get("G"), "fit/rounds_to_eps": to_eps.get("rounds"),
-           "fit/sensitivity": data.get("sensitivity"),
-           "fit/decaying": float(str(data.get("verdict", "")).startswith("decaying"))}
-    external = data.get("external")
-    if isinstance(external, dict):
-        out["fit/gamma"] = external.get("gamma")
-        out["fit/U_s_inf_external"] = external.get("U_s_inf")
-    return {k: float(v) for k, v in out.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _read(run_dir: Path):
@@ -73,14 +59,12 @@ def sync(run_dir: str | Path, uri: str | None = None, experiment: str | None = N
     uri = tracking.preflight(uri or cfg.tracking.uri)
     records = [files.read_record(t) for t in range(state.last_finished_round + 1)]
     if tracking.run_exists(state.run_id, uri):
-        logger, created = tracking.RunLogger.reattach(uri, state.run_id, status=None), False
+        logger, created = RunLogger.reattach(uri, state.run_id, status=None), False
         have = tracking.metric_series(state.run_id, sorted(tracking.get_run(state.run_id, uri).data.metrics), uri)
         artifacts = set(tracking.artifact_paths(state.run_id, uri=uri))
     else:
-        from orchestrator.store.tracking import run_params
-
-        logger = tracking.RunLogger(uri, experiment or cfg.tracking.experiment, cfg.tracking.run_name,
-                                    redact.data(run_params(cfg)), tags={"svgap.synced_from": state.run_id})
+        logger = RunLogger(uri, experiment or cfg.tracking.experiment, cfg.tracking.run_name,
+                           redact.data(run_params(cfg)), tags={"svgap.synced_from": state.run_id})
         created, have, artifacts = True, {}, set()
     progress(f"sync {run_dir} -> run {logger.run_id} in {tracking.shown(uri)} "
              f"({'new run' if created else 'the run the folder names'}): rounds 0..{state.last_finished_round}")

@@ -34,7 +34,7 @@ def read_outcomes(grid, variants: list[Variant], parent: str, folder: Path, uri:
 
 def _trial_runs(parent: str, uri: str) -> dict[str, list]:
     """The parent's child runs by trial id; a run the theory scheduler stopped ends FINISHED."""
-    from orchestrator.store import tracking
+    from orchestrator.store import mirror, tracking
 
     runs: dict[str, list] = {}
     for r in tracking.child_runs(parent, uri):
@@ -42,7 +42,7 @@ def _trial_runs(parent: str, uri: str) -> dict[str, list]:
         # Tune ends a stopped trial's thread with SystemExit, which the experiment records as FAILED after the
         # scheduler marked the run: it ended by decision, so FINISHED (its tags say why)
         if r.data.tags.get("svgap.stopped_by") == "theory" and r.info.status != "FINISHED":
-            tracking.set_status(r.info.run_id, "FINISHED", uri)
+            mirror.set_status(r.info.run_id, "FINISHED", uri)
     return runs
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from orchestrator.store.files import atomic_write
+
 STOPS = "stops.json"
 
 
@@ -79,7 +81,7 @@ class StopRecorder:
         self.study_dir, self.uri, self.parent_run_id = study_dir, uri, parent_run_id
 
     def __call__(self, trial, result: dict, reason: str, prediction) -> None:
-        from orchestrator.store import tracking
+        from orchestrator.store import mirror, tracking
 
         rounds, t = int(result["rounds"]), int(result["round"])
         history = result["history"]
@@ -92,19 +94,17 @@ class StopRecorder:
         path = Path(self.study_dir) / STOPS
         data = json.loads(path.read_text()) if path.exists() else {}
         data[trial.trial_id] = stop
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(path)
+        atomic_write(path, json.dumps(data, indent=1))
         _say(f"[{stop['label']}] stopped after round {t} of {rounds}: {reason}")
         try:
             runs = [r for r in tracking.child_runs(self.parent_run_id, self.uri)
                     if r.data.tags.get("svgap.trial_id") == trial.trial_id and r.info.status == "RUNNING"]
             for r in runs:
-                tracking.set_tags(r.info.run_id, {"svgap.stop_reason": reason, "svgap.stopped_by": "theory",
+                mirror.set_tags(r.info.run_id, {"svgap.stop_reason": reason, "svgap.stopped_by": "theory",
                                                   "svgap.stop_round": str(t),
                                                   "svgap.predicted_U_s_inf": f"{prediction.limit:.6g}",
                                                   "svgap.compute_saved_s": f"{stop['seconds_saved']:.1f}"},
                                   self.uri)
-                tracking.set_status(r.info.run_id, "FINISHED", self.uri)
+                mirror.set_status(r.info.run_id, "FINISHED", self.uri)
         except Exception as e:  # noqa: BLE001 - the study goes on; the reason is in stops.json
             _say(f"[{stop['label']}] could not tag its MLflow run: {type(e).__name__}: {e}")

@@ -164,7 +164,7 @@ class Study:
     # ---- the study ----
     def run(self) -> StudyResult:
         from orchestrator.roles import ray_session
-        from orchestrator.store import tracking
+        from orchestrator.store import mirror, tracking
         from orchestrator.models.source import ModelSource
 
         t_start, self._t0_unix = time.perf_counter(), time.time()
@@ -198,24 +198,24 @@ class Study:
             return self._finish(grid, parent, folder, t_start, slots, restore)
         except BaseException as e:
             if parent:
-                tracking.set_status(parent, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED", self.uri)
+                mirror.set_status(parent, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED", self.uri)
             raise
         finally:
             ray_session.shutdown(started)
 
     def _reopen_parent(self, parent: str) -> None:
         """A restored study's parent run runs again; a killed driver's trials ended with it."""
-        from orchestrator.store import tracking
+        from orchestrator.store import mirror, tracking
 
-        tracking.set_status(parent, "RUNNING", self.uri)
+        mirror.set_status(parent, "RUNNING", self.uri)
         for r in tracking.child_runs(parent, self.uri):  # a killed driver's trials: they ended with it
             if r.info.status == "RUNNING":
-                tracking.set_status(r.info.run_id, "KILLED", self.uri)
+                mirror.set_status(r.info.run_id, "KILLED", self.uri)
 
     def _new_parent(self, sid: str, slots: int):
         """The study's parent MLflow run, with the study's identity and the base config as params."""
-        from orchestrator.store import tracking
-        from orchestrator.store.tracking import run_params
+        from orchestrator.store import mirror
+        from orchestrator.store.mirror import run_params
 
         b = self.base
         params = {f"study.{k}": v for k, v in {"kind": self.spec.kind, "id": sid, "seeds": self.spec.seeds,
@@ -224,7 +224,7 @@ class Study:
                                                "stop_by_theory": self.spec.stop_by_theory,
                                                **self.spec.params}.items()}
         params.update(run_params(b))
-        return tracking.RunLogger(self.uri, self.experiment_name, b.tracking.run_name or self.summary.name(
+        return mirror.RunLogger(self.uri, self.experiment_name, b.tracking.run_name or self.summary.name(
             self.spec, b), redact.data(params), tags={"svgap.kind": self.summary.tag,
                                                       "svgap.study": sid})
 
@@ -237,7 +237,7 @@ class Study:
 
     def _finish(self, grid, parent: str, folder: Path, t_start: float, slots: int, restore: bool) -> StudyResult:
         """The table from the trials' outcomes, logged on the parent run, which ends FAILED if any trial failed."""
-        from orchestrator.store import tracking
+        from orchestrator.store import mirror
 
         from orchestrator.studies.outcomes import read_outcomes
 
@@ -246,10 +246,10 @@ class Study:
         wall = time.perf_counter() - t_start
         table["summary"].update(wall_s=wall, concurrency=slots, trials_run=ran)
         for path in self.summary.write(table, folder):
-            tracking.log_artifact(parent, path, uri=self.uri)
-        tracking.log_metrics(parent, self.summary.metrics(table), step=0, uri=self.uri)
+            mirror.log_artifact(parent, path, uri=self.uri)
+        mirror.log_metrics(parent, self.summary.metrics(table), step=0, uri=self.uri)
         failed = [o for o in outcomes if o.error]
-        tracking.set_status(parent, "FAILED" if failed else "FINISHED", self.uri)
+        mirror.set_status(parent, "FAILED" if failed else "FINISHED", self.uri)
         return StudyResult(parent, self.uri, table, outcomes, slots, wall, folder, restore, ran)
 
 

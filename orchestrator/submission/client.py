@@ -107,8 +107,9 @@ def _quiet_ray() -> None:
     """Ray's job client logs each packaging step and the closing websocket at INFO; svgap says what matters."""
     import logging
 
-    for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
-                 "ray._private.runtime_env.packaging", "ray._private.runtime_env.working_dir"):
+    from orchestrator.submission.ray_adapter import PACKAGING_LOGGERS
+
+    for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk", *PACKAGING_LOGGERS):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -10,6 +10,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.theory.allocation import plan, simulate, strategy_shares
 from orchestrator.theory.model import GapModel
+from stores import sqlite_uri
 
 TRUE = GapModel(rate=0.4, alpha_prime=3.0, beta_prime=1.0, U_s_inf=5.0, U_v_inf=4.2)
 FIT_KEYS = {"rate", "alpha_prime", "beta_prime", "delta", "U_s_inf", "U_v_inf", "G_inf", "alpha_over_beta", "r2",
@@ -29,7 +30,7 @@ def store(tmp_path_factory):
     from mlflow.tracking import MlflowClient
 
     root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root}/mlflow.db"
+    uri = sqlite_uri(f"{root}/mlflow.db")
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("theory", artifact_location=str(root / "artifacts"))
     rng = np.random.default_rng(0)

@@ -45,7 +45,7 @@ class Tables(HTMLParser):
 
 def _logged_run(uri: str) -> tuple[str, dict[int, dict[str, float]]]:
     """A run in a real sqlite store that logged TRUE's dynamics with noise, as `svgap run` would."""
-    from orchestrator.store.tracking import RunLogger
+    from orchestrator.store.mirror import RunLogger
 
     rng = np.random.default_rng(3)
     rows = {}
@@ -61,11 +61,11 @@ def _logged_run(uri: str) -> tuple[str, dict[int, dict[str, float]]]:
     return log.run_id, rows
 
 
-def test_report_html_shows_the_fit_and_every_logged_value(tmp_path):
+def test_report_html_shows_the_fit_and_every_logged_value(tmp_path, tracking_uri):
     """What `svgap report` builds (few bootstrap replicates: the point estimates shown do not depend on them)."""
     from orchestrator.report.html import build_report
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     run_id, rows = _logged_run(uri)
     build_report(run_id, tmp_path / "rep", uri=uri, n_boot=20, log=False)
     page = Tables()
@@ -95,10 +95,11 @@ def test_report_html_shows_the_fit_and_every_logged_value(tmp_path):
 
 
 @pytest.mark.slow
-def test_allocation_table_numbers_are_those_of_its_child_runs(local_ray, base_model_dir, tmp_path, capsys):
+def test_allocation_table_numbers_are_those_of_its_child_runs(local_ray, base_model_dir, tmp_path, tracking_uri,
+                                                              capsys):
     """A real tiny study (none and uniform, one seed): every number of the table that comes from a run -- initial
     and final held-out accuracy, the gain over none, the run ids -- read back from the child runs in MLflow."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     argv = ["allocate", "--budget", "8", "--strategies", "none,uniform", "--seeds", "1", "--tracking-uri", uri,
             "--experiment", "alloc-values"]
     for kv in ("workload.train_prompts=16", "workload.heldout_prompts=16", "generation.n=2", "rounds=1",

@@ -24,6 +24,7 @@ from orchestrator.cli import main
 from orchestrator.run.round import derive_seed
 from orchestrator.store.records import ROUND_METRICS
 from tiny_hf import make_package
+from stores import sqlite_uri
 
 pytestmark = [pytest.mark.slow, pytest.mark.realmodel]
 
@@ -38,7 +39,7 @@ def _small(tmp_path, model, *extra) -> list[str]:
 def _run(tmp_path, overrides: list[str], capsys) -> tuple[str, str, dict]:
     cfg_path = tmp_path / "exp.yaml"
     cfg_path.write_text(config.dump(config.load(None, overrides)))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path / 'mlflow.db')
     assert main(["run", str(cfg_path), "--tracking-uri", uri, "--experiment", "real"]) == 0
     run_id = re.search(r"MLflow run id: (\w+)", capsys.readouterr().out).group(1)
     return run_id, uri, tracking.run_metrics(run_id, uri)

@@ -65,8 +65,8 @@ def test_base_model_small_slice(smollm2):
     assert lo <= rep["solver_accuracy"] <= hi
 
 
-def test_one_round(smollm2, local_ray, tmp_path, capsys):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_one_round(smollm2, local_ray, tmp_path, tracking_uri, capsys):
+    uri = tracking_uri
     sets = [f"model.path={smollm2}", "workload.train_prompts=8", "workload.heldout_prompts=8",
             "workload.heldout_samples=1", "generation.n=4", "rounds=1", "training.epochs=1",
             f"tracking.out_dir={tmp_path / 'runs'}", "fit.online=false"]

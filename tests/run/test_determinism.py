@@ -21,12 +21,12 @@ TIMED = re.compile(r"^(time/|mem/|tokens_per_s$)")  # wall-clock numbers differ 
 
 
 @pytest.mark.slow
-def test_one_or_two_generation_actors_give_identical_metrics(local_ray, base_model_dir, tmp_path):
+def test_one_or_two_generation_actors_give_identical_metrics(local_ray, base_model_dir, tmp_path, tracking_uri):
     """Two rounds with training between them: every metric (the timings aside), every BoN pick with its
     uncertainty and every trained adapter, bit for bit, whatever the sharding. This needs the engine to batch
     candidates of one length together (engines/hf.py): with mixed lengths a row's last bits depended on its
     batch-mates (U differed by up to 3e-6 per candidate between 1 and 2 actors)."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     runs = {}
     for actors in (1, 2):
         cfg = config.load(None, ["workload.train_prompts=24", "workload.heldout_prompts=24", "generation.n=4",

@@ -74,7 +74,7 @@ def tiny_cfg(tmp_path, base_model_dir, *extra):
 
 
 @pytest.mark.slow
-def test_run_survives_lost_generation_verification_and_training_actors(switch, base_model_dir, tmp_path):
+def test_run_survives_lost_generation_verification_and_training_actors(switch, base_model_dir, tmp_path, tracking_uri):
     """Round 0: ray.kill of a generation actor while it samples, SIGKILL of the verification actor while it verifies
     and of the training actor while it trains. The run completes, the round's record counts the three retried
     calls, and both rounds' numbers equal those of a run without faults (each prompt's seed fixes its candidates;
@@ -85,7 +85,7 @@ def test_run_survives_lost_generation_verification_and_training_actors(switch, b
     from orchestrator.store import tracking
     from orchestrator.run.experiment import Experiment
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     clean = Experiment(tiny_cfg(tmp_path, base_model_dir), tracking_uri=uri, progress=lambda s: None).run()
     sw = switch({"generation.sample": 1, "verification.verify": 1, "training.train.0": 1})
     lines: list[str] = []

@@ -6,7 +6,9 @@ import pytest
 
 from orchestrator import config
 
-from orchestrator.store import tracking
+from orchestrator.store import mirror, tracking
+from orchestrator.store.keep import keep_fit
+from orchestrator.store.run_store import RunFiles
 from orchestrator.run.online_fit import OnlineFit
 from orchestrator.store.records import RoundRecord
 from orchestrator.run.scheduler import Scheduler
@@ -21,24 +23,29 @@ def record(t: int) -> RoundRecord:
     return RoundRecord(t, t, {"U_s": s, "U_v": v, "G": g, "U_s_per_token": s / 4, "U_v_per_token": v / 4}, {}, {})
 
 
-def drive(tmp_path, overrides: list[str], rounds: int, scheduler=None, records=None):
-    """Feed rounds 0..rounds-1 to OnlineFit as the controller does: (t of the stop or None, reason, fits, logger)."""
+def drive(tmp_path, tracking_uri, overrides: list[str], rounds: int, scheduler=None, records=None):
+    """Feed rounds 0..rounds-1 to OnlineFit and keep its fits as the controller does (run folder, then MLflow):
+    (t of the stop or None, reason, fits, logger)."""
     cfg = config.load(None, [f"rounds={rounds + 2}", *overrides])
     online = OnlineFit(cfg, progress=lambda s: None)
-    logger = tracking.RunLogger(f"sqlite:///{tmp_path / 'mlflow.db'}", "online", None, {})
+    logger = mirror.RunLogger(tracking_uri, "online", None, {})
+    files = RunFiles(tmp_path / "run")
+    files.prepare(config.dump(cfg))
     seen, fits = [], {}
     for t in range(rounds):
         seen.append(records[t] if records else record(t))
-        fit, stop = online.after_round(t, seen, logger, scheduler)
+        fit, stop = online.after_round(t, seen, scheduler)
         if fit is not None:
             fits[t] = fit
+            keep_fit(files, logger, t, fit)
+            assert files.read_fit(t) == fit
         if stop:
             return t, stop, fits, logger
     return None, None, fits, logger
 
 
-def test_fit_from_the_fourth_round_logged_at_its_step(tmp_path):
-    t_stop, _, fits, logger = drive(tmp_path, [], rounds=6)
+def test_fit_from_the_fourth_round_logged_at_its_step(tmp_path, tracking_uri):
+    t_stop, _, fits, logger = drive(tmp_path, tracking_uri, [], rounds=6)
     assert t_stop is None and sorted(fits) == [3, 4, 5]
     logged = tracking.run_metrics(logger.run_id, logger.uri)
     assert sorted(logged["fit/rate"]) == [3, 4, 5]
@@ -51,26 +58,27 @@ def test_fit_from_the_fourth_round_logged_at_its_step(tmp_path):
     assert "fit/gamma" not in logged  # no external data, no joint fit
 
 
-def test_per_token_fit_says_so(tmp_path):
-    _, _, fits, _ = drive(tmp_path, ["fit.quantity=per_token"], rounds=5)
+def test_per_token_fit_says_so(tmp_path, tracking_uri):
+    _, _, fits, _ = drive(tmp_path, tracking_uri, ["fit.quantity=per_token"], rounds=5)
     assert fits[4]["fitted_on"]["quantity"] == "per_token"
     assert fits[4]["U_s_inf"] == pytest.approx(TRUE.U_s_inf / 4, abs=1e-3)
 
 
-def test_stop_rule_fires_when_the_predicted_gain_is_small(tmp_path):
+def test_stop_rule_fires_when_the_predicted_gain_is_small(tmp_path, tracking_uri):
     # U_s(t) - U_s,inf = 0.8 e^{-0.6 t}: 0.132 at t=3, 0.073 at t=4, 0.040 at t=5
-    t_stop, why, *_ = drive(tmp_path, ["stop.when_predicted_gain_below=0.05"], rounds=8)
+    t_stop, why, *_ = drive(tmp_path, tracking_uri, ["stop.when_predicted_gain_below=0.05"], rounds=8)
     assert t_stop == 5 and "predicted remaining gain U_s(5) - U_s,inf = 0.0398 < 0.05" in why
 
 
-def test_stop_rule_waits_while_external_data_is_left(tmp_path):
+def test_stop_rule_waits_while_external_data_is_left(tmp_path, tracking_uri):
     cfg = config.load(None, ["rounds=10", "external.strategy=late", "external.budget=10"])
     sched = Scheduler(cfg, [])  # counts only: the rule looks at what is still to be handed out
-    t_stop, _, *_ = drive(tmp_path, ["stop.when_predicted_gain_below=0.05"], rounds=8, scheduler=sched)
+    t_stop, _, *_ = drive(tmp_path, tracking_uri, ["stop.when_predicted_gain_below=0.05"], rounds=8, scheduler=sched)
     assert sched.remaining == 10 and t_stop is None
 
 
-def test_external_data_run_gets_the_joint_fit_and_the_limit_through_the_rest_of_its_allocation(tmp_path):
+def test_external_data_run_gets_the_joint_fit_and_the_limit_through_the_rest_of_its_allocation(tmp_path,
+                                                                                              tracking_uri):
     gamma, T, budget = 0.6, 12, 12
     cfg = config.load(None, [f"rounds={T}", "external.strategy=uniform", f"external.budget={budget}"])
     sched = Scheduler(cfg, [])
@@ -84,7 +92,7 @@ def test_external_data_run_gets_the_joint_fit_and_the_limit_through_the_rest_of_
         records.append(RoundRecord(t, t, m, {}, {}))
     for t in range(8):  # what the scheduler has handed out before round 8 trains
         sched.examples(t, [])
-    _, _, fits, logger = drive(tmp_path, [], rounds=8, scheduler=sched, records=records)
+    _, _, fits, logger = drive(tmp_path, tracking_uri, [], rounds=8, scheduler=sched, records=records)
     # drive() sets rounds = 10 in the config; the scheduler's own allocation is what the prediction follows
     ext = fits[7]["external"]
     assert ext["gamma"] == pytest.approx(gamma, rel=0.02)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,10 +20,11 @@ import yaml
 
 from orchestrator import config
 
-from orchestrator.store import tracking
+from orchestrator.store import mirror, tracking
 from orchestrator.cli import main
 from orchestrator.store.records import ROUND_METRICS
 from orchestrator.store.run_store import RunFiles
+from stores import sqlite_uri
 
 ROOT = Path(__file__).resolve().parents[2]
 # what differs between two runs of the same config by design: wall-clock times and the throughput derived from them
@@ -37,8 +40,8 @@ def tiny(tmp_path, base_model_dir, *extra) -> list[str]:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
     """One sqlite store for the bad-input cases (creating one costs seconds); each case makes its own run in it."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
-    tracking.RunLogger(uri, "svgap", None, {})
+    uri = sqlite_uri(tmp_path_factory.mktemp('store') / 'mlflow.db')
+    mirror.RunLogger(uri, "svgap", None, {})
     return uri
 
 
@@ -92,7 +95,7 @@ def test_kill_9_in_round_2_then_resume_equals_uninterrupted(local_ray, base_mode
     assert ref == 0
     ref_id = re.search(r"MLflow run id: (\w+)", capsys.readouterr().out).group(1)
 
-    client = tracking._client(uri)
+    client = tracking.client(uri)
     resumed, plain = tracking.run_metrics(run_id, uri), tracking.run_metrics(ref_id, uri)
     assert tracking.get_run(run_id, uri).info.status == "FINISHED"
     assert set(resumed) == set(plain)
@@ -122,7 +125,7 @@ def test_kill_9_in_round_2_then_resume_equals_uninterrupted(local_ray, base_mode
 def _interrupted(tmp_path, base_model_dir, uri, last: int = 1, **edit) -> tuple[str, Path, str]:
     """A run folder as a killed driver leaves it after round `last` (a real MLflow run, RUNNING), without Ray."""
     cfg = config.load(None, tiny(tmp_path, base_model_dir))
-    logger = tracking.RunLogger(uri, "svgap", None, {"tracking.out_dir": cfg.tracking.out_dir})
+    logger = mirror.RunLogger(uri, "svgap", None, {"tracking.out_dir": cfg.tracking.out_dir})
     files = RunFiles(Path(cfg.tracking.out_dir) / logger.run_id)
     files.prepare(edit.get("config_text", config.dump(cfg)))
     for t in range(last + 1):
@@ -151,7 +154,7 @@ def _bad(argv, capsys, needle, root=None, uri=None, run_id=None):
 
 def test_resume_of_a_missing_run(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'none.db'}"
+    uri = sqlite_uri(tmp_path / 'none.db')
     _bad(["run", "--resume", "0123456789abcdef0123456789abcdef", "--tracking-uri", uri], capsys,
          "unknown MLflow run id '0123456789abcdef0123456789abcdef': there is no tracking store")
     assert not (tmp_path / "none.db").exists()
@@ -168,7 +171,7 @@ def test_resume_of_a_finished_run(tmp_path, base_model_dir, store, capsys):
     _bad(["run", "--resume", run_id, "--tracking-uri", uri], capsys, f"run {run_id} already finished",
          root, uri, run_id)
     run_id, root, uri = _interrupted(tmp_path, base_model_dir, store, last=1)
-    tracking.RunLogger.reattach(uri, run_id).end("FINISHED")
+    mirror.RunLogger.reattach(uri, run_id).end("FINISHED")
     _bad(["run", "--resume", str(root), "--tracking-uri", uri], capsys, "already finished", root, uri, run_id)
 
 
@@ -249,9 +252,52 @@ def test_what_mlflow_has_decides_what_a_resume_logs(tmp_path, base_model_dir, st
     from orchestrator.run import resume
 
     run_id, root, uri = _interrupted(tmp_path, base_model_dir, store)  # rounds 0, 1 finished; MLflow has nothing
-    tracking.log_metrics(run_id, {"U_s": 1.0}, step=0, uri=uri)
-    tracking.log_metrics(run_id, {"U_s": 0.5, "U_v": 0.4}, step=2, uri=uri)  # the round in flight had logged
+    mirror.log_metrics(run_id, {"U_s": 1.0}, step=0, uri=uri)
+    mirror.log_metrics(run_id, {"U_s": 0.5, "U_v": 0.4}, step=2, uri=uri)  # the round in flight had logged
     _, point, _ = resume.load(str(root), [], uri)
     assert point.logged == {("U_s", 2), ("U_v", 2)}
     assert point.missing == {1: {"U_s": 1.0}}
     assert "finished rounds [1]" in resume.describe(point) and "steps [2]" in resume.describe(point)
+
+
+# ---- a run folder written before the redesign ---------------------------------------------------------------------
+OLD_RUN = ROOT / "tests" / "data" / "old_run"
+OLD_ID = "4039c45ed88944148a4993f02b41e06c"
+
+
+def _old_store(tmp_path: Path) -> str:
+    """A copy of the old run's tracking store, its artifact folders moved under tmp_path (they named the folder
+    the old run was made in): the store as its user would find it, minus a path that exists only there."""
+    db = tmp_path / "tracking.db"
+    shutil.copy(OLD_RUN / "tracking.db", db)
+    with sqlite3.connect(db) as con:
+        for table, col in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
+            con.execute(f"update {table} set {col} = replace({col}, ?, ?)",
+                        ("/work/wt/old/mlruns", str(tmp_path / "mlruns")))
+    return sqlite_uri(db)
+
+
+@pytest.mark.slow
+def test_a_run_folder_written_before_the_redesign_still_resumes(local_ray, base_model_dir, tmp_path, capsys):
+    """tests/data/old_run: `svgap run configs/arithmetic.yaml` with rounds=2 (16 prompts x 4 candidates, 16
+    held-out) made by the code before the store/run/roles layout (commit d747dbe), its driver killed with SIGKILL
+    once round 2 had started: rounds 0 and 1 committed, model version 2 saved, its MLflow run left RUNNING. The
+    current code resumes it at round 2 and finishes it; what the old driver committed is left as it was."""
+    root = tmp_path / OLD_ID
+    shutil.copytree(OLD_RUN / OLD_ID, root)
+    uri = _old_store(tmp_path)
+    kept = {p: (root / p).read_bytes() for p in ("rounds/round_000.json", "rounds/round_001.json",
+                                                 "picks/round_000.jsonl", "picks/round_001.jsonl",
+                                                 "adapters/v002.npz", "config.yaml")}
+    assert main(["run", "--resume", str(root), "--tracking-uri", uri]) == 0
+    out = capsys.readouterr()
+    assert f"MLflow run id: {OLD_ID}" in out.out and "at round 2 with model version 2" in out.err
+    state = json.loads((root / "state.json").read_text())
+    assert state["run_id"] == OLD_ID and state["last_finished_round"] == 2
+    assert all((root / p).read_bytes() == b for p, b in kept.items())
+    assert json.loads((root / "rounds" / "round_002.json").read_text())["version"] == 2
+    assert tracking.get_run(OLD_ID, uri).info.status == "FINISHED"
+    logged = tracking.run_metrics(OLD_ID, uri)
+    for name in ROUND_METRICS:
+        assert sorted(logged[name]) == [0, 1, 2], name
+    assert [json.loads(x)["from_round"] for x in (root / "resumes.jsonl").read_text().splitlines()] == [2]

@@ -18,6 +18,7 @@ from orchestrator.cli import main  # noqa: E402
 from orchestrator.errors import SvgapError  # noqa: E402
 from orchestrator.run.experiment import Experiment  # noqa: E402
 from orchestrator.store.records import ROUND_METRICS  # noqa: E402
+from stores import sqlite_uri
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
@@ -31,7 +32,7 @@ def tiny(tmp_path, base_model_dir, *extra):
 
 
 def uri_for(tmp_path):
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return sqlite_uri(tmp_path / 'mlflow.db')
 
 
 def parse_table(out: str) -> dict[int, list[float]]:
@@ -95,8 +96,8 @@ def test_worker_failure_names_the_stage(local_ray, base_model_dir, tmp_path):
                      worker_classes={"generation": FailingGenerationWorker})
     with pytest.raises(SvgapError, match=r"stage 'generate' failed on generation\[[01]\]: RuntimeError: injected"):
         exp.run()
-    runs = tracking._client(uri_for(tmp_path)).search_runs(
-        [tracking._client(uri_for(tmp_path)).get_experiment_by_name("svgap").experiment_id])
+    runs = tracking.client(uri_for(tmp_path)).search_runs(
+        [tracking.client(uri_for(tmp_path)).get_experiment_by_name("svgap").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
 
 
@@ -128,7 +129,7 @@ def test_bad_environment_is_one_line_exit_2_and_nothing_logged(local_ray, base_m
     assert "s3cr3t" not in cap.out + err
     assert not (tmp_path / "runs").exists()
     if (tmp_path / "mlflow.db").exists():
-        client = tracking._client(uri)
+        client = tracking.client(uri)
         exps = client.search_experiments()
         assert not client.search_runs([e.experiment_id for e in exps])
 

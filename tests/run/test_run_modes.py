@@ -19,6 +19,7 @@ from orchestrator import config
 from orchestrator.store import tracking
 from orchestrator.cli import main
 from orchestrator.run.experiment import Experiment
+from stores import sqlite_uri
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def overrides(tmp_path, base_model_dir, *extra: str) -> list[str]:
 
 
 def uri_for(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return sqlite_uri(tmp_path / 'mlflow.db')
 
 
 def run(tmp_path, base_model_dir, *extra: str, progress: list | None = None):

@@ -12,6 +12,8 @@ from orchestrator.cli import main
 from orchestrator.errors import SvgapError
 from orchestrator.store.records import RoundRecord
 from orchestrator.run.scheduler import build_scheduler, read_jsonl, round_counts
+from orchestrator.store.keep import keep_external
+from orchestrator.store.run_store import RunFiles
 from orchestrator.theory.model import GapModel
 
 
@@ -78,14 +80,17 @@ def test_rounding_is_within_one_and_sums_exactly():
     ("late", [], [0, 0, 0, 0, 12, 12]),
     ("explicit", ["external.shares=[0.5, 0.25, 0.25, 0, 0, 0]"], [12, 6, 6, 0, 0, 0]),
 ])
-def test_every_fixed_strategy_hands_out_its_counts_without_reuse(tmp_path, strategy, extra, expect):
+def test_every_fixed_strategy_hands_out_its_counts_without_reuse(tmp_path, run_store, strategy, extra, expect):
     src = write_jsonl(tmp_path / "ext.jsonl", 40)
     cfg = cfg_for("rounds=6", "external.budget=24", f"external.strategy={strategy}", f"external.source={src}",
                   *extra)
     sched = build_scheduler(cfg, workload=None)
     rec = Recorder()
-    sched.attach(rec, tmp_path / "run", lambda s: None)
+    sched.attach(lambda s: None)
     batches = drive(sched, 6)
+    assert not (run_store.root / "external").exists()  # the scheduler decides; the controller keeps it:
+    keep_external(run_store, rec, sched.take())
+    assert sched.take() == []  # each decision is kept once
     assert [len(b) for b in batches] == expect
     ids = [p.id for b in batches for p in b]
     assert len(ids) == 24 == len(set(ids))
@@ -96,12 +101,12 @@ def test_every_fixed_strategy_hands_out_its_counts_without_reuse(tmp_path, strat
     assert [x["external/used_total"] for x in m] == [sum(expect[:t + 1]) for t in range(6)]
     assert math.fsum(x["external/eta"] for x in m) == pytest.approx(1.0)
     assert rec.dicts["external/allocation.json"]["counts"] == expect
-    assert json.loads((tmp_path / "run" / "external" / "allocation.json").read_text())["counts"] == expect
+    assert json.loads((run_store.root / "external" / "allocation.json").read_text())["counts"] == expect
 
 
 def test_none_hands_out_nothing(tmp_path):
     sched = build_scheduler(cfg_for("rounds=4", "external.budget=24", "external.strategy=none"), workload=None)
-    sched.attach(Recorder(), tmp_path / "run", lambda s: None)
+    sched.attach(lambda s: None)
     assert [len(b) for b in drive(sched, 4)] == [0, 0, 0, 0] and sched.remaining == 0
     assert all(sched.metrics(t) == {"external/eta": 0.0, "external/count": 0.0, "external/used_total": 0.0}
                for t in range(4))
@@ -211,8 +216,10 @@ def test_planned_chooses_what_svgap_plan_chooses(tmp_path, capsys, objective, ga
                   f"external.gamma={gamma}", f"external.warmup_rounds={w}", f"external.objective={objective}")
     sched = build_scheduler(cfg, None)
     rec, said = Recorder(), []
-    sched.attach(rec, tmp_path / "run", said.append)
+    sched.attach(said.append)
     batches = drive(sched, rounds, recs)
+    keep_external(RunFiles(tmp_path / "run"), rec, sched.take())
+    assert json.loads((tmp_path / "run" / "external" / "plan.json").read_text()) == rec.dicts["external/plan.json"]
     counts = [len(b) for b in batches]
     assert counts[:w] == [0] * w and sum(counts) == 30
     ids = [p.id for b in batches for p in b]
@@ -247,8 +254,9 @@ def test_planned_without_a_model_falls_back_to_uniform_and_says_why(tmp_path):
                   "external.gamma=1", "external.warmup_rounds=3")
     sched = build_scheduler(cfg, None)
     rec, said = Recorder(), []
-    sched.attach(rec, tmp_path / "run", said.append)
+    sched.attach(said.append)
     assert [len(b) for b in drive(sched, 6, flat)] == [0, 0, 0, 2, 2, 2]
+    keep_external(RunFiles(tmp_path / "run"), rec, sched.take())
     assert rec.dicts["external/plan.json"]["chosen"] == "uniform" and rec.dicts["external/plan.json"]["fallback"]
     assert any("no plan" in s for s in said)
 
@@ -261,8 +269,9 @@ def test_planned_with_only_impossible_predictions_falls_back_with_the_verdict(tm
                   "external.gamma=30", "external.warmup_rounds=4", "external.objective=horizon")
     sched = build_scheduler(cfg, None)
     rec, said = Recorder(), []
-    sched.attach(rec, tmp_path / "run", said.append)
+    sched.attach(said.append)
     assert [len(b) for b in drive(sched, 9, recs)] == [0, 0, 0, 0, 2, 2, 2, 2, 2]
+    keep_external(RunFiles(tmp_path / "run"), rec, sched.take())
     pj = rec.dicts["external/plan.json"]
     assert pj["chosen"] == "uniform" and pj["fallback"].startswith("negative uncertainty: every allocation")
 
@@ -274,11 +283,11 @@ def test_planned_with_only_impossible_predictions_falls_back_with_the_verdict(tm
     (["external.strategy=explicit", "external.shares=[0.5, 0.2, 0.1]"], "must be non-negative and sum to 1"),
     (["external.strategy=planned", "external.gamma=1", "external.warmup_rounds=1"], "external.warmup_rounds"),
 ])
-def test_run_bad_external_input_exits_2_before_any_round(tmp_path, capsys, extra, needle):
+def test_run_bad_external_input_exits_2_before_any_round(tmp_path, tracking_uri, capsys, extra, needle):
     src = write_jsonl(tmp_path / "ext.jsonl", 3)
     argv = ["run", "--set", "rounds=3", "--set", "external.budget=2", "--set", "external.strategy=uniform",
             "--set", f"external.source={src}", "--set", f"tracking.out_dir={tmp_path / 'runs'}",
-            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+            "--tracking-uri", tracking_uri]
     for e in extra:
         argv += ["--set", e]
     assert main(argv) == 2
@@ -291,12 +300,12 @@ def test_run_bad_external_input_exits_2_before_any_round(tmp_path, capsys, extra
 import ray  # noqa: E402 - a hard dependency: a broken install fails here instead of skipping
 
 
-def test_three_rounds_with_a_tiny_budget(local_ray, base_model_dir, tmp_path):
+def test_three_rounds_with_a_tiny_budget(local_ray, base_model_dir, tmp_path, tracking_uri):
     import workloads
     from orchestrator.store import tracking
     from orchestrator.run.experiment import Experiment
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     cfg = cfg_for("workload.train_prompts=16", "workload.heldout_prompts=32", "generation.n=2", "rounds=3",
                   "training.epochs=1", f"model.path={base_model_dir}", f"tracking.out_dir={tmp_path / 'runs'}",
                   "external.budget=7", "external.strategy=early")
@@ -326,3 +335,4 @@ def test_three_rounds_with_a_tiny_budget(local_ray, base_model_dir, tmp_path):
     assert logged["external/eta"][0] == pytest.approx(1.0)
     assert logged["train/external"][0] == 7
     assert "external/allocation.json" in tracking.artifact_paths(res.run_id, uri=uri)
+    assert json.loads((run_dir / "external" / "allocation.json").read_text())["counts"] == expect

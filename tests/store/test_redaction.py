@@ -12,6 +12,7 @@ from orchestrator import config, redact
 
 from orchestrator.store import tracking
 from orchestrator.cli import main
+from stores import sqlite_uri
 
 SECRET = "s3cr3t"
 
@@ -23,7 +24,7 @@ SECRET = "s3cr3t"
     ("postgresql://svgap:p%40ss@db:5432/mlflow?sslmode=require&password=zzz9", "postgresql://svgap:***@db:5432/"
                                                                                  "mlflow?sslmode=require&password=***"),
     ("mysql+pymysql://u:pw1@h/db?auth_token=abcd", "mysql+pymysql://u:***@h/db?auth_token=***"),
-    ("sqlite:////tmp/me@home/mlflow.db", "sqlite:////tmp/me@home/mlflow.db"),  # an @ in a path is no credential
+    (sqlite_uri("/tmp/me@home/mlflow.db"), sqlite_uri("/tmp/me@home/mlflow.db")),  # an @ in a path is no credential
     ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
     ("error: could not reach 'http://a:b0b@host/x' (refused)", "error: could not reach 'http://a:***@host/x' (refused)"),
 ])
@@ -97,7 +98,7 @@ def test_malformed_uri_with_password_is_one_line(tmp_path, capsys):
 
 # ---- a real run: no param, artifact or run-folder file carries the password ---------------------------------------
 @pytest.mark.slow
-def test_run_logs_and_saves_no_credential(local_ray, base_model_dir, tmp_path, capsys):
+def test_run_logs_and_saves_no_credential(local_ray, base_model_dir, tmp_path, tracking_uri, capsys):
     """The config names a tracking URI with a password (as a shared YAML would); this run logs to a local store
     (--tracking-uri wins), so everything the run writes can be read back: params, every artifact, every file of
     the run folder, stdout and stderr."""
@@ -107,7 +108,7 @@ def test_run_logs_and_saves_no_credential(local_ray, base_model_dir, tmp_path, c
                              f"tracking.out_dir={tmp_path / 'runs'}",
                              f"tracking.uri=postgresql://svgap:{SECRET}@db.internal:5432/mlflow?password={SECRET}"])
     cfg_file.write_text(config.dump(cfg))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     assert main(["run", str(cfg_file), "--tracking-uri", uri]) == 0
     cap = capsys.readouterr()
     assert SECRET not in cap.out + cap.err

@@ -15,6 +15,7 @@ import pytest
 import ray
 
 from orchestrator.store import tracking
+from stores import sqlite_uri
 
 HERE = Path(__file__).resolve().parents[1]
 ROOT = HERE.parent
@@ -23,11 +24,11 @@ ROOT = HERE.parent
 OPEN_AT = """
 import sys, time
 start, uri = float(sys.argv[1]), sys.argv[2]
-from orchestrator.store import tracking
+from orchestrator.store import mirror
 from mlflow.tracking import MlflowClient  # imported before the start time: the race is on the store, not imports
 while time.time() < start:
     time.sleep(0.005)
-logger = tracking.RunLogger(uri, "race", None, {"who": sys.argv[3]})
+logger = mirror.RunLogger(uri, "race", None, {"who": sys.argv[3]})
 logger.log_metrics({"x": 1.0}, step=0)
 logger.end()
 print("run", logger.run_id)
@@ -42,7 +43,7 @@ def leftovers(db: Path) -> list[str]:
 @pytest.mark.slow
 def test_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path):
     db = tmp_path / "fresh.db"
-    uri = f"sqlite:///{db}"
+    uri = sqlite_uri(db)
     start = time.time() + 8  # after every interpreter has imported MLflow (2 cores, loaded)
     procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, str(start), uri, str(i)], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -51,7 +52,7 @@ def test_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path):
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0 and out.startswith("run "), err[-2000:]
     assert leftovers(db) == []
-    runs = tracking._client(uri).search_runs([tracking._client(uri).get_experiment_by_name("race").experiment_id])
+    runs = tracking.client(uri).search_runs([tracking.client(uri).get_experiment_by_name("race").experiment_id])
     assert len(runs) == 3 and all(r.data.metrics == {"x": 1.0} for r in runs)
 
 
@@ -60,7 +61,7 @@ def test_two_runs_started_at_once_on_a_fresh_store_both_finish(local_ray, base_m
     """Two real `svgap run` processes (joining the test's Ray, small pools so both fit its 2 CPUs) on one fresh
     sqlite store: both finish, both runs are in the store with all their rounds, and the store is usable after."""
     db = tmp_path / "mlflow.db"
-    uri = f"sqlite:///{db}"
+    uri = sqlite_uri(db)
     address = ray.get_runtime_context().gcs_address
     small = ["resources.generation.actors=1", "resources.generation.cpus=0.3", "resources.verification.cpus=0.3",
              "resources.training.cpus=0.3", "resources.colocate_training=never"]

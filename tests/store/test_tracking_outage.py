@@ -23,6 +23,7 @@ from orchestrator.store import tracking
 from orchestrator.run.experiment import Experiment
 from orchestrator.store.records import ROUND_METRICS
 from orchestrator.store.sync import sync
+from stores import sqlite_uri
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 
@@ -37,7 +38,7 @@ def start_server(folder: Path, port: int, wait_s: float = 240.0) -> subprocess.P
     """`mlflow server` in its own session (so stopping it ends its uvicorn workers too); waits for /health."""
     log = open(folder / f"server-{time.time():.0f}.log", "w")
     proc = subprocess.Popen([MLFLOW, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                             "--backend-store-uri", f"sqlite:///{folder / 'server.db'}"],
+                             "--backend-store-uri", sqlite_uri(folder / 'server.db')],
                             cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -97,8 +98,8 @@ def test_server_stopped_for_a_round_and_restarted(local_ray, base_model_dir, tmp
         for name in ROUND_METRICS:
             assert sorted(logged[name]) == [0, 1, 2, 3], name
         assert sorted(logged.get("fit/decaying", {})) == [3]  # the online fit of round 3 (min_rounds 4) too
-        hist = {m.step for m in tracking._client(uri).get_metric_history(res.run_id, "U_s")}
-        assert len(tracking._client(uri).get_metric_history(res.run_id, "U_s")) == len(hist) == 4  # once each
+        hist = {m.step for m in tracking.client(uri).get_metric_history(res.run_id, "U_s")}
+        assert len(tracking.client(uri).get_metric_history(res.run_id, "U_s")) == len(hist) == 4  # once each
         for t, rec in enumerate(res.records):
             assert logged["U_s"][t] == pytest.approx(rec.metrics["U_s"], rel=1e-12)
         assert tracking.get_run(res.run_id, uri).info.status == "FINISHED"
@@ -106,7 +107,7 @@ def test_server_stopped_for_a_round_and_restarted(local_ray, base_model_dir, tmp
         assert {f"picks/round_{t:03d}.jsonl" for t in range(4)} <= arts, arts
 
         # svgap sync: the folder alone gives a fresh store the same metrics; against the server, nothing is new
-        copy_uri = f"sqlite:///{tmp_path / 'copy.db'}"
+        copy_uri = sqlite_uri(tmp_path / 'copy.db')
         copied = sync(res.out_dir, copy_uri)
         assert copied.created and copied.finished and copied.rounds == [0, 1, 2, 3]
         assert same(tracking.run_metrics(copied.run_id, copy_uri), logged)
@@ -127,7 +128,7 @@ def test_sync_bad_input_is_one_line_exit_2(tmp_path, capsys):
     cases = [(tmp_path / "missing", "is not a folder"), (tmp_path / "norun", "is not a run folder"),
              (started, "has no finished round yet")]
     for folder, words in cases:
-        assert main(["sync", str(folder), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]) == 2
+        assert main(["sync", str(folder), "--tracking-uri", sqlite_uri(tmp_path / 'm.db')]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and words in err, err
     assert not (tmp_path / "m.db").exists()  # nothing written to the store

@@ -20,6 +20,7 @@ from orchestrator.store.records import RoundRecord
 from orchestrator.run.scheduler import round_counts, strategy_shares
 from orchestrator.theory.allocation import simulate
 from orchestrator.theory.model import GapModel
+from stores import sqlite_uri
 
 
 # ---- table arithmetic on known dynamics ------------------------------------------------------------------------------
@@ -123,7 +124,7 @@ def write_jsonl(path, n):
 def test_bad_input_exit_2_one_line_nothing_logged(local_ray, tmp_path, capsys, args, needle):
     src = write_jsonl(tmp_path / "ext.jsonl", 10)
     argv = ["allocate", "--budget", "4", "--set", "rounds=2", "--set", f"external.source={src}",
-            "--set", f"tracking.out_dir={tmp_path / 'runs'}", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]
+            "--set", f"tracking.out_dir={tmp_path / 'runs'}", "--tracking-uri", sqlite_uri(tmp_path / 'm.db')]
     assert main(argv + args) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1, err
@@ -131,7 +132,7 @@ def test_bad_input_exit_2_one_line_nothing_logged(local_ray, tmp_path, capsys, a
     if (tmp_path / "m.db").exists():
         from orchestrator.store import tracking
 
-        client = tracking._client(f"sqlite:///{tmp_path / 'm.db'}")
+        client = tracking.client(sqlite_uri(tmp_path / 'm.db'))
         assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
@@ -140,10 +141,10 @@ import ray  # noqa: E402 - a hard dependency: a broken install fails here instea
 
 
 @pytest.mark.slow
-def test_tiny_study_parent_children_and_table(local_ray, base_model_dir, tmp_path, capsys):
+def test_tiny_study_parent_children_and_table(local_ray, base_model_dir, tmp_path, tracking_uri, capsys):
     from orchestrator.store import tracking
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     argv = ["allocate", "--budget", "6", "--strategies", "none,early", "--seeds", "1", "--tracking-uri", uri,
             "--experiment", "alloc"]
     for kv in ("workload.train_prompts=16", "workload.heldout_prompts=32", "generation.n=2", "rounds=2",

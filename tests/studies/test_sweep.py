@@ -19,6 +19,7 @@ import pytest
 
 from orchestrator.store import tracking
 from orchestrator.cli import main
+from stores import sqlite_uri
 
 import ray  # noqa: E402,F401 - a hard dependency: a broken install fails here instead of skipping
 
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def sweep_argv(tmp_path: Path, model_dir: Path) -> list[str]:
-    argv = ["sweep", "--grid", "generation.n=2,4", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+    argv = ["sweep", "--grid", "generation.n=2,4", "--tracking-uri", sqlite_uri(tmp_path / 'mlflow.db'),
             "--experiment", "sweep"]
     for kv in ("rounds=1", "workload.train_prompts=8", "workload.heldout_prompts=16", "training.epochs=1",
                f"model.path={model_dir}", f"tracking.out_dir={tmp_path / 'runs'}"):
@@ -58,9 +59,10 @@ def _kill_leftovers(marker: str) -> None:
 
 @pytest.mark.slow
 def test_killed_driver_then_restore_runs_only_the_unfinished_then_nothing(local_ray, base_model_dir, tmp_path,
+                                                                          tracking_uri,
                                                                           capsys):
     argv = sweep_argv(tmp_path, base_model_dir)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     ray_tmp = tempfile.mkdtemp(prefix="svs", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *argv], stdout=subprocess.DEVNULL,

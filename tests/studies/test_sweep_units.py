@@ -17,6 +17,7 @@ from orchestrator.studies.study import StudySpec
 from orchestrator.studies.theory_stop import TheoryStopRule
 from orchestrator.studies.variants import Outcome, build_variants, check_size, identity, parse_grid
 from orchestrator.theory.model import GapModel
+from stores import sqlite_uri
 
 
 # ---- grids ---------------------------------------------------------------------------------------------------------
@@ -55,10 +56,10 @@ def test_size_needs_yes():
 
 def test_identity_is_the_command():
     base, _ = build_variants({}, {}, 1)
-    a = identity("sweep", base, {"generation.n": [4, 8]}, 1, "sqlite:///x.db", "e")
-    assert a == identity("sweep", base, {"generation.n": [4, 8]}, 1, "sqlite:///x.db", "e")
-    assert a != identity("sweep", base, {"generation.n": [4, 16]}, 1, "sqlite:///x.db", "e")
-    assert a != identity("sweep", base, {"generation.n": [4, 8]}, 2, "sqlite:///x.db", "e")
+    a = identity("sweep", base, {"generation.n": [4, 8]}, 1, sqlite_uri("x.db"), "e")
+    assert a == identity("sweep", base, {"generation.n": [4, 8]}, 1, sqlite_uri("x.db"), "e")
+    assert a != identity("sweep", base, {"generation.n": [4, 16]}, 1, sqlite_uri("x.db"), "e")
+    assert a != identity("sweep", base, {"generation.n": [4, 8]}, 2, sqlite_uri("x.db"), "e")
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -70,7 +71,7 @@ def test_identity_is_the_command():
 ])
 def test_sweep_bad_input_exit_2_one_line_nothing_written(tmp_path, capsys, args, needle):
     argv = ["sweep", "--set", f"tracking.out_dir={tmp_path / 'runs'}", "--tracking-uri",
-            f"sqlite:///{tmp_path / 'm.db'}"] + args
+            sqlite_uri(tmp_path / 'm.db')] + args
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1, err

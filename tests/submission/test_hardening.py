@@ -16,9 +16,9 @@ ALLOCATION = config.DEFAULT_CONFIG.parent / "allocation.yaml"
     ("/proc/nope", "/proc: "),  # root may write almost anywhere, but not into /proc
     ("FILE/runs", "is not writable"),  # a file where a folder should be
 ])
-def test_allocate_with_unwritable_out_dir_is_one_line_and_makes_no_run(tmp_path, capsys, out_dir, why):
+def test_allocate_with_unwritable_out_dir_is_one_line_and_makes_no_run(tmp_path, tracking_uri, capsys, out_dir, why):
     (tmp_path / "FILE").write_text("a file")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     rc = main(["allocate", str(ALLOCATION), "--set", f"tracking.out_dir={out_dir.replace('FILE', str(tmp_path / 'FILE'))}",
                "--tracking-uri", uri])
     assert rc == 2

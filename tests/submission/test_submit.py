@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
+from stores import sqlite_uri
 
 pytestmark = [pytest.mark.cluster]
 
@@ -57,7 +58,7 @@ def _refused(capsys, argv: list[str], needle: str) -> str:
     return err
 
 
-@pytest.mark.parametrize("uri", ["sqlite:///mlflow.db", "sqlite:///runs/x.db", "mlruns", "./mlruns",
+@pytest.mark.parametrize("uri", [sqlite_uri("mlflow.db"), sqlite_uri("runs/x.db"), "mlruns", "./mlruns",
                                  "file:mlruns"])
 def test_relative_store_is_refused_naming_why_and_what_instead(clean_env, capsys, uri):
     err = _refused(capsys, SMALL + ["--address", "http://127.0.0.1:1", "--tracking-uri", uri], "relative path")
@@ -69,7 +70,7 @@ def test_no_tracking_uri_means_the_relative_default_and_is_refused(clean_env, ca
 
 
 def test_tracking_uri_from_the_environment_is_checked_too(clean_env, capsys, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_uri("mlflow.db"))
     _refused(capsys, SMALL + ["--address", "http://127.0.0.1:1"], "relative path")
 
 
@@ -82,7 +83,7 @@ def test_password_in_the_tracking_uri_is_refused_and_not_shown(clean_env, capsys
 def test_absolute_and_server_uris_pass_the_tracking_check():
     from orchestrator.submission.jobs import job_tracking_uri
 
-    for uri in ("http://mlflow:5000", "https://m.example/x", "sqlite:////shared/mlflow.db", "/shared/mlruns",
+    for uri in ("http://mlflow:5000", "https://m.example/x", sqlite_uri("/shared/mlflow.db"), "/shared/mlruns",
                 "databricks"):
         assert job_tracking_uri(uri, None) == uri
 

@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from orchestrator import config
 
-from orchestrator.store import tracking
+from orchestrator.store import mirror, tracking
 from orchestrator.studies.allocation import summarize, to_markdown, variant
 from orchestrator.studies.variants import Outcome
 from orchestrator.cli import main
 from orchestrator.run.online_fit import OnlineFit
 from orchestrator.report.html import render
+from orchestrator.store.keep import keep_fit
 from orchestrator.store.records import RoundRecord
+from orchestrator.store.run_store import RunFiles
 from orchestrator.run.scheduler import Scheduler
 from orchestrator.theory import verdicts as vd
 from orchestrator.theory.allocation import _run, plan, simulate
 from orchestrator.theory.gamma import fit_gamma
 from orchestrator.theory.model import GapModel
+from stores import sqlite_uri
 
 OK = GapModel(0.5, 3.0, 1.0, 4.0, 3.0)
 ISSUE = GapModel(0.3, 0.76, 0.5, 0.7, 0.5)  # issue 16's example: gamma 1, T 5 -> early "U_s,inf = -0.64"
@@ -99,7 +103,7 @@ def test_gamma_fit_failed_optimizer_and_given_model_cases():
 # ---- the online fit and the stop rule ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def uri(tmp_path_factory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    return sqlite_uri(tmp_path_factory.mktemp('mlflow') / 'mlflow.db')
 
 
 def _online(uri, t_series, s, v, eta, future_strategy="uniform"):
@@ -108,10 +112,14 @@ def _online(uri, t_series, s, v, eta, future_strategy="uniform"):
     sched = Scheduler(cfg, [])
     sched.used = sched.budget  # nothing left to hand out: only the limit can hold the stop rule back
     online = OnlineFit(cfg, progress=lambda m: None)
-    logger = tracking.RunLogger(uri, "verdicts", None, {})
+    logger = mirror.RunLogger(uri, "verdicts", None, {})
     recs = [RoundRecord(t, t, {"U_s": s[i], "U_v": v[i], "external/eta": eta.get(t, 0.0)}, {}, {})
             for i, t in enumerate(t_series)]
-    data, stop = online.after_round(t_series[-1], recs, logger, sched)
+    data, stop = online.after_round(t_series[-1], recs, sched)
+    if data is not None:  # kept as the controller keeps it (store/keep.py)
+        files = RunFiles(Path(uri.removeprefix("sqlite:///")).parent / logger.run_id)
+        files.prepare(config.dump(cfg))
+        keep_fit(files, logger, t_series[-1], data)
     return data, stop, tracking.run_metrics(logger.run_id, logger.uri)
 
 

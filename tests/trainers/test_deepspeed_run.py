@@ -15,7 +15,7 @@ require("deepspeed")
 
 
 @pytest.mark.slow
-def test_deepspeed_full_fine_tuning_run(local_ray, base_model_dir, tmp_path):
+def test_deepspeed_full_fine_tuning_run(local_ray, base_model_dir, tmp_path, tracking_uri):
     from orchestrator import config
     from orchestrator.store import tracking
     from orchestrator.run.experiment import Experiment
@@ -26,7 +26,7 @@ def test_deepspeed_full_fine_tuning_run(local_ray, base_model_dir, tmp_path):
                              "training.epochs=1", "training.engine=deepspeed", "resources.training.actors=2",
                              "training.mode=full"])
     lines: list[str] = []
-    res = Experiment(cfg, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", progress=lines.append).run()
+    res = Experiment(cfg, tracking_uri=tracking_uri, progress=lines.append).run()
     text = "\n".join(lines)
     assert "training x2 shares the generation pool's bundles" in text, text
     assert [r.version for r in res.records] == [0, 1, 2]
@@ -37,7 +37,7 @@ def test_deepspeed_full_fine_tuning_run(local_ray, base_model_dir, tmp_path):
     assert not list((res.out_dir / "adapters").iterdir())
     saved = json.loads((res.out_dir / "rounds" / "round_001.json").read_text())
     assert saved["train"]["sync_bytes"] == 4 * n_weights
-    client = tracking._client(res.tracking_uri)
+    client = tracking.client(res.tracking_uri)
     hist = client.get_metric_history(res.run_id, "train/sync_bytes")
     assert [m.step for m in hist] == [0, 1] and all(np.isclose(m.value, 4 * n_weights) for m in hist)
     assert [m.step for m in client.get_metric_history(res.run_id, "time/sync")] == [0, 1]

@@ -11,19 +11,18 @@ built before checksums were recorded is rebuilt.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import SvgapError
+from orchestrator.store.files import FileLock
 
 RECIPE_FILE = "svgap-recipe.json"
 
@@ -94,16 +93,6 @@ def _models_root(cache_dir: str | Path) -> Path:
     return root
 
 
-@contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _refuse(final: Path, why: str) -> Untrusted:
     return Untrusted(f"base model cache entry {final} refused: {why}; delete it to rebuild, or set "
                      f"model.cache_dir to a folder only you can write (or model.path to a model you trust)")
@@ -119,7 +108,7 @@ def cached_build(cache_dir: str | Path, name: str, recipe: dict[str, Any],
         say(f"base model: cached {final} (checksum verified)")
         return final
     root = _models_root(cache_dir)
-    with _locked(root / f".{key}.lock"):
+    with FileLock(root / f".{key}.lock"):  # waits while another process builds it
         why = problem(final) if is_complete(final) else "incomplete"
         if why is None:  # another process built it while we waited
             say(f"base model: cached {final} (checksum verified)")

@@ -1,0 +1,152 @@
+"""The MLflow mirror: the only module that writes to a tracking store. The run folder is the source of truth
+(store/run_store.py); this mirrors it -- a run's params, metrics, artifacts, tags and status -- and `svgap sync`
+replays a folder through the same RunLogger. While an http server does not answer, writes wait in an Outbox.
+
+Credentials in a tracking URI are used but never shown: every message, param and text artifact written through
+here passes orchestrator.redact first."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from orchestrator import redact
+from orchestrator.config.typed import flatten, to_dict
+from orchestrator.errors import SvgapError
+from orchestrator.store import tracking
+from orchestrator.store.outbox import Outbox
+
+# MLflow's http client retries a failed request for minutes by default; a run's driver asks briefly and holds its
+# writes while the server is down (outbox.py). The user's own settings of these win.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+def run_params(cfg) -> dict:
+    """A run's MLflow params: the config as written, plus what a null resolved to (training.lr: null logs as None;
+    training.learning_rate is the rate the trainer used)."""
+    params = flatten(to_dict(cfg))
+    params["training.learning_rate"] = cfg.training.learning_rate
+    return params
+
+
+def _warn(msg: str) -> None:
+    print(f"svgap: warning: {msg}", file=sys.stderr, flush=True)
+
+
+class RunLogger:
+    """One MLflow run (optionally nested under a parent); metrics at step = round.
+
+    Creating the run needs the store; after that every write goes through an Outbox: while an http server does not
+    answer, writes are held (with a warning) and sent when it answers again, so the run goes on (outbox.py)."""
+
+    def __init__(self, uri: str | None, experiment: str, run_name: str | None, params: dict,
+                 parent_run_id: str | None = None, tags: dict | None = None) -> None:
+        from mlflow.entities import Param
+
+        self.uri = tracking.resolve_uri(uri)
+        self._open_outbox()
+        try:  # stores preflight cannot probe (postgresql://, databricks, ...) fail here, before any round
+            self.client = tracking.client(self.uri)
+            exp = self.client.get_experiment_by_name(experiment)
+            exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        except Exception as e:  # noqa: BLE001 - any store error becomes one line naming the store
+            raise SvgapError(f"tracking store {redact.text(self.uri)}: cannot open experiment {experiment!r}: "
+                             f"{tracking.first_line(e)}") from None
+        all_tags = {"mlflow.source.name": "svgap", **(tags or {})}
+        if run_name:
+            all_tags["mlflow.runName"] = run_name
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        self.run_id = self.client.create_run(exp_id, tags=all_tags, run_name=run_name).info.run_id
+        self.experiment_id = exp_id
+        items = [Param(k, redact.text(str(v))[:6000]) for k, v in params.items()]
+        for s in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[s:s + 100])
+
+    @classmethod
+    def reattach(cls, uri: str | None, run_id: str, status: str | None = "RUNNING") -> "RunLogger":
+        """Continue an existing run (`svgap run --resume`): the same run id, its status back to RUNNING; params and
+        earlier steps are left as they are (resume.py decides which steps still need logging)."""
+        self = cls.__new__(cls)
+        self.uri = tracking.resolve_uri(uri)
+        self._open_outbox()
+        run = tracking.get_run(run_id, self.uri)  # one line for an unknown id or an unreachable store
+        self.client = tracking.client(self.uri)
+        self.run_id, self.experiment_id = run_id, run.info.experiment_id
+        if status is not None:  # `svgap sync` writes to the run without reopening it
+            self.client.update_run(run_id, status=status)
+        return self
+
+    def _open_outbox(self) -> None:
+        if self.uri.startswith(("http://", "https://")):
+            for k, v in HTTP_DEFAULTS.items():
+                os.environ.setdefault(k, v)
+        self.outbox = Outbox(lambda: tracking.answers(self.uri), lambda m: _warn(redact.text(m)), redact.text(self.uri))
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)  # fixed now: a write sent again later is the same metric (no duplicate step)
+        ms = [Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None]
+        if ms:
+            self.outbox.send(f"metrics of step {step}", lambda: self.client.log_batch(self.run_id, metrics=ms))
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        text = redact.text(text)
+        self.outbox.send(artifact_file, lambda: self.client.log_text(self.run_id, text, artifact_file))
+
+    def log_dict(self, data: dict, artifact_file: str) -> None:
+        data = redact.data(data)
+        self.outbox.send(artifact_file, lambda: self.client.log_dict(self.run_id, data, artifact_file))
+
+    def log_file(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.outbox.send(str(path), lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+
+    def set_tag(self, key: str, value: str) -> None:
+        value = redact.text(str(value))
+        self.outbox.send(f"tag {key}", lambda: self.client.set_tag(self.run_id, key, value))
+
+    def end(self, status: str = "FINISHED", wait_s: float = 10.0) -> None:
+        """End the run; writes still held after wait_s stay in the run folder for `svgap sync`."""
+        self.outbox.send(f"status {status}", lambda: self.client.set_terminated(self.run_id, status))
+        left = self.outbox.drain(wait_s)
+        if left:
+            _warn(f"tracking store {redact.text(self.uri)} still does not answer: {left} write(s) of run "
+                  f"{self.run_id} were not sent; everything is in its run folder: send it with "
+                  f"`svgap sync RUN_DIR --tracking-uri {redact.text(self.uri)}`")
+
+    def abort(self, error: BaseException) -> None:
+        """End the run because of `error`: KILLED for an interrupt, FAILED otherwise."""
+        self.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED", wait_s=2.0)
+
+
+def log_artifact(run_id: str, path: str | Path, artifact_path: str | None = None, uri: str | None = None) -> None:
+    """Attach one file to an existing run."""
+    tracking.client(uri).log_artifact(run_id, str(path), artifact_path)
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int, uri: str | None = None) -> None:
+    from mlflow.entities import Metric
+
+    ts = int(time.time() * 1000)
+    ms = [Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None]
+    if ms:
+        tracking.client(uri).log_batch(run_id, metrics=ms)
+
+
+def set_tags(run_id: str, tags: dict[str, str], uri: str | None = None) -> None:
+    """Tag an existing run (a study's driver tags a trial's run, e.g. why the theory stopped it)."""
+    client = tracking.client(uri)
+    for k, v in tags.items():
+        client.set_tag(run_id, k, redact.text(str(v)))
+
+
+def set_status(run_id: str, status: str, uri: str | None = None) -> None:
+    """RUNNING again (a restored study's parent run), or FINISHED / FAILED / KILLED."""
+    client = tracking.client(uri)
+    if status == "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+    else:
+        client.set_terminated(run_id, status)
