@@ -28,7 +28,8 @@ import numpy as np
 from scipy import stats
 
 R_GRID = 600  # log-spaced rates; an interval touching the lowest or highest is not identified on that side
-RHO_PRIOR = 0.25  # rounds share a model: their errors are autocorrelated until the residuals show otherwise
+RHO_PRIOR = 0.2  # rounds share a model: their errors are taken as somewhat autocorrelated
+RHO_BIAS = 3.0   # x 1/n: the residual autocorrelation's small-sample bias and attenuation
 R_HI = 5.0    # per round: beyond this the whole decay happens within one round (theory/fit.py R_MAX)
 
 
@@ -70,12 +71,12 @@ def _kappa(res: np.ndarray, n: int) -> np.ndarray:
     """Variance ratio (1 + rho)/(1 - rho) of an AR(1) mean for the residuals (B, 2 series, n rounds).
 
     The lag-1 autocorrelation of a few residuals of a 3-parameter fit is biased low (about -2.3/n at rho = 0,
-    measured) and moves only (1 - 4.5/n) per unit of rho: with n rounds it is shrunk towards RHO_PRIOR with weight
-    4.5/n, i.e. at 5 rounds the widening is mostly the prior's, at 12 mostly the data's."""
+    measured) and moves only about (1 - 4.5/n) per unit of rho, so it is shifted up by RHO_PRIOR + RHO_BIAS/n:
+    at 5 rounds the widening is mostly this shift (rounds share a model: assume some autocorrelation), at 12 the
+    data's. Calibrated on benchmarks/decisions.py's coverage table (rho 0 and 0.5, 5-12 rounds, 1-4 % noise)."""
     num = (res[..., 1:] * res[..., :-1]).sum((-1, -2))
     den = np.maximum((res * res).sum((-1, -2)), 1e-300)
-    w = min(4.5 / n, 1.0)
-    rho = np.clip(num / den + 2.3 / n + w * RHO_PRIOR, 0.0, 0.8)
+    rho = np.clip(num / den + RHO_BIAS / n + RHO_PRIOR, 0.0, 0.8)
     return (1 + rho) / (1 - rho)
 
 
