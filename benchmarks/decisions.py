@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from decisions_sim import external_jumps, models, noisy, paths  # noqa: E402
+from decisions_sim import external_jumps, models, noisy, paths, sweep  # noqa: E402
 
 from orchestrator.theory.decision import STOP, compare_trials, rule  # noqa: E402
 from orchestrator.theory.limit_interval import profile_batch  # noqa: E402
@@ -133,14 +133,7 @@ def coverage(rng, per_cell: int) -> list[dict]:
 
 def _sweep(rng, sigma: float, rho: float, K: int = 6) -> dict:
     """One sweep of K trials with the same rounds; trials stop by compare_trials after every round from the 5th."""
-    m = models(rng, K, small_share=0.0)
-    base = rng.uniform(1.5, 4.0)
-    m["U_s_inf"] = base * (1 + rng.uniform(0, 0.15, K))
-    m["U_v_inf"] = m["U_s_inf"] - rng.uniform(0.2, 1.0, K)
-    N = int(rng.integers(6, N_MAX + 1))
-    S, V, _ = paths(m, N)
-    Sn, Vn = noisy(rng, S, V, sigma, rho)
-    best = int(np.argmin(m["U_s_inf"]))
+    Sn, Vn, best, N = sweep(rng, sigma, rho, K)
     running = set(range(K))
     for n in range(5, N):
         c = compare_trials({str(i): (np.arange(n), Sn[i, :n], Vn[i, :n]) for i in sorted(running)})
@@ -214,6 +207,10 @@ def report(res: dict) -> str:
         t = res["today"]
         out.append(f"today's point rule (theory.fit.fit_gap, U_s(T) measured - U_s,inf < eps) on {t['runs']} runs: "
                    f"false-stop rate {100 * t['false_stop_rate']:.1f}%")
+    if "today_tune" in res:
+        t = res["today_tune"]
+        out.append(f"today's tune rule (studies/theory_stop.TheoryStopRule) on {t['sweeps']} sweeps: wrong stops "
+                   f"{100 * t['wrong_stop_rate']:.1f}%, trials stopped {100 * t['stopped_share']:.0f}%")
     return "\n".join(out)
 
 
@@ -230,9 +227,10 @@ def main() -> None:
     t0 = time.perf_counter()
     res = {"online": online(rng, a.runs), "coverage": coverage(rng, a.per_cell), "tune": tune(rng, a.sweeps)}
     if a.today:
-        from decisions_today import today_point_rule
+        from decisions_today import today_point_rule, today_tune
 
         res["today"] = today_point_rule(rng, min(a.runs, 400))
+        res["today_tune"] = today_tune(rng, min(a.sweeps, 160))
     res["seconds"] = time.perf_counter() - t0
     res["args"] = vars(a)
     log.info("%s\n%.0f s", report(res), res["seconds"])

@@ -60,3 +60,16 @@ def noisy(rng: np.random.Generator, S: np.ndarray, V: np.ndarray, sigma: float, 
     """Measured series: multiplicative AR(1) noise of relative size sigma, independent between U_s and U_v."""
     B, n = S.shape
     return S * (1 + sigma * ar1(rng, B, n, rho)), V * (1 + sigma * ar1(rng, B, n, rho))
+
+
+def sweep(rng: np.random.Generator, sigma: float, rho: float, K: int = 6, n_max: int = 12):
+    """One sweep of K trials measured at the same rounds, true limits within 15 % of each other:
+    (U_s (K, N), U_v (K, N), index of the trial with the best true limit, N)."""
+    m = models(rng, K, small_share=0.0)
+    base = rng.uniform(1.5, 4.0)
+    m["U_s_inf"] = base * (1 + rng.uniform(0, 0.15, K))
+    m["U_v_inf"] = m["U_s_inf"] - rng.uniform(0.2, 1.0, K)
+    N = int(rng.integers(6, n_max + 1))
+    S, V, _ = paths(m, N)
+    Sn, Vn = noisy(rng, S, V, sigma, rho)
+    return Sn, Vn, int(np.argmin(m["U_s_inf"])), N

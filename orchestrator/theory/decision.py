@@ -251,6 +251,6 @@ def compare_trials(trials: dict, *, level: float = 0.95, scoring: dict | None = 
                    f"intervals, Bonferroni over the trials compared)")
             out[k] = TrialDecision(STOP, lim, [lo, hi], why)
         else:
-            out[k] = TrialDecision(CONTINUE, lim, [lo, hi], f"predicted U_s,inf {ci} may still reach trial {j}'s "
-                                                              f"(upper end {bar_hi:.4g})")
+            why = f"predicted U_s,inf {ci} is not shown worse than trial {j}'s (upper end {bar_hi:.4g})"
+            out[k] = TrialDecision(CONTINUE, lim, [lo, hi], why)
     return Comparison(out, min(lvl_of.values()) if lvl_of else level, notes)
