@@ -254,3 +254,13 @@ def compare_trials(trials: dict, *, level: float = 0.95, scoring: dict | None = 
             why = f"predicted U_s,inf {ci} is not shown worse than trial {j}'s (upper end {bar_hi:.4g})"
             out[k] = TrialDecision(CONTINUE, lim, [lo, hi], why)
     return Comparison(out, min(lvl_of.values()) if lvl_of else level, notes)
+
+
+def sweep_decision(histories: dict, key: str, *, suffix: str = "", level: float = 0.95, scoring: dict | None = None,
+                   external_pending: dict | None = None) -> tuple[TrialDecision, list[str]]:
+    """compare_trials on Tune-style histories (key -> [{"round": t, "U_s"+suffix: .., "U_v"+suffix: ..}, ...]):
+    trial `key`'s decision and the comparison's notes; what studies/theory_stop.py's scheduler asks each round."""
+    trials = {k: ([h["round"] for h in hist], [h["U_s" + suffix] for h in hist], [h["U_v" + suffix] for h in hist])
+              for k, hist in histories.items()}
+    c = compare_trials(trials, level=level, scoring=scoring, external_pending=external_pending)
+    return c.trials[key], c.notes

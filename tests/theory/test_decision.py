@@ -131,3 +131,16 @@ def test_compare_trials_without_a_prediction_is_undetermined():
     c = compare_trials({"a": (t[:3], S[:3], V[:3]), "b": (t, S, V)})
     assert c.trials["a"].decision == UNDETERMINED and "too few rounds" in c.trials["a"].reason
     assert c.trials["b"].decision == CONTINUE
+
+
+def test_sweep_decision_reads_tune_histories():
+    from orchestrator.theory.decision import sweep_decision
+
+    def hist(run):
+        t, S, V = run
+        return [{"round": int(a), "U_s": float(b), "U_v": float(c)} for a, b, c in zip(t, S, V)]
+
+    h = {"good": hist(_run(0.7, 9, 0.01, 1, limit=2.0)), "bad": hist(_run(0.7, 9, 0.01, 2, limit=3.0))}
+    bad, notes = sweep_decision(h, "bad")
+    assert bad.decision == STOP and notes == []
+    assert sweep_decision(h, "bad", external_pending={"bad": True})[0].decision == CONTINUE
