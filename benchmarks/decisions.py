@@ -7,7 +7,7 @@ rates 0.1-0.7, multiplicative noise 1-4 %, AR(1) rho 0 and 0.5, 5-12 rounds, wit
   eps). False stop: stopped while the true remaining gain was still >= eps. Power: share of (run, round) with
   >= 8 rounds, noise <= 2 % and a true remaining gain below eps - 3 % of the limit where the rule says stop.
 - coverage: the 95 % profile intervals of U_s,inf, the rate and the remaining gain per (rounds, noise, rho).
-- tune: sweeps of 6 trials with limits within 15 %; wrong stop: the trial with the best true limit is stopped.
+- tune: sweeps of 6 trials with limits within 15 % (a quarter near their plateau from round 0); wrong stop: the trial with the best true limit is stopped.
 
 Writes benchmarks/results/decisions.json. Usage: python benchmarks/decisions.py [--runs 2000] [--seed 0] [--today]
 (--today also measures today's point rule on orchestrator.theory.fit.fit_gap for a subset: slower).
@@ -163,9 +163,10 @@ def acceptance(res: dict) -> str:
     lines = []
     for q in ("U_s_inf", "rate", "gain"):
         vals = [r[q] for r in cells if r[q] is not None and r["fits"][q] >= 30]
-        bad = [f"{r['rounds']}r/{100 * r['noise']:.0f}%/rho {r['rho']}: {100 * r[q]:.0f}%" for r in cells
+        bad = [f"{r['rounds']}r/{100 * r['noise']:.0f}%/rho {r['rho']}: {100 * r[q]:.1f}%" for r in cells
                if r[q] is not None and r["fits"][q] >= 30 and not 0.90 <= r[q] <= 0.99]
-        lines.append(f"  coverage {q} (rounds >= 5, cells with >= 30 fits): {100 * min(vals):.0f}-{100 * max(vals):.0f}%"
+        span = f"{100 * min(vals):.1f}-{100 * max(vals):.1f}%" if vals else "no cell has 30 fits"
+        lines.append(f"  coverage {q} (rounds >= 5, cells with >= 30 fits): {span}"
                      f" -> {'met' if not bad else 'NOT met: ' + '; '.join(bad)}")
     fs, pw = on["total"]["sound"]["false_stop_rate"], on["power"]["all"]["power"]
     wrong = max(r["wrong_stop_rate"] for r in res["tune"])
@@ -218,7 +219,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=2000, help="online runs (split over noise, rho, external)")
     ap.add_argument("--per-cell", type=int, default=600, help="coverage runs per (rounds, noise, rho) cell")
-    ap.add_argument("--sweeps", type=int, default=400, help="tune sweeps (split over noise and rho)")
+    ap.add_argument("--sweeps", type=int, default=800, help="tune sweeps (split over noise and rho)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--today", action="store_true", help="also today's point rule on fit_gap (slow)")
     a = ap.parse_args()

@@ -63,9 +63,10 @@ def noisy(rng: np.random.Generator, S: np.ndarray, V: np.ndarray, sigma: float, 
 
 
 def sweep(rng: np.random.Generator, sigma: float, rho: float, K: int = 6, n_max: int = 12):
-    """One sweep of K trials measured at the same rounds, true limits within 15 % of each other:
-    (U_s (K, N), U_v (K, N), index of the trial with the best true limit, N)."""
-    m = models(rng, K, small_share=0.0)
+    """One sweep of K trials measured at the same rounds, true limits within 15 % of each other, a quarter of the
+    trials near their plateau from round 0 (the flat path): (U_s (K, N), U_v (K, N), index of the trial with the
+    best true limit, N)."""
+    m = models(rng, K, small_share=0.25)
     base = rng.uniform(1.5, 4.0)
     m["U_s_inf"] = base * (1 + rng.uniform(0, 0.15, K))
     m["U_v_inf"] = m["U_s_inf"] - rng.uniform(0.2, 1.0, K)
