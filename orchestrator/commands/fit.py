@@ -89,6 +89,20 @@ def fit_from_args(args: argparse.Namespace, *, first=None, eps: float = 0.05, n_
         raise SvgapError(f"{label}: {e}") from None
 
 
+def stop_decision(args: argparse.Namespace):
+    """The online stop rule's decision after the last round given (rounds <= --first with --first)."""
+    from orchestrator.theory.decision import decide_stop
+
+    rounds, U_s, U_v, label = load_series(args)
+    if args.first is not None:
+        keep = [i for i, r in enumerate(rounds) if r <= args.first]
+        rounds, U_s, U_v = [rounds[i] for i in keep], [U_s[i] for i in keep], [U_v[i] for i in keep]
+    try:
+        return decide_stop(rounds, U_s, U_v, threshold=args.stop_below)
+    except SvgapError as e:
+        raise SvgapError(f"--stop-below: {e}") from None
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="fit the gap dynamics (docs/theory.md §2): rate, limits, CIs, rounds to eps")
     add_source_args(p)
@@ -98,6 +112,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates for the CIs (default 200)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--json", action="store_true", help="print the fit as JSON")
+    p.add_argument("--stop-below", type=float, default=None, metavar="EPS",
+                   help="also the stop decision a run with stop.when_predicted_gain_below: EPS would take after the "
+                        "last round given (theory/decision.py): stop | continue | undetermined, with the reason")
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="with --first: also draw the backtest (limit from rounds 0..K vs all rounds) into FILE.png")
     return p
@@ -159,7 +176,12 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None and args.first is None:
         raise SvgapError("--plot draws the backtest: it needs --first K")
     res = fit_from_args(args, first=args.first, eps=args.eps, n_boot=args.n_boot, seed=args.seed)
-    print(json.dumps(res.to_json(), indent=2) if args.json else format_fit(res))
+    stop = None if args.stop_below is None else stop_decision(args)
+    if args.json:
+        print(json.dumps({**res.to_json(), **({} if stop is None else {"stop": stop.to_json()})}, indent=2))
+    else:
+        print(format_fit(res) + ("" if stop is None else f"\nstop rule (gain below {stop.threshold:g}): "
+                                                          f"{stop.decision}: {stop.reason}"))
     if args.plot is not None:
         from orchestrator.report.html import plot_backtest
 
