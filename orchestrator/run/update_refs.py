@@ -16,32 +16,34 @@ def _version(update) -> int:
     return update.version
 
 
-def _done(ref: Any, timeout_s: float) -> Any:
-    """The task's (small) result; its own error, one line, when it failed."""
+def _done(ref: Any, timeout_s: float, what: str) -> Any:
+    """The task's (small) result; one line naming `what` when it failed."""
     import ray
     from ray.exceptions import GetTimeoutError, RayTaskError
 
     try:
         return ray.get(ref, timeout=timeout_s)
     except GetTimeoutError:
-        raise SvgapError(f"reading or writing a model version in the run folder took over {timeout_s:g}s") from None
+        raise SvgapError(f"{what} took over {timeout_s:g}s") from None
     except RayTaskError as e:
         cause = getattr(e, "cause", None)
         if isinstance(cause, SvgapError):
             raise SvgapError(str(cause)) from None
-        raise SvgapError(f"model version I/O failed: {type(cause or e).__name__}: {cause or e}") from None
+        first = (str(cause or e).strip().splitlines() or [""])[0]
+        raise SvgapError(f"{what}: {type(cause or e).__name__}: {first}") from None
 
 
 def save(root: Path, update_ref: Any, timeout_s: float) -> Path:
     """adapters/vNNN.npz, or weights/vNNN.npz (the latest only), written atomically on the driver's node."""
-    return _done(on_driver_node(save_update, Path(root), update_ref), timeout_s)
+    return _done(on_driver_node(save_update, Path(root), update_ref), timeout_s,
+                 f"cannot save the model version into {root}")
 
 
 def load(path: Path, version: int, timeout_s: float) -> Any:
     """The saved π_version read into the object store; returns its reference once it is known to be that
     version (a broken file fails here, one line, not in the first actor that loads it)."""
     ref = on_driver_node(load_update, Path(path))
-    held = _done(on_driver_node(_version, ref), timeout_s)
+    held = _done(on_driver_node(_version, ref), timeout_s, f"cannot read the saved model version {path}")
     if held != version:
         raise SvgapError(f"the saved model version {path} holds version {held}, expected {version}")
     return ref
