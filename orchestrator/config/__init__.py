@@ -272,6 +272,7 @@ class ExperimentConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     stop: StopConfig = field(default_factory=StopConfig)
     external: ExternalConfig = field(default_factory=ExternalConfig)
+    judge: JudgeConfig | None = None  # a separate verifier model and its pool (config/roles.py); null: self-verify
 
     def validate(self, prefix: str = "") -> None:
         self.workload.validate("workload")  # also when the section was absent: resolve the workload's options
@@ -375,3 +376,6 @@ def from_mapping(data: dict) -> ExperimentConfig:
 def dump(cfg: ExperimentConfig) -> str:
     """Resolved config as YAML text; `from_mapping(yaml.safe_load(dump(c))) == c`."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+from orchestrator.config.roles import JudgeConfig  # noqa: E402 - builds on PoolResources above

@@ -15,6 +15,7 @@ engines and rank groups are the same as at shutdown.
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class Call:
     kwargs: dict
     epoch: int = 0  # which incarnation of actor `index` it was sent to
     ref: Any = None
+    kept: list = field(default_factory=list)  # further returns (ray.method(num_returns=k)), left in the object store
 
 
 @dataclass
@@ -56,8 +58,6 @@ class Faults:
 
 def shard(items: Sequence[Any], parts: int) -> list[tuple[int, int]]:
     """Contiguous [start, end) ranges splitting len(items) into `parts` near-equal shards (empty ones dropped)."""
-    import math
-
     n = len(items)
     size = math.ceil(n / parts) if n else 0
     return [(s, min(s + size, n)) for s in range(0, n, size)] if size else []
@@ -105,10 +105,10 @@ class CallsMixin:
         self.faults = Faults()
         self.notify = _stderr  # a lost actor is said out loud, not only counted
 
-    # ---- sending ----
     def _send(self, call: Call) -> Call:
         call.epoch = self.epochs[call.index]
-        call.ref = getattr(self.actors[call.index], call.method).remote(*call.args, **call.kwargs)
+        out = getattr(self.actors[call.index], call.method).remote(*call.args, **call.kwargs)
+        call.ref, call.kept = (out[0], list(out[1:])) if isinstance(out, list) else (out, [])
         return call
 
     def call_all(self, stage: str, method: str, *args: Any, **kwargs: Any) -> list:

@@ -100,6 +100,12 @@ class ActorGroup(CallsMixin):
     def __len__(self) -> int:
         return len(self.actors)
 
+    def call_all_kept(self, stage: str, method: str, *args: Any, **kwargs: Any) -> list[tuple[Any, list]]:
+        """call_all for a method with several returns: per actor, its first return and references to the others,
+        which stay in the object store (new weights never pass through the driver's memory)."""
+        calls = [self._send(Call(i, method, args, kwargs)) for i in range(len(self.actors))]
+        return list(zip(self._get(calls, stage), [c.kept for c in calls]))
+
     def nodes(self) -> list[str]:
         """The node id each actor's bundle was placed on (what PACK / SPREAD did on this cluster)."""
         from ray.util.placement_group import placement_group_table

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ray
+
 from orchestrator.trainers.base import RankEnv, TrainingExample, TrainingStats, make_trainer
 from orchestrator.config import TrainingConfig
 from orchestrator.errors import SvgapError
@@ -46,6 +48,13 @@ class TrainingWorker(RankedActor):
 
     def train(self, examples: list[TrainingExample], round_t: int) -> tuple[TrainingStats, WeightsUpdate | None]:
         return self._t().train(examples, round_t)
+
+    @ray.method(num_returns=2)
+    def train_update(self, examples: list[TrainingExample], round_t: int) -> tuple[tuple, WeightsUpdate | None]:
+        """`train` with π_{t+1} as a second return: it stays in the object store, and the driver, which owns it,
+        holds only its reference -- ((stats, (version, bytes) or None), update)."""
+        stats, update = self.train(examples, round_t)
+        return (stats, None if update is None else (update.version, update.nbytes())), update
 
     def version(self) -> int:
         return self._t().version

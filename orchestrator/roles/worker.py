@@ -107,6 +107,12 @@ class InferenceWorker:
         scores, us = self.backend.verify(queries, method, responses, batch_size=batch_size)
         return [(s, us[i].nll if us is not None else None) for i, s in enumerate(scores)]
 
+    def uncertainty(self, items: list[tuple[str, list[int]]], version: int, batch_size: int) -> list[float]:
+        """items = (prompt, response token ids); returns U(y|x) = total teacher-forced NLL of each response."""
+        self.require(version)
+        scored = self._started().score([p for p, _ in items], [list(r) for _, r in items], batch_size=batch_size)
+        return [s.nll for s in scored]
+
     def load_weights(self, update) -> int:
         """Load a published model version (AdapterUpdate or FullUpdate); returns the version now held."""
         return self.backend.load_weights(update)

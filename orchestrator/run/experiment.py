@@ -15,9 +15,11 @@ from orchestrator import redact
 
 from orchestrator.roles import placement
 
+from orchestrator.roles import pools as pool_start
+
 from orchestrator.roles import ray_session
 
-from orchestrator.run import round_health
+from orchestrator.run import round_health, update_refs
 
 from orchestrator.store import tracking
 from orchestrator.engines.registry import check_model, engine_options
@@ -25,19 +27,16 @@ from orchestrator.config import ExperimentConfig, dump
 from orchestrator.errors import SvgapError
 from orchestrator.models.source import ModelSource
 from orchestrator.run.online_fit import OnlineFit
-from orchestrator.roles.generation import GenerationWorker
-from orchestrator.roles.group import ActorGroup, PoolSpec
-from orchestrator.roles.training import TrainingWorker
-from orchestrator.roles.verification import VerificationWorker
-from orchestrator.roles.worker import WorkerSpec
-from orchestrator.run.resume import ResumePoint, describe, load_update
-from orchestrator.run.round import Pools, RoundRunner, derive_seed
+from orchestrator.roles.pools import Pools
+from orchestrator.roles.roles import PlacementPlan
+from orchestrator.run.resume import ResumePoint, describe
+from orchestrator.run.round import Decision, RoundResult, RoundRunner, derive_seed
 from orchestrator.store.records import RoundRecord
 from orchestrator.store.mirror import RunLogger, run_params
 from orchestrator.store.keep import keep_external, keep_fit
 from orchestrator.store.run_store import RoundLog, RunFiles, check_writable
 from orchestrator.trainers.base import check_available as check_trainer
-from orchestrator.engines.weights import check_same_base, check_versions, publish, save_update
+from orchestrator.engines.weights import check_versions
 
 
 def _stderr(msg: str) -> None:
@@ -75,8 +74,7 @@ class Experiment:
         self.parent_run_id = parent_run_id
         self.progress = lambda msg: progress(redact.text(msg))  # no credential in any progress line
         self.on_round = on_round
-        self.classes = {"generation": GenerationWorker, "verification": VerificationWorker,
-                        "training": TrainingWorker, **(worker_classes or {})}
+        self.classes = dict(worker_classes or {})  # role -> actor class in place of the role table's (tests)
 
     # ---- checks that must pass before any round (nothing logged until they do) ----
     def _preflight(self):
@@ -93,54 +91,26 @@ class Experiment:
         self.uri = tracking.preflight(self.uri)  # writes nothing
         started = ray_session.connect(self.address)
         try:
-            ray_session.check_capacity(cfg.resources)
+            ray_session.check_capacity(cfg)
         except SvgapError:
             ray_session.shutdown(started)
             raise
         return workload, scheduler, started
 
     def _pools(self, source: ModelSource) -> Pools:
+        """Every pool of the placement plan (roles/roles.py), started; a sweep trial's reserved bundles decide
+        whether training shares the generation pool's."""
         cfg, r = self.cfg, self.cfg.resources
-
-        def spec(role: str) -> tuple[PoolSpec, WorkerSpec]:
-            res = getattr(r, role)
-            return (PoolSpec(role, res, r.placement, r.timeout_s, r.retries),
-                    WorkerSpec(role, source, cfg.model.device, cfg.model.dtype, res.cpus, res.threads,
-                               cfg.model.engine, {**engine_options(cfg), **self.engine_sizing}))
-
-        g, v, t = spec("generation"), spec("verification"), spec("training")
         check_trainer(cfg.training.engine)
-        where = self.placement or {}
-        colocate = ray_session.training_colocates(r) if self.placement is None else "training" not in where
-
-        def group(role: str, pool: tuple[PoolSpec, WorkerSpec], *args, **kwargs) -> ActorGroup:
-            if role in where and kwargs.get("host") is None:
-                kwargs.update(pg=where[role][0], bundle_indices=where[role][1])
-            return ActorGroup(pool[0], self.classes[role], pool[1], *args, **kwargs)
-
-        if colocate:  # threads: what the host bundle reserves, as for the generation actor that takes turns on it
-            t = (t[0], WorkerSpec("training", source, cfg.model.device, cfg.model.dtype, r.generation.cpus,
-                                  r.training.threads))
+        shared = None if self.placement is None else "training" not in self.placement
+        plan = PlacementPlan.build(cfg, shared=shared)
+        self.progress("starting pools: " + ", ".join(f"{p.name} x{p.resources.actors}" for p in plan.pools))
+        if plan.shared("training"):
             self.progress(f"training x{r.training.actors} shares the generation pool's bundles "
                           f"(resources.colocate_training={r.colocate_training}: a round trains only after it has "
                           f"generated and verified)")
-        built: list[ActorGroup] = []
-        try:
-            built.append(group("generation", g))
-            built.append(group("verification", v))
-            # a rank group: actor 0 picks MASTER_ADDR/PORT, every rank builds its trainer (torch: one rank)
-            built.append(group("training", t, cfg.training, cfg.seed, ranks=True,
-                               host=built[0] if colocate else None))
-            # Block until every actor has built its engine, so a broken model fails here, named by pool.
-            for pool in built:
-                pool.call_all("start", "version")
-            check_same_base({f"{pool.spec.role}[{i}]": fp for pool in built
-                             for i, fp in enumerate(pool.call_all("start", "base_fingerprint"))})
-        except BaseException:
-            for pool in built:  # a later pool failed: free the placement groups of the earlier ones
-                pool.shutdown()
-            raise
-        return Pools(*built)
+        return pool_start.start(plan, cfg, source, self.classes, {**engine_options(cfg), **self.engine_sizing},
+                                self.placement)
 
     def run(self) -> ExperimentResult:
         cfg = self.cfg
@@ -149,27 +119,13 @@ class Experiment:
         logger: RunLogger | None = None
         files: RunFiles | None = None
         try:
-            source = ModelSource.of(cfg)
-            t0 = time.perf_counter()
-            model_dir = source.resolve(self.progress)
-            check_model(cfg.model.engine, model_dir)  # e.g. a head_dim the engine has no kernel for: one line, no pools
-            if cfg.model.engine == "vllm":  # context and KV cache from the task, checked before any engine starts
-                from orchestrator.engines.vllm_sizing import size_engine
-
-                self.engine_sizing = size_engine(cfg, workload, model_dir, source.system_prompt)
-            self.progress(f"model: {model_dir} ready in {time.perf_counter() - t0:.1f}s")
-            self.progress(f"starting pools: generation x{cfg.resources.generation.actors}, verification "
-                          f"x{cfg.resources.verification.actors}, training x{cfg.resources.training.actors}")
+            source = self._model(workload)
             pools = self._pools(source)
-            placed = [(p.spec.role, p.nodes()) for p in (pools.generation, pools.verification, pools.training)]
-            self.progress("placed: " + ", ".join(f"{role} x{len(n)} on {len(set(n))} node(s)" for role, n in placed))
-            where = placement.report((pools.generation, pools.verification, pools.training))
-            for line in placement.lines(where):
-                self.progress(line)
+            where = self._placed(pools)
             heldout = workload.problems("heldout", cfg.workload.heldout_prompts, derive_seed(cfg.seed, "heldout"))
             runner = RoundRunner(cfg, workload, pools, heldout, self.progress)
             logger, files = self._open_run()
-            logger.log_dict(where, "placement.json")  # where each actor landed (orchestrator/placement.py)
+            logger.log_dict(where, "placement.json")  # where each actor landed (roles/placement.py)
             result = ExperimentResult(logger.run_id, self.uri, files.root, [])
             self._rounds(runner, pools, logger, files, result, scheduler)
             logger.end("FINISHED")
@@ -182,9 +138,31 @@ class Experiment:
             if files:
                 files.release()
             if pools:
-                for p in (pools.generation, pools.verification, pools.training):
-                    p.shutdown()
+                pools.shutdown()
             ray_session.shutdown(started)
+
+    def _model(self, workload) -> ModelSource:
+        """The policy's model folder, built or checked (and, for vLLM, the engine sized) before any pool starts."""
+        cfg = self.cfg
+        source = ModelSource.of(cfg)
+        t0 = time.perf_counter()
+        model_dir = source.resolve(self.progress)
+        check_model(cfg.model.engine, model_dir)  # e.g. a head_dim the engine has no kernel for: one line, no pools
+        if cfg.model.engine == "vllm":  # context and KV cache from the task, checked before any engine starts
+            from orchestrator.engines.vllm_sizing import size_engine
+
+            self.engine_sizing = size_engine(cfg, workload, model_dir, source.system_prompt)
+        self.progress(f"model: {model_dir} ready in {time.perf_counter() - t0:.1f}s")
+        return source
+
+    def _placed(self, pools: Pools) -> dict[str, list[dict]]:
+        """Where each actor landed, said and returned for the run's placement.json."""
+        placed = [(name, g.nodes()) for name, g in pools.groups.items()]
+        self.progress("placed: " + ", ".join(f"{role} x{len(n)} on {len(set(n))} node(s)" for role, n in placed))
+        where = placement.report(pools.groups.values())
+        for line in placement.lines(where):
+            self.progress(line)
+        return where
 
     def _open_run(self) -> tuple[RunLogger, RunFiles]:
         """A new MLflow run and its folder, or (resume) the existing run reattached and its folder."""
@@ -201,8 +179,9 @@ class Experiment:
                 logger.log_metrics(metrics, step=t)
             return logger, files
         cfg_text = redact.text(dump(cfg))  # saved config, artifact and params never carry a password
-        logger = RunLogger(self.uri, self.experiment_name, cfg.tracking.run_name, redact.data(run_params(cfg)),
-                           self.parent_run_id, tags=self.run_tags or None)
+        logger = RunLogger(self.uri, self.experiment_name, cfg.tracking.run_name,
+                                    redact.data(run_params(cfg)), self.parent_run_id,
+                                    tags=self.run_tags or None)
         logger.log_text(cfg_text, "config.yaml")
         files = RunFiles(Path(cfg.tracking.out_dir) / logger.run_id)
         files.prepare(cfg_text)
@@ -221,75 +200,71 @@ class Experiment:
         if scheduler is not None and point.scheduler is not None:
             scheduler.restore(point.scheduler)
         if point.version > 0:
-            update = load_update(point.update_path)
-            ref = publish(update)
-            check_versions({f"{p.spec.role}[{i}]": v for p in (pools.generation, pools.verification)
-                            for i, v in enumerate(p.call_all("sync", "load_weights", ref))}, point.version)
-            check_versions({f"training[{i}]": v for i, v in
-                            enumerate(pools.training.call_all("sync", "restore_update", ref))}, point.version)
+            ref = update_refs.load(point.update_path, point.version, self.cfg.resources.timeout_s)
+            pools.publish(ref, point.version)
+            check_versions(pools.trainer.restore(ref), point.version)
         return point.last_round + 1, point.version
 
     def _rounds(self, runner: RoundRunner, pools: Pools, logger, files: RunFiles, result: ExperimentResult,
                 scheduler) -> None:
-        """Rounds (first)..T. Round t's files are written, then its metrics go to MLflow in one batch, then
-        state.json commits it: a driver killed before the commit has round t redone by a resume."""
-        cfg = self.cfg
-        online = OnlineFit(cfg, self.progress)
+        """Rounds (first)..T, each one unit (run/round.py); this loop decides and persists. Round t's files are
+        written, then its metrics go to MLflow in one batch, then state.json commits it: a driver killed before
+        the commit has round t redone by a resume."""
+        online = OnlineFit(self.cfg, self.progress)
         if scheduler is not None:
             scheduler.attach(self.progress)
         first, version = self._restore(pools, result, scheduler)
         skip = self.resume.logged if self.resume else set()
-        for t in range(first, cfg.rounds + 1):
-            t_round = time.perf_counter()
-            faults0 = pools.faults()  # lost actors replaced in this round: its record says how many
+        for t in range(first, self.cfg.rounds + 1):
             log = RoundLog(logger, skip)
-            record, picks, pick_ids = runner.measure(t, version)
-            result.records.append(record)
-            for line in round_health.warnings(result.records):
-                self.progress(f"warning: {line}")
-            rows = list(picks)
-            # fit on rounds 0..t before training: a stop leaves π_t, the last measured model, as the result
-            fit, stop = online.after_round(t, result.records, scheduler)  # a FitDecision
-            if fit is not None:
-                result.fits[t] = fit
-                keep_fit(files, log, t, fit)
-            if t < cfg.rounds and not stop:
-                external = scheduler.examples(t, result.records) if scheduler else []
-                stats, update, ext_rows = runner.train(t, picks, pick_ids, external)
-                rows += ext_rows
-                t_sync = time.perf_counter()
-                ref = publish(update)
-                check_versions({f"{p.spec.role}[{i}]": v for p in (pools.generation, pools.verification)
-                                for i, v in enumerate(p.call_all("sync", "load_weights", ref))}, update.version)
-                version = update.version
-                record.timings["train"] = stats.seconds
-                record.timings["sync"] = time.perf_counter() - t_sync
-                save_update(files.root, update)  # adapters/vNNN.npz, or weights/vNNN.npz (the latest only)
-                record.train = {"loss_first": stats.loss_first, "loss_last": stats.loss_last,
-                                "examples": stats.examples, "external": stats.external, "tokens": stats.tokens,
-                                "sync_bytes": update.nbytes()}
-                record.counts["external"] = len(ext_rows)
-                if scheduler:
-                    record.metrics.update(scheduler.metrics(t))
-            record.metrics.update(pools.peak_memory_mb())
-            record.timings["round"] = time.perf_counter() - t_round
-            files.picks(t, rows)
-            record.counts.update(pools.faults_since(faults0))
-            files.record(record)
-            keep_external(files, log, scheduler.take() if scheduler else [])
-            log.log_metrics(record.flat_metrics(), step=t)
-            log.flush()  # the fit's and the round's metrics of step t: one batch
-            logger.log_file(files.root / "picks" / f"round_{t:03d}.jsonl", "picks")
-            if stop:
-                logger.set_tag("svgap.stop_reason", stop)
-            files.state(t, version, logger.run_id, stop, scheduler.state() if scheduler else None)
-            m = record.metrics
-            self.progress(f"round {t}/{cfg.rounds} done in {record.timings['round']:.1f}s: U_s {m['U_s']:.3f} "
-                          f"U_v {m['U_v']:.3f} G {m['G']:.3f} acc_s {m['acc_s']:.3f} acc_v {m['acc_v']:.3f} "
-                          f"held-out {m['heldout_acc']:.3f}")
+            stops: list[str | None] = []
+            out = runner.run(t, version, lambda record: self._decide(t, record, result, online, log, files,
+                                                                     scheduler, stops))
+            version = out.version
+            result.records.append(out.record)
+            self._persist(t, out, stops[0], log, logger, files, scheduler)
             if self.on_round:
-                self.on_round(record)
-            if stop:
-                result.stop_reason = stop
-                self.progress(f"stopping early after measuring round {t}: {stop}")
+                self.on_round(out.record)
+            if stops[0]:
+                result.stop_reason = stops[0]
+                self.progress(f"stopping early after measuring round {t}: {stops[0]}")
                 break
+
+    def _decide(self, t: int, record: RoundRecord, result: ExperimentResult, online: OnlineFit, log: RoundLog,
+                files: RunFiles, scheduler, stops: list) -> Decision:
+        """Round t is measured: warn, fit on rounds 0..t before training (a stop leaves π_t, the last measured
+        model, as the result), and say whether to train π_{t+1} and on which external examples."""
+        records = result.records + [record]
+        for line in round_health.warnings(records):
+            self.progress(f"warning: {line}")
+        fit, stop = online.after_round(t, records, scheduler)
+        stops.append(stop)
+        if fit is not None:
+            result.fits[t] = fit
+            keep_fit(files, log, t, fit)
+        if t >= self.cfg.rounds or stop:
+            return Decision(False)
+        if scheduler is None:
+            return Decision(True)
+        external = scheduler.examples(t, records)
+        return Decision(True, tuple(external), scheduler.metrics(t))
+
+    def _persist(self, t: int, out: RoundResult, stop: str | None, log: RoundLog, logger, files: RunFiles,
+                 scheduler) -> None:
+        """Round t's files (the new version, picks, record), its MLflow batch, then the commit (state.json)."""
+        record = out.record
+        if out.update is not None:  # adapters/vNNN.npz, or weights/vNNN.npz (the latest only)
+            update_refs.save(files.root, out.update, self.cfg.resources.timeout_s)
+        files.picks(t, list(out.rows))
+        files.record(record)
+        keep_external(files, log, scheduler.take() if scheduler else [])
+        log.log_metrics(record.flat_metrics(), step=t)
+        log.flush()  # the fit's and the round's metrics of step t: one batch
+        logger.log_file(files.root / "picks" / f"round_{t:03d}.jsonl", "picks")
+        if stop:
+            logger.set_tag("svgap.stop_reason", stop)
+        files.state(t, out.version, logger.run_id, stop, scheduler.state() if scheduler else None)
+        m = record.metrics
+        self.progress(f"round {t}/{self.cfg.rounds} done in {record.timings['round']:.1f}s: U_s {m['U_s']:.3f} "
+                      f"U_v {m['U_v']:.3f} G {m['G']:.3f} acc_s {m['acc_s']:.3f} acc_v {m['acc_v']:.3f} "
+                      f"held-out {m['heldout_acc']:.3f}")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from orchestrator.run.selection import best_of_n
+from orchestrator.run.selection import BoNPick, best_of_n
 from workloads import answers
 from workloads.base import Problem
 
@@ -43,6 +43,37 @@ def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
         ranks[order[i: j + 1]] = (i + j) / 2 + 1
         i = j + 1
     return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def mean(x) -> float:
+    """The mean as a float, NaN when there is nothing to average."""
+    x = np.asarray(x, dtype=np.float64)
+    return float(x.mean()) if x.size else math.nan
+
+
+def solver_metrics(nll, lengths, correct, capped) -> dict[str, float]:
+    """The solver's side of a measurement (docs/theory.md §1), over P problems x N candidates (arrays P x N):
+    U_s and U_s per token, mean length, one-sample accuracy, pass@N, and the share cut at max_new_tokens. A round
+    and base-model evaluation compute these the same way, here."""
+    nll, lengths = np.asarray(nll, dtype=np.float64), np.asarray(lengths, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    return {"U_s": mean(nll), "U_s_per_token": mean(nll / np.maximum(lengths, 1)), "len_s": mean(lengths),
+            "acc_s": mean(correct), "pass_at_n": mean(correct.any(axis=1)) if correct.size else math.nan,
+            "capped_share": mean(capped)}
+
+
+def pick_metrics(nll, lengths, correct, capped, picks: Sequence[BoNPick]) -> dict[str, float]:
+    """The verifier's side: the same quantities over each problem's BoN pick (U_v, its per-token value, length,
+    accuracy, capped share) and the share of problems where no candidate reached σ (fallback)."""
+    rows, k = np.arange(len(picks)), np.array([p.index for p in picks], dtype=int)
+
+    def picked(a) -> np.ndarray:
+        return np.asarray(a, dtype=np.float64)[rows, k] if len(picks) else np.zeros(0)
+
+    nll_v, len_v = picked(nll), picked(lengths)
+    return {"U_v": mean(nll_v), "U_v_per_token": mean(nll_v / np.maximum(len_v, 1)), "len_v": mean(len_v),
+            "acc_v": mean(picked(correct)), "capped_share_v": mean(picked(capped)),
+            "fallback_rate": sum(p.fallback for p in picks) / max(len(picks), 1)}
 
 
 def verifier_quality(scores: Sequence[float], correct: Sequence[bool], threshold: float,
@@ -138,6 +169,7 @@ def evaluate(backend, workload, problems: list[Problem], *, n: int = 8, temperat
     correct = np.array([[workload.check(p, c.text) for c in cs] for p, cs in zip(problems, cands)], dtype=bool)
     nll = np.array([[c.nll for c in cs] for cs in cands])
     lengths = np.array([[c.length for c in cs] for cs in cands])
+    capped = np.array([[not c.finished for c in cs] for cs in cands], dtype=bool)
     flat = [(p, c) for p, cs in zip(problems, cands) for c in cs]
     verifiers: dict[str, VerifierEval] = {}
     seconds = {"sample": t_sample}
@@ -159,25 +191,26 @@ def evaluate(backend, workload, problems: list[Problem], *, n: int = 8, temperat
         sc = scores.ravel()
         all_scores[method] = scores
         bon_correct[method] = np.array([correct[i, k.index] for i, k in enumerate(picks)], dtype=bool)
+        picked = pick_metrics(nll, lengths, correct, capped, picks)
         verifiers[method] = VerifierEval(
             auc=roc_auc(sc, ok),
             below_threshold=float((sc < threshold).mean()),
-            bon_accuracy=float(np.mean([correct[i, k.index] for i, k in enumerate(picks)])),
-            fallback_rate=float(np.mean([k.fallback for k in picks])),
+            bon_accuracy=picked["acc_v"],
+            fallback_rate=picked["fallback_rate"],
             mean_score_correct=float(sc[ok].mean()) if ok.any() else math.nan,
             mean_score_incorrect=float(sc[~ok].mean()) if (~ok).any() else math.nan,
-            u_v=float(np.mean([nll[i, k.index] for i, k in enumerate(picks)])),
+            u_v=picked["U_v"],
         )
-    per_tok = nll / np.maximum(lengths, 1)
-    nll_pick = per_tok.argmin(axis=1)
+    nll_pick = (nll / np.maximum(lengths, 1)).argmin(axis=1)
+    solver = solver_metrics(nll, lengths, correct, capped)
     return BaseEval(
         prompts=len(problems), n=n, temperature=temperature, threshold=threshold,
-        solver_accuracy=float(correct.mean()), pass_at_n=float(correct.any(axis=1).mean()),
-        u_s=float(nll.mean()), u_s_per_token=float(per_tok.mean()), mean_length=float(lengths.mean()),
+        solver_accuracy=solver["acc_s"], pass_at_n=solver["pass_at_n"],
+        u_s=solver["U_s"], u_s_per_token=solver["U_s_per_token"], mean_length=solver["len_s"],
         nll_pick_accuracy=float(correct[np.arange(len(problems)), nll_pick].mean()),
         verifiers=verifiers, seconds={k: round(v, 2) for k, v in seconds.items()},
         intervals=problem_bootstrap(correct, all_scores, bon_correct, seed=seed),
-        capped_share=float(np.mean([not c.finished for cs in cands for c in cs])),
+        capped_share=solver["capped_share"],
         answered_share=float(np.mean([answers.extract(c.text) is not None for cs in cands for c in cs])),
         parsed_share=_parsed_share([c.text for cs in cands for c in cs]),
     )

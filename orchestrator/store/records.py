@@ -25,7 +25,7 @@ class PickRow:
     candidates_passing: int | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class RoundRecord:
     """Everything measured in round t with model version t; enough to resume after round t."""
     round: int

@@ -10,12 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from orchestrator.roles import ray_session
 from orchestrator.config import ExperimentConfig
-from orchestrator.roles.group import PoolSpec
+from orchestrator.roles.roles import ROLES as TABLE, PlacementPlan
 
 HEAD_CPU = 0.1
-ROLES = ("generation", "verification", "training")
+ROLES = tuple(r.name for r in TABLE)  # the role table's names (roles/roles.py)
 
 
 @dataclass(frozen=True)
@@ -37,23 +36,21 @@ class TrialBundles:
 
 
 def trial_bundles(cfg: ExperimentConfig, have: dict[str, float]) -> TrialBundles:
-    """The bundles of one trial on a cluster with `have` resources in all. Training shares the generation
-    bundles when resources.colocate_training says so -- with `auto`, when the pools plus the trial's own share
-    would not fit on the cluster (a 2-core machine: 2.0 CPUs of pools + 0.1)."""
-    r = cfg.resources
+    """The bundles of one trial on a cluster with `have` resources in all: the placement plan's pools
+    (roles/roles.py), those that share another's bundles left out. Training shares the generation bundles when
+    resources.colocate_training says so -- with `auto`, when the pools plus the trial's own share would not fit on
+    the cluster (a 2-core machine: 2.0 CPUs of pools + 0.1)."""
     room = dict(have)
     room["CPU"] = room.get("CPU", 0.0) - HEAD_CPU
-    colocate = ray_session.training_colocates(r, room)
+    plan = PlacementPlan.build(cfg, room)
     bundles: list[dict[str, float]] = [{"CPU": HEAD_CPU}]
     roles: dict[str, list[int]] = {}
-    for role in ROLES:
-        if role == "training" and colocate:
+    for p in plan.pools:
+        if p.host is not None:
             continue
-        res = getattr(r, role)
-        spec = PoolSpec(role, res, r.placement, r.timeout_s)
-        roles[role] = list(range(len(bundles), len(bundles) + res.actors))
-        bundles += [spec.bundle() for _ in range(res.actors)]
-    return TrialBundles(bundles, roles, r.placement)
+        roles[p.name] = list(range(len(bundles), len(bundles) + p.resources.actors))
+        bundles += [plan.spec(p.name).bundle() for _ in range(p.resources.actors)]
+    return TrialBundles(bundles, roles, plan.strategy)
 
 
 def factory(tb: TrialBundles):
