@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.studies.study import Study, StudySpec
 
     strategies = parse_strategies(args.strategies)
-    data = config.apply_overrides(config.read_yaml(args.config or config.DEFAULT_CONFIG), args.overrides)
+    data = config.resolve_mapping(args.config, args.overrides)
     data, grid = study_data(data, args.budget, strategies)
     spec = StudySpec("allocation", data, grid, args.seeds, yes=args.yes,
                      params={"budget": data.get("external", {}).get("budget", 0), "strategies": ",".join(strategies)})

@@ -16,7 +16,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 def load_config(args: argparse.Namespace) -> config.ExperimentConfig:
     from orchestrator import redact
 
-    cfg = config.load(args.config, args.overrides)
+    cfg = config.resolve(args.config, args.overrides)
     redact.remember(cfg.tracking.uri)  # a password in the config's URI is masked in every line from here on
     return cfg
 

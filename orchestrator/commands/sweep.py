@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise SvgapError("--grid: name at least one swept key, e.g. --grid generation.n=4,8")
     if args.max_failures < 0:
         raise SvgapError(f"--max-failures must be >= 0, got {args.max_failures}")
-    data = config.apply_overrides(config.read_yaml(args.config or config.DEFAULT_CONFIG), args.overrides)
+    data = config.resolve_mapping(args.config, args.overrides)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise SvgapError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
     concurrent = args.max_concurrent or (1 if args.kind == "scaling" else None)

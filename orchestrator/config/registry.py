@@ -101,7 +101,7 @@ TRAINERS = Registry("trainer", "training.engine", {
     "torch": Entry("orchestrator.trainers.lora:TorchTrainer"),
     "deepspeed": Entry("orchestrator.trainers.deepspeed:DeepSpeedTrainer", "deepspeed",
                        "pip install 'svgap[deepspeed]'"),
-}, group="svgap.trainers", unknown="{key}: unknown engine {name!r} (known: {known})",
+}, group="svgap.trainers", unknown="{key}: {name!r} is not allowed (choose one of {known})",
     missing="{key} {name}: the {package} package is not installed ({install})")
 
 WORKLOADS = Registry("workload", "workload.name", {
