@@ -47,14 +47,3 @@ def get(name: str, options: dict[str, Any] | None = None):
     opts = from_dict(options_class(name), options or {}, "workload.options")
     return cls(opts) if name in WORKLOADS.builtins or getattr(cls, "Options", None) else cls()
 
-
-def for_config(cfg):
-    """The experiment's workload, told whether its texts will go through the model's chat template
-    (an optional `use_chat_template(bool)` method: the math workloads word their prompts for each case)."""
-    wl = get(cfg.workload.name, cfg.workload.options)
-    tell = getattr(wl, "use_chat_template", None)
-    if callable(tell):
-        from orchestrator.engines.chat import uses_chat
-
-        tell(bool(cfg.model.path) and uses_chat(cfg.model.path, cfg.model.chat_template))
-    return wl

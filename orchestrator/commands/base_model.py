@@ -92,9 +92,9 @@ def model_dir(cfg, workload, progress) -> Path:
 
 def measure(cfg, progress=_say) -> dict:
     """Build/load the model of `cfg` and measure it; returns the JSON-able report."""
-    import workloads
+    from orchestrator.engines.chat import workload_for
 
-    workload = workloads.for_config(cfg)
+    workload = workload_for(cfg)
     t0 = time.time()
     path = model_dir(cfg, workload, progress)
     ready_s = time.time() - t0
