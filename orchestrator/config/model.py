@@ -35,8 +35,8 @@ class ModelConfig(Section):
     """The policy pi_0: the workload's locally built base model unless `path` names a saved HF model."""
     path: str | None = Field(None, description="a saved HF model folder (null: the workload builds its own)")
     cache_dir: str = Field("~/.cache/svgap", description="where built base models are cached")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when the actor has a GPU")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="weights and activations")
     engine: str = Field("hf", description="inference engine of the generation and verification actors (engine "
                                           "registry, config/registry.py): hf is the reference")
     vllm: VLLMSection = Field(default_factory=VLLMSection)

@@ -21,7 +21,7 @@ class PoolResources(Section):
     `threads` (torch intra-op threads per actor) defaults to the whole CPUs reserved, at least 1: on CPU,
     oversubscribed torch threads spin against each other and run tens of times slower (measured here: a
     forward pass went from 14 ms with 1 thread to 950 ms with 2 threads beside one busy process)."""
-    actors: Annotated[int, Range(1)] = 1
+    actors: Annotated[int, Range(1)] = Field(1, description="actors of the role (training: ranks)")
     cpus: Annotated[Num, Range(0.0)] = Field(1.0, description="CPUs per actor")
     gpus: Annotated[Num, Range(0.0)] = Field(0.0, description="GPUs per actor")
     threads: Annotated[int | None, Range(1)] = Field(None, description="torch threads per actor (null: the whole "
@@ -48,7 +48,8 @@ class ResourcesConfig(Section):
     generation: PoolResources = Field(default_factory=lambda: PoolResources(actors=2, cpus=0.5))
     verification: PoolResources = Field(default_factory=lambda: PoolResources(actors=1, cpus=0.5))
     training: PoolResources = Field(default_factory=lambda: PoolResources(actors=1, cpus=0.5))
-    placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="Ray placement-group strategy of the pools' bundles")
     timeout_s: Annotated[Num, Range(0.0, lo_open=True)] = Field(600.0, description="longest a stage may take")
     retries: Annotated[int, Range(0)] = Field(
         3, description="a stage that loses an actor (OOM, node gone) replaces it and sends its shard again, up to "

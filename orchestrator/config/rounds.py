@@ -24,4 +24,5 @@ class VerificationConfig(Section):
     method: Literal["tf", "qe"] = Field("tf", description="tf: true/false judgment; qe: graded quality estimate")
     threshold: Annotated[Num, Range(0.0, 1.0)] = Field(0.5, description="score sigma a pick must reach")
     batch_size: Annotated[int, Range(1)] = Field(512, description="queries per verification batch")
-    uncertainty: Literal["scored", "sampled"] = "scored"
+    uncertainty: Literal["scored", "sampled"] = Field(
+        "scored", description="scored: U by a teacher-forced pass; sampled: from the generation engine's logprobs")

@@ -25,7 +25,8 @@ class StopConfig(Section):
 class ExternalConfig(Section):
     """A limited budget of external data spread over rounds (docs/theory.md §5)."""
     budget: Annotated[int, Range(0)] = Field(0, description="external examples in all")
-    strategy: Literal["none", "early", "uniform", "late", "explicit", "planned"] = "none"
+    strategy: Literal["none", "early", "uniform", "late", "explicit", "planned"] = Field(
+        "none", description="how the budget is spread over the rounds (planned: by the fitted dynamics)")
     shares: list[Num] | None = Field(None, description="explicit: the budget's share of each training round")
     source: str = Field("workload", description="where the external examples come from")
     gamma: Annotated[Num | None, Range(0.0, lo_open=True)] = Field(None, description="planned: the data's "

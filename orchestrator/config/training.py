@@ -45,17 +45,17 @@ class DeepSpeedSection(Section):
 
 class TrainingConfig(Section):
     """LoRA SFT on the BoN picks; the loss is U_v(t) itself (docs/theory.md §1)."""
-    lora_rank: Annotated[int, Range(1)] = 8
-    lora_alpha: Annotated[Num, Range(0.0, lo_open=True)] = 16.0
-    lora_dropout: Annotated[Num, Range(0.0, 1.0)] = 0.0
+    lora_rank: Annotated[int, Range(1)] = Field(8, description="rank r of the LoRA adapters")
+    lora_alpha: Annotated[Num, Range(0.0, lo_open=True)] = Field(16.0, description="LoRA scaling alpha (alpha/r)")
+    lora_dropout: Annotated[Num, Range(0.0, 1.0)] = Field(0.0, description="dropout on the LoRA path")
     target_modules: list[str] = Field(default_factory=lambda: list(LORA_MODULES),
                                       description="the modules LoRA adapts")
     lr: Annotated[Num | None, Range(0.0, 1.0, lo_open=True)] = Field(
         None, description="null: 2e-3 with LoRA, 3e-4 with full fine-tuning (every weight moves; 2e-3 diverged "
                           "here)")
-    epochs: Annotated[int, Range(1)] = 2
+    epochs: Annotated[int, Range(1)] = Field(2, description="passes over a round's picks")
     batch_size: Annotated[int, Range(1)] = Field(32, description="the global batch, whatever the number of ranks")
-    weight_decay: Annotated[Num, Range(0.0)] = 0.0
+    weight_decay: Annotated[Num, Range(0.0)] = Field(0.0, description="AdamW weight decay")
     engine: str = Field("torch", description="trainer (trainer registry, config/registry.py): torch = one process; "
                                              "deepspeed = a data-parallel ZeRO group of resources.training.actors "
                                              "ranks")
