@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from orchestrator.config.errors import ConfigError, bad
 from orchestrator.config.fields import Range, Section
-from orchestrator.config.registry import ENGINES
+from orchestrator.config.registry import ENGINES, Named
 
 
 class VLLMSection(Section):
@@ -37,7 +36,7 @@ class ModelConfig(Section):
     cache_dir: str = Field("~/.cache/svgap", description="where built base models are cached")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when the actor has a GPU")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="weights and activations")
-    engine: str = Field("hf", description="inference engine of the generation and verification actors (engine "
+    engine: Annotated[str, Named(ENGINES, available=True)] = Field("hf", description="inference engine of the generation and verification actors (engine "
                                           "registry, config/registry.py): hf is the reference")
     vllm: VLLMSection = Field(default_factory=VLLMSection)
     chat_template: Literal["auto", "none"] = Field(
@@ -47,12 +46,3 @@ class ModelConfig(Section):
         None, description="the system turn opening every conversation: null = the workload's own (chat_arithmetic "
                           "has one), else the template's behaviour; \"template\" = the template's behaviour always; "
                           "any other text = that system turn")
-
-    @field_validator("engine")
-    @classmethod
-    def _available(cls, name: str) -> str:
-        try:
-            ENGINES.check(name)
-        except ConfigError as e:
-            raise bad(str(e).split(": ", 1)[1]) from None
-        return name

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from orchestrator.config.errors import ConfigError
+from pydantic_core import core_schema
+
+from orchestrator.config.errors import ConfigError, bad
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,24 @@ class Registry:
         """The class `name` stands for, imported now."""
         self.check(name, key)
         return import_target(self.target(name, key), key or self.key, f"{self.what} {name!r}")
+
+
+@dataclass(frozen=True)
+class Named:
+    """A config field whose value is a name in `registry` (annotation metadata): checked when the config is
+    validated (`available`: its package installed too), the error under the field's own dotted key."""
+    registry: Registry
+    available: bool = False
+
+    def check(self, name: str) -> str:
+        try:
+            (self.registry.check if self.available else self.registry.target)(name)
+        except ConfigError as e:
+            raise bad(str(e).split(": ", 1)[1]) from None
+        return name
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
 
 
 def import_target(target: str, key: str, what: str) -> Any:

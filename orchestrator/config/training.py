@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from orchestrator.config.errors import ConfigError, bad
 from orchestrator.config.fields import Num, Range, Section
-from orchestrator.config.registry import TRAINERS
+from orchestrator.config.registry import TRAINERS, Named
 
 LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -56,7 +56,7 @@ class TrainingConfig(Section):
     epochs: Annotated[int, Range(1)] = Field(2, description="passes over a round's picks")
     batch_size: Annotated[int, Range(1)] = Field(32, description="the global batch, whatever the number of ranks")
     weight_decay: Annotated[Num, Range(0.0)] = Field(0.0, description="AdamW weight decay")
-    engine: str = Field("torch", description="trainer (trainer registry, config/registry.py): torch = one process; "
+    engine: Annotated[str, Named(TRAINERS)] = Field("torch", description="trainer (trainer registry, config/registry.py): torch = one process; "
                                              "deepspeed = a data-parallel ZeRO group of resources.training.actors "
                                              "ranks")
     mode: Literal["lora", "full"] = Field("lora", description="lora publishes an adapter per round; full fine-tunes "
@@ -70,15 +70,6 @@ class TrainingConfig(Section):
     def learning_rate(self) -> float:
         """`lr`, or the mode's default when it is null."""
         return self.lr if self.lr is not None else self.DEFAULT_LR[self.mode]
-
-    @field_validator("engine")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        try:
-            TRAINERS.target(name)
-        except ConfigError as e:
-            raise bad(str(e).split(": ", 1)[1]) from None
-        return name
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainingConfig":

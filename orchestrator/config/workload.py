@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from orchestrator.config.errors import ConfigError, bad
 from orchestrator.config.fields import Range, Section
-from orchestrator.config.registry import WORKLOADS, import_target
+from orchestrator.config.registry import WORKLOADS, Named, import_target
 
 
 class NoOptions(Section):
@@ -47,7 +47,7 @@ def checked_options(name: str, options: dict, prefix: str = "workload") -> dict:
 
 class WorkloadConfig(Section):
     """Which task, how many prompts per round, and the task's own options (validated by the workload)."""
-    name: str = Field("arithmetic", description="a built-in workload (arithmetic, chat_arithmetic, gsm8k, math), "
+    name: Annotated[str, Named(WORKLOADS)] = Field("arithmetic", description="a built-in workload (arithmetic, chat_arithmetic, gsm8k, math), "
                       "`package.module:Class`, or a name registered under the entry-point group svgap.workloads")
     train_prompts: Annotated[int, Range(1)] = Field(256, description="prompts a round samples candidates for")
     heldout_prompts: Annotated[int, Range(1)] = Field(500, description="held-out prompts of heldout_acc")
@@ -55,15 +55,6 @@ class WorkloadConfig(Section):
         1, description="samples per held-out prompt: heldout_acc is their mean (more samples, a tighter paired "
                        "test between rounds)")
     options: dict = Field(default_factory=dict, validate_default=True, description="the workload's own options (docs: its Options class)")
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        try:
-            WORKLOADS.target(name)
-        except ConfigError as e:
-            raise bad(str(e), absolute=True) from None
-        return name
 
     @field_validator("options")
     @classmethod
