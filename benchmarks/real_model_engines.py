@@ -27,13 +27,13 @@ def one_engine(engine: str, prompts: int, n: int, candidates_file: Path) -> dict
     """Run in a child process: this engine samples, verifies and scores (HF's candidates too, when given)."""
     import numpy as np
 
-    import workloads
+    from orchestrator.engines.chat import workload_for
     from orchestrator.engines.registry import make_engine
     from orchestrator.config import load
     from orchestrator.models.source import system_prompt_of
 
     cfg = load(ROOT / "configs" / "smollm2.yaml")
-    wl = workloads.for_config(cfg)
+    wl = workload_for(cfg)
     model = Path(cfg.model.path).expanduser()
     opts = {"max_model_len": 256} if engine == "vllm" else None
     t0 = time.perf_counter()

@@ -68,11 +68,9 @@ def main() -> int:
         if args.from_cache:
             built = Path(args.from_cache)
         else:  # without the wall-clock cap: on a loaded machine it would fire first and change the weights
-            from dataclasses import replace
-
             from workloads.arithmetic.workload import ArithmeticWorkload
 
-            uncapped = ArithmeticWorkload(replace(wl.options, max_seconds=86400.0))
+            uncapped = ArithmeticWorkload(wl.options.model_copy(update={"max_seconds": 86400.0}))
             built = cached_build(tmp, wl.name, uncapped.recipe(),
                                  lambda out: uncapped._build(out, lambda m: print(m, flush=True)))
         seconds = time.perf_counter() - t0

@@ -47,17 +47,12 @@ class QEQuery:
     grade_tokens: tuple[str, ...]
 
 
-@dataclass
-class NoOptions:
-    """The options of a workload that declares none (`workload.options` must then be empty)."""
-
-
 class Workload(Protocol):
-    """Required: problems, check, tf_query, qe_query, reference. Optional: `Options` (a dataclass class attribute
-    whose fields all have defaults; the workload is built as Class(options)), `base_model` (without it the config
-    must set model.path), `use_chat_template(chat: bool)` (told before any text is made whether the model reads
-    them through its chat template, for workloads that word their prompts differently), `checks_answers = False`
-    (a task whose `check` cannot tell: the rounds then log no verifier ROC-AUC)."""
+    """Required: problems, check, tf_query, qe_query, reference. Optional: `Options` (a dataclass, or a config
+    Section model, whose fields all have defaults; the workload is built as Class(options)), `base_model` (without
+    it the config must set model.path), `use_chat_template(chat: bool)` (told before any text is made whether the
+    model reads them through its chat template, for workloads that word their prompts differently),
+    `checks_answers = False` (a task whose `check` cannot tell: the rounds then log no verifier ROC-AUC)."""
     name: str
 
     def problems(self, split: Split, n: int, seed: int) -> list[Problem]:

@@ -10,37 +10,42 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
 
 from orchestrator.errors import SvgapError
-from orchestrator.config.typed import ConfigError, rng
+from orchestrator.config.errors import bad
+from orchestrator.config.fields import Num, Range, Section
 from workloads import math_prompts
 from workloads.base import Problem, QEQuery, Split, TFQuery
 
 
-@dataclass
-class MathFileOptions:
+class MathFileOptions(Section):
     """`workload.options` of gsm8k and math."""
-    path: str = ""  # JSONL, one problem a line (required)
-    heldout_path: str | None = None  # held-out problems from their own file instead of a share of `path`
-    external_path: str | None = None  # external-data problems (with reference solutions) from their own file
-    heldout_fraction: float = field(default=0.2, metadata=rng(0.0, 0.95))
-    external_fraction: float = field(default=0.1, metadata=rng(0.0, 0.95))
-    split_seed: int = 0
-    # auto: chat wording when the model reads prompts through its chat template, plain completion wording otherwise
-    prompt_format: Literal["auto", "chat", "plain"] = "auto"
+    path: str = Field("", description="JSONL, one problem a line (required)")
+    heldout_path: str | None = Field(None, description="held-out problems from their own file instead of a share "
+                                                       "of `path`")
+    external_path: str | None = Field(None, description="external-data problems (with reference solutions) from "
+                                                        "their own file")
+    heldout_fraction: Annotated[Num, Range(0.0, 0.95)] = Field(0.2, description="problems held out")
+    external_fraction: Annotated[Num, Range(0.0, 0.95)] = Field(0.1, description="problems kept for external data")
+    split_seed: int = Field(0, description="seeds which split a problem falls in")
+    prompt_format: Literal["auto", "chat", "plain"] = Field(
+        "auto", description="auto: chat wording when the model reads prompts through its chat template, plain "
+                            "completion wording otherwise")
 
-    def validate(self, prefix: str) -> None:
-        key = f"{prefix}.path" if prefix else "path"
+    @model_validator(mode="after")
+    def _consistent(self) -> "MathFileOptions":
         if not self.path:
-            raise ConfigError(f"{key}: required (a local JSONL file of problems)")
+            raise bad("required (a local JSONL file of problems)", "path")
         own = (0.0 if self.heldout_path else self.heldout_fraction) + \
               (0.0 if self.external_path else self.external_fraction)
         if own >= 1.0:
-            raise ConfigError(f"{prefix + '.' if prefix else ''}heldout_fraction: with external_fraction it takes "
-                              f"the whole file ({own:g}); leave some problems for training")
+            raise bad(f"with external_fraction it takes the whole file ({own:g}); leave some problems for training",
+                      "heldout_fraction")
+        return self
 
 
 def read_jsonl(path: str | Path, fields: tuple[str, str], key: str) -> list[dict]:
@@ -80,7 +85,7 @@ class MathFileWorkload:
     kind = "gsm8k"  # math_prompts wording
 
     def __init__(self, options: MathFileOptions | None = None) -> None:
-        self.options = options or MathFileOptions()
+        self.options = options or MathFileOptions.model_construct()  # no path: refused just below
         if not self.options.path:
             raise SvgapError("workload.options.path: required (a local JSONL file of problems)")
         self.chat = self.options.prompt_format == "chat"

@@ -12,6 +12,9 @@ from pathlib import Path
 
 from orchestrator.errors import SvgapError
 
+# the base model is measured with the reference engine of the engine registry, whatever model.engine the runs use:
+# its numbers are the ones the rounds' are compared with
+REFERENCE_ENGINE = "hf"
 RECIPE_FILE = "svgap-recipe.json"  # written by workloads that build their base model (build info, recipe)
 
 
@@ -89,14 +92,14 @@ def model_dir(cfg, workload, progress) -> Path:
 
 def measure(cfg, progress=_say) -> dict:
     """Build/load the model of `cfg` and measure it; returns the JSON-able report."""
-    import workloads
+    from orchestrator.engines.chat import workload_for
 
-    workload = workloads.for_config(cfg)
+    workload = workload_for(cfg)
     t0 = time.time()
     path = model_dir(cfg, workload, progress)
     ready_s = time.time() - t0
     info, cached = _recipe(path, t0)
-    from orchestrator.engines.hf import HFBackend  # torch: only once the model folder is known
+    from orchestrator.engines.registry import make_engine  # torch: only once the model folder is known
     from orchestrator.run.metrics import evaluate
     from orchestrator.models.source import system_prompt_of
 
@@ -104,9 +107,9 @@ def measure(cfg, progress=_say) -> dict:
     progress(f"measuring on {cfg.workload.heldout_prompts} held-out prompts, N = {cfg.generation.n}, "
              f"temperature {cfg.generation.temperature:g}, verifier {method}, sigma = {cfg.verification.threshold:g}")
     t1 = time.time()
-    backend = HFBackend(path, device=cfg.model.device, dtype=cfg.model.dtype,
-                        threads=cfg.resources.verification.threads, chat_template=cfg.model.chat_template,
-                        system_prompt=system_prompt_of(cfg))
+    backend = make_engine(REFERENCE_ENGINE, path, device=cfg.model.device, dtype=cfg.model.dtype,
+                          threads=cfg.resources.verification.threads, chat_template=cfg.model.chat_template,
+                          system_prompt=system_prompt_of(cfg))
     load_s = time.time() - t1
     problems = workload.problems("heldout", cfg.workload.heldout_prompts, cfg.seed)
     ev = evaluate(backend, workload, problems, n=cfg.generation.n, temperature=cfg.generation.temperature,
@@ -222,9 +225,9 @@ def table(r: dict) -> str:
 
 
 def run(args) -> int:
-    from orchestrator.config import load
+    from orchestrator.config import resolve
 
-    cfg = load(args.config, args.overrides)
+    cfg = resolve(args.config, args.overrides)
     report = measure(cfg)
     print(json.dumps(report, indent=2) if args.json else table(report))
     return 0

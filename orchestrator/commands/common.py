@@ -16,7 +16,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 def load_config(args: argparse.Namespace) -> config.ExperimentConfig:
     from orchestrator import redact
 
-    cfg = config.load(args.config, args.overrides)
+    cfg = config.resolve(args.config, args.overrides)
     redact.remember(cfg.tracking.uri)  # a password in the config's URI is masked in every line from here on
     return cfg
 
@@ -38,7 +38,7 @@ def add_study_args(p: argparse.ArgumentParser, noun: str, seeds: int, seeds_help
 
 def config_data(args: argparse.Namespace) -> dict:
     """The config mapping a study varies (--set applied, not yet validated: each variant is)."""
-    return config.apply_overrides(config.read_yaml(args.config or config.DEFAULT_CONFIG), args.overrides)
+    return config.resolve_mapping(args.config, args.overrides)
 
 
 def run_study(spec, summary, args: argparse.Namespace):

@@ -6,20 +6,20 @@ its model's version 0 for the whole run), while U(y|x) is still measured by the 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import Field, model_validator
 
-from orchestrator.config import PoolResources
-from orchestrator.config.typed import ConfigError
+from orchestrator.config.errors import bad
+from orchestrator.config.resources import PoolResources
 
 
-@dataclass
 class JudgeConfig(PoolResources):
     """`judge`: the saved HF model folder that verifies (`path`), and its pool's actors (the fields of
     `resources.<role>`: actors, cpus, gpus, threads, custom). Same engine, dtype and chat template as `model`."""
-    path: str = ""
+    path: str = Field("", description="the saved model folder of the judge (required)")
 
-    def validate(self, prefix: str) -> None:
-        super().validate(prefix)
+    @model_validator(mode="after")
+    def _has_path(self) -> "JudgeConfig":
         if not self.path:
-            raise ConfigError(f"{prefix}.path: required (the saved model folder of the judge); remove the "
-                              f"{prefix} section to let the policy verify itself")
+            raise bad("required (the saved model folder of the judge); remove the judge section to let the "
+                      "policy verify itself", "path")
+        return self

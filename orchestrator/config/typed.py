@@ -1,171 +1,86 @@
-"""Dataclasses <-> plain dicts with validation that names the offending key.
+"""Plain data <-> typed options, for the workload plug-ins' option dataclasses and the older `from_dict` API.
 
-Why its own module: the experiment config, the workload options and the external-data config all share one
-strict loader, so every unknown key, wrong type and out-of-range value is reported the same way.
-Range and choice constraints live in field metadata: ``field(default=.., metadata=rng(0, 1))``.
+Why it stays: a workload declares its options as a dataclass (workloads/README.md), with ranges in field metadata
+(`field(default=3, metadata=rng(1, 6))`). Such a dataclass is validated by the same pydantic machinery as the
+experiment config: it is turned into a `Section` model once, so every unknown key, wrong type and out-of-range
+value reads the same way.
 """
 from __future__ import annotations
 
 import dataclasses
-import re
+import functools
 import types
 import typing
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
+from pydantic import BaseModel, Field, ValidationError, create_model
 
-from orchestrator.errors import SvgapError
+from orchestrator.config.errors import ConfigError, from_validation
+from orchestrator.config.fields import NUMBER as _NUMBER, Num, Range, Section  # noqa: F401 - _NUMBER: old name
 
-
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-class ConfigError(SvgapError, ValueError):
-    """A config problem, already phrased as one line naming the key."""
+__all__ = ["ConfigError", "rng", "from_dict", "to_dict", "flatten"]
 
 
 def rng(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
-    """Metadata for a numeric range [lo, hi] (or (lo, hi] with lo_open)."""
+    """Dataclass field metadata for a numeric range [lo, hi] (or (lo, hi] with lo_open)."""
     return {"range": (lo, hi, lo_open)}
 
 
-def _type_name(tp: Any) -> str:
-    origin = get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in get_args(tp))
-    if origin is list:
-        return f"list of {_type_name(get_args(tp)[0])}"
-    if origin is dict:
-        return "mapping"
-    if tp is type(None):
-        return "null"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check/convert one value against a type annotation; raise ConfigError naming `key`."""
-    origin = get_origin(tp)
-    if origin is Literal:
-        allowed = get_args(tp)
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not allowed (choose one of {', '.join(map(str, allowed))})")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"{key}: must not be null (expected {_type_name(tp)})")
-        last: ConfigError | None = None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, key)
-            except ConfigError as e:
-                last = e
-        raise last or ConfigError(f"{key}: expected {_type_name(tp)}")
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-        (inner,) = get_args(tp)
-        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, key)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+def _lenient_floats(tp: Any) -> Any:
+    """float -> Num (YAML's `5e-4` text is a number) inside optionals and lists too."""
     if tp is float:
-        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-            value = float(value)  # YAML 1.1 reads 5e-4 (no dot) as a string
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            f = float(value)
-            if f != f or f in (float("inf"), float("-inf")):
-                raise ConfigError(f"{key}: must be a finite number, got {value!r}")
-            return f
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    if tp is Any:
-        return value
-    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
+        return Num
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_lenient_floats(a) for a in get_args(tp))]
+    if origin is list:
+        return list[_lenient_floats(get_args(tp)[0])]  # type: ignore[misc]
+    return tp
 
 
-def _check_range(value: Any, meta: dict, key: str) -> None:
-    if value is None or "range" not in meta:
-        return
-    lo, hi, lo_open = meta["range"]
-    vals = value if isinstance(value, list) else [value]
-    for v in vals:
-        bad = (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi)
-        if bad:
-            left = "(" if lo_open else "["
-            lo_s = "-inf" if lo is None else f"{lo:g}"
-            hi_s = "inf" if hi is None else f"{hi:g}"
-            raise ConfigError(f"{key}: {v!r} is out of range (allowed {left}{lo_s}, {hi_s}])")
+@functools.lru_cache(maxsize=None)
+def options_model(cls: type) -> type[Section]:
+    """The Section model that validates dataclass `cls` (same fields, defaults and ranges)."""
+    hints = typing.get_type_hints(cls)
+    spec: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = _lenient_floats(hints[f.name])
+        if "range" in f.metadata:
+            lo, hi, lo_open = f.metadata["range"]
+            tp = Annotated[tp, Range(lo, hi, lo_open)]
+        if f.default is not dataclasses.MISSING:
+            spec[f.name] = (tp, f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            spec[f.name] = (tp, Field(default_factory=f.default_factory))
+        else:
+            spec[f.name] = (tp, ...)
+    return create_model(f"{cls.__name__}Model", __base__=Section, __doc__=cls.__doc__, **spec)
 
 
 def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
-    """Build dataclass `cls` from a mapping, strictly: unknown keys, bad types, bad ranges are errors."""
-    where = prefix or "config"
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(f"{key}: unknown key (known keys here: {', '.join(sorted(fields))})")
-    kwargs = {}
-    for name, f in fields.items():
-        key = f"{prefix}.{name}" if prefix else name
-        if name in data:
-            raw = data[name]
-            if dataclasses.is_dataclass(hints[name]) and isinstance(raw, dict):
-                # A partial section overrides the field's own default (e.g. 2 actors x 0.5 CPU), not the class's.
-                raw = _merge(to_dict(_default(f)), raw) if _default(f) is not None else raw
-            val = _coerce(raw, hints[name], key)
-            _check_range(val, dict(f.metadata), key)
-            kwargs[name] = val
-    obj = cls(**kwargs)
+    """Build `cls` (a config Section or an options dataclass) from a mapping, strictly: unknown keys, bad types,
+    bad ranges are one ConfigError naming `prefix.key`; then the object's own `validate(prefix)`, if any."""
+    model = cls if isinstance(cls, type) and issubclass(cls, BaseModel) else options_model(cls)
+    try:
+        checked = model.model_validate({} if data is None else data)
+    except ValidationError as e:
+        raise from_validation(e, prefix) from None
+    if model is cls:
+        return checked
+    obj = cls(**{name: getattr(checked, name) for name in model.model_fields})
     check = getattr(obj, "validate", None)
     if callable(check):
         check(prefix)
     return obj
 
 
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    return None
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def to_dict(obj: Any) -> Any:
-    """Dataclass -> plain YAML-able data (lists, dicts, scalars)."""
-    if dataclasses.is_dataclass(obj):
+    """Config or options object -> plain YAML-able data (lists, dicts, scalars)."""
+    if isinstance(obj, BaseModel):
+        return to_dict(obj.model_dump(mode="python"))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]

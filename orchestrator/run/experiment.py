@@ -78,10 +78,10 @@ class Experiment:
 
     # ---- checks that must pass before any round (nothing logged until they do) ----
     def _preflight(self):
-        import workloads
+        from orchestrator.engines.chat import workload_for
 
         cfg = self.cfg
-        workload = workloads.for_config(cfg)  # told whether the model reads its texts through a chat template
+        workload = workload_for(cfg)  # told whether the model reads its texts through a chat template
         scheduler = None
         if cfg.external.strategy != "none":
             from orchestrator.run.scheduler import build_scheduler

@@ -20,7 +20,6 @@ from orchestrator.store import tracking
 from orchestrator.errors import SvgapError
 from orchestrator.store.records import RoundRecord
 from orchestrator.store.run_store import RunFiles, RunState
-from orchestrator.config.typed import ConfigError
 
 # `--set` keys a resume may change: where and how long things run, never what the experiment is
 MUTABLE_PREFIXES = ("resources.",)
@@ -92,11 +91,7 @@ def _config(files: RunFiles, overrides: list[str]) -> config.ExperimentConfig:
     path = files.root / "config.yaml"
     if not path.is_file():
         raise SvgapError(f"run folder {files.root} is incomplete: config.yaml is missing")
-    raw = config.read_yaml(path)
-    try:
-        return config.from_mapping(config.apply_overrides(raw, overrides))
-    except ConfigError as e:
-        raise SvgapError(f"run folder {files.root}: its config no longer validates: {e}") from None
+    return config.resolve(saved=path, overrides=overrides)
 
 
 def _in_mlflow(point: ResumePoint, uri: str) -> None:

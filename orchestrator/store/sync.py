@@ -42,7 +42,7 @@ def _read(run_dir: Path):
     if not cfg_path.is_file():
         raise SvgapError(f"sync: {run_dir} is not a run folder (it has no config.yaml)")
     try:
-        cfg = config.load(str(cfg_path))
+        cfg = config.resolve(cfg_path)
     except (ConfigError, SvgapError) as e:
         raise SvgapError(f"sync: {cfg_path} no longer validates: {e}") from None
     files = RunFiles(run_dir)

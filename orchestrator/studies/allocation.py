@@ -54,7 +54,7 @@ def study_data(data: dict, budget: int | None, strategies: list[str]) -> tuple[d
         if budget < 1:
             raise SvgapError(f"--budget must be >= 1, got {budget}")
         base_data.setdefault("external", {})["budget"] = budget
-    base = config_mod.from_mapping(copy.deepcopy(base_data))
+    base = config_mod.resolve(base=base_data)
     if any(s != "none" for s in strategies) and base.external.budget < 1:
         raise SvgapError("--budget: required (the config's external.budget is 0)")
     return base_data, {AXIS: list(strategies)}

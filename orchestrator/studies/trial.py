@@ -77,7 +77,7 @@ def run_trial(config: dict) -> None:
     study, v = config["study"], config["variant"]
     if study.get("cwd") and os.path.isdir(study["cwd"]):
         os.chdir(study["cwd"])  # Tune starts trials in their own folder; the config's relative paths are the driver's
-    cfg = config_mod.from_mapping(v["config"])
+    cfg = config_mod.resolve(base=v["config"])
     pg = get_current_placement_group()
     placement = {role: (pg, idx) for role, idx in v["roles"].items()}
     classes = {role: _load_class(p) for role, p in (study.get("worker_classes") or {}).items()}

@@ -6,7 +6,6 @@ folder, so running the same command again finds -- and restores -- the same Tune
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import itertools
 import json
@@ -16,7 +15,8 @@ from typing import Callable
 from orchestrator import config as config_mod
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import SvgapError
-from orchestrator.config.typed import _NUMBER, to_dict
+from orchestrator.config.fields import NUMBER as _NUMBER
+from orchestrator.config.typed import to_dict
 
 MAX_TRIALS = 16  # a larger study asks for --yes
 FORBIDDEN = {"seed": "use --seeds K instead", "tracking": "a study's runs log where the study logs"}
@@ -81,7 +81,7 @@ def parse_grid(items: list[str]) -> dict[str, list]:
         top = key.split(".")[0]
         if top in FORBIDDEN:
             raise SvgapError(f"--grid {key}: cannot be swept ({FORBIDDEN[top]})")
-        values = [_number(config_mod._parse_scalar(v.strip())) for v in raw.split(",")]
+        values = [_number(config_mod.parse_scalar(v.strip())) for v in raw.split(",")]
         if any(v == "" for v in (x.strip() for x in raw.split(","))):
             raise SvgapError(f"--grid {item!r}: an empty value")
         if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
@@ -90,32 +90,21 @@ def parse_grid(items: list[str]) -> dict[str, list]:
     return grid
 
 
-def _set(data: dict, key: str, value) -> None:
-    from orchestrator.config import set_key
-
-    set_key(data, key.split("."), value, f"--grid {key}")
-
-
 def build_variants(data: dict, grid: dict[str, list], seeds: int,
                    namer: Callable[[dict], str] | None = None) -> tuple[ExperimentConfig, list[Variant]]:
     """The base config and one validated config per (grid point, seed): seed = base seed + k, k = 0..seeds-1.
     Each child run is named after its point (namer(point), or its key=value pairs) and seed."""
     if seeds < 1:
         raise SvgapError(f"--seeds must be >= 1, got {seeds}")
-    base = config_mod.from_mapping(copy.deepcopy(data))
+    base = config_mod.resolve(base=data)
     keys = list(grid)
     variants = []
     for values in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
         point = dict(zip(keys, values))
         for k in range(seeds):
-            d = copy.deepcopy(data)
-            for key, v in point.items():
-                _set(d, key, v)
-            d["seed"] = base.seed + k
             v = Variant(point, base.seed + k, base, namer(point) if namer else None)
-            d.setdefault("tracking", {})["run_name"] = v.label
             try:
-                v.cfg = config_mod.from_mapping(d)
+                v.cfg = config_mod.resolve(base=data, point={**point, "seed": v.seed, "tracking.run_name": v.label})
             except SvgapError as e:
                 where = v.point_label if point else "base config"
                 raise SvgapError(f"grid point {where}: {e}") from None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from orchestrator.config import TrainingConfig
+from orchestrator.config.registry import TRAINERS
 from orchestrator.errors import SvgapError
 from orchestrator.engines.weights import WeightsUpdate
 
@@ -70,29 +71,17 @@ class Trainer(Protocol):
     def close(self) -> None: ...
 
 
-# engine name -> "module:Class"; imported lazily so the torch engine never imports DeepSpeed
-TRAINERS: dict[str, str] = {
-    "torch": "orchestrator.trainers.lora:TorchTrainer",
-    "deepspeed": "orchestrator.trainers.deepspeed:DeepSpeedTrainer",
-}
-# the Python package each engine needs beyond torch/transformers/peft, and how to get it
-NEEDS: dict[str, tuple[str, str]] = {"deepspeed": ("deepspeed", "pip install 'svgap[deepspeed]'")}
-
-
 def check_available(engine: str) -> None:
-    """Driver-side, before any actor starts: the engine is known and its package is importable."""
-    if engine not in TRAINERS:
-        raise SvgapError(f"training.engine: unknown engine {engine!r} (known: {', '.join(TRAINERS)})")
-    if engine in NEEDS:
-        pkg, how = NEEDS[engine]
-        if importlib.util.find_spec(pkg) is None:
-            raise SvgapError(f"training.engine {engine}: the {pkg} package is not installed ({how})")
+    """Driver-side, before any actor starts: the engine is known and its package is importable (the trainer
+    registry, config/registry.py: names, classes and needed packages are listed there once)."""
+    TRAINERS.check(engine)
 
 
 def make_trainer(engine: str) -> Callable[..., Trainer]:
-    """The trainer class for `engine`: called as cls(model_dir, cfg, device=, dtype=, seed=, env=RankEnv)."""
-    check_available(engine)
-    module, _, name = TRAINERS[engine].partition(":")
+    """The trainer class for `engine`: called as cls(model_dir, cfg, device=, dtype=, seed=, env=RankEnv).
+    Imported only now, so the torch engine never imports DeepSpeed."""
+    TRAINERS.check(engine)
+    module, _, name = TRAINERS.target(engine).partition(":")
     try:
         return getattr(importlib.import_module(module), name)
     except ImportError as e:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 import tiny_hf
-import workloads
+from orchestrator.engines.chat import workload_for
 from orchestrator import config
 from orchestrator.store import tracking
 from orchestrator.cli import main
@@ -71,7 +71,7 @@ def test_qwen2_chat_model_runs_two_rounds_on_gsm8k(local_ray, tmp_path, capsys):
 
     # round 0 measured the chat-wrapped prompts: the same candidates drawn here through the template give its U_s
     cfg = config.load(None, overrides)
-    wl = workloads.for_config(cfg)
+    wl = workload_for(cfg)
     assert wl.chat
     problems = wl.problems("train", cfg.workload.train_prompts, derive_seed(cfg.seed, 0, "prompts"))
     seeds = [derive_seed(cfg.seed, 0, "train", p.id) for p in problems]

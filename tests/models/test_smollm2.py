@@ -113,13 +113,13 @@ def test_missing_gguf_and_taken_out_folder(tmp_path, smollm2):
 def test_vllm_context_sized_from_the_task(smollm2):
     """The engine's max_model_len is the task's longest prompt or query through the chat template, plus the new
     tokens -- far below SmolLM2's own 8192, whose KV cache did not fit the CPU default (engines/vllm_sizing.py)."""
-    import workloads
+    from orchestrator.engines.chat import workload_for
     from orchestrator.engines.vllm_sizing import size_engine, task_model_len
     from orchestrator.config import load
     from orchestrator.models.source import system_prompt_of
 
     cfg = load("configs/smollm2.yaml", ["model.engine=vllm", f"model.path={smollm2}"])
-    wl = workloads.for_config(cfg)
+    wl = workload_for(cfg)
     length = task_model_len(cfg, wl, smollm2, system_prompt_of(cfg))
     assert 48 <= length <= 128 and length % 16 == 0
     assert size_engine(cfg, wl, smollm2, system_prompt_of(cfg)) == {"max_model_len": length}

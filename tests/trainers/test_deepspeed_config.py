@@ -95,11 +95,12 @@ def test_training_shares_the_generation_bundles_only_when_it_must():
 ])
 def test_run_refuses_before_any_round(local_ray, base_model_dir, tmp_path, tracking_uri, capsys, monkeypatch,
                                       overrides, needle):
-    from orchestrator.trainers import base as trainer
+    from orchestrator.config.registry import TRAINERS, Entry
 
     if "NO_DEEPSPEED" in overrides:
         overrides = [o for o in overrides if o != "NO_DEEPSPEED"]
-        monkeypatch.setitem(trainer.NEEDS, "deepspeed", ("no_such_deepspeed", "pip install 'svgap[deepspeed]'"))
+        monkeypatch.setitem(TRAINERS.builtins, "deepspeed", Entry(TRAINERS.builtins["deepspeed"].target,
+                                                                  "no_such_deepspeed", "pip install 'svgap[deepspeed]'"))
     argv = ["run", "--tracking-uri", tracking_uri, "--set", f"model.path={base_model_dir}",
             "--set", f"tracking.out_dir={tmp_path / 'runs'}"]
     for o in overrides:

@@ -17,6 +17,7 @@ from orchestrator import config
 from orchestrator.cli import main
 from orchestrator.errors import SvgapError
 from orchestrator.config.typed import ConfigError
+from orchestrator.engines.chat import workload_for
 from workloads.base import Problem
 
 @pytest.fixture
@@ -88,7 +89,7 @@ def test_for_config_tells_the_workload_about_the_models_template(tmp_path):
                               (plain_model, "auto", False)):
         cfg = config.load(None, ["workload.name=gsm8k", f"workload.options.path={data}", f"model.path={model}",
                                  f"model.chat_template={mode}"])
-        assert workloads.for_config(cfg).chat is chat, (model, mode)
+        assert workload_for(cfg).chat is chat, (model, mode)
 
 
 @pytest.mark.parametrize("options, needle", [

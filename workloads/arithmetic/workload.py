@@ -3,7 +3,6 @@ verifier templates, the true answer as the stronger source, and a tiny Llama pre
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 from workloads.base import Problem, QEQuery, Split, TFQuery
@@ -41,7 +40,7 @@ class ArithmeticWorkload:
         return self.space.answer_text(a, op, b)
 
     def recipe(self) -> dict:
-        return {"workload": self.name, "version": RECIPE_VERSION, "options": asdict(self.options)}
+        return {"workload": self.name, "version": RECIPE_VERSION, "options": self.options.model_dump()}
 
     def base_model(self, cache_dir: Path, progress: Callable[[str], None] | None = None) -> Path:
         """The default recipe's weights shipped with the package (shipped.py: the same π_0 on every machine), or

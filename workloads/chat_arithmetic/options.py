@@ -1,40 +1,42 @@
 """Options of the chat_arithmetic workload (importable without torch)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Annotated
 
-from orchestrator.config.typed import ConfigError, rng
+from pydantic import Field, model_validator
+
+from orchestrator.config.errors import bad
+from orchestrator.config.fields import Num, Range, Section
 
 OPS = ("+", "-", "*")
 DEFAULT_SYSTEM = "You are a helpful assistant who answers math questions accurately."
 
 
-@dataclass
-class ChatArithmeticOptions:
+class ChatArithmeticOptions(Section):
     """Questions `What is a op b?` for a chat model; operands from min_operand to max_operand (null: the largest
     `digits`-digit number); subtraction never goes below zero. The difficulty was set by measuring the base model
     (docs/real-model.md): SmolLM2-135M-Instruct on 0..12 with + - * has room to self-improve."""
-    ops: list[str] = field(default_factory=lambda: list(OPS))
-    digits: int = field(default=1, metadata=rng(1, 4))
-    min_operand: int = field(default=0, metadata=rng(0))
-    max_operand: int | None = field(default=None, metadata=rng(1))
-    heldout_fraction: float = field(default=0.45, metadata=rng(0.0, 0.9, lo_open=True))
-    external_fraction: float = field(default=0.1, metadata=rng(0.0, 0.5))
-    split_seed: int = 0
-    # the system turn of every conversation (solver and verifier); "template" keeps the chat template's own default
-    system_prompt: str = DEFAULT_SYSTEM
+    ops: list[str] = Field(default_factory=lambda: list(OPS), description="distinct operators from + - *")
+    digits: Annotated[int, Range(1, 4)] = Field(1, description="digits of the largest operand")
+    min_operand: Annotated[int, Range(0)] = Field(0, description="smallest operand")
+    max_operand: Annotated[int | None, Range(1)] = Field(None, description="largest operand (null: the largest "
+                                                                           "`digits`-digit number)")
+    heldout_fraction: Annotated[Num, Range(0.0, 0.9, lo_open=True)] = Field(0.45, description="problems held out")
+    external_fraction: Annotated[Num, Range(0.0, 0.5)] = Field(0.1, description="problems kept for external data")
+    split_seed: int = Field(0, description="seeds which split a problem falls in")
+    system_prompt: str = Field(DEFAULT_SYSTEM, description="the system turn of every conversation (solver and "
+                               "verifier); \"template\" keeps the chat template's own default")
 
     @property
     def high(self) -> int:
         return self.max_operand if self.max_operand is not None else 10 ** self.digits - 1
 
-    def validate(self, prefix: str) -> None:
-        key = f"{prefix}.ops" if prefix else "ops"
+    @model_validator(mode="after")
+    def _consistent(self) -> "ChatArithmeticOptions":
         if not self.ops or any(op not in OPS for op in self.ops) or len(set(self.ops)) != len(self.ops):
-            raise ConfigError(f"{key}: {self.ops!r} must be distinct operators from {', '.join(OPS)}")
+            raise bad(f"{self.ops!r} must be distinct operators from {', '.join(OPS)}", "ops")
         if self.min_operand > self.high:
-            k = f"{prefix}.min_operand" if prefix else "min_operand"
-            raise ConfigError(f"{k}: {self.min_operand} is above the largest operand {self.high}")
+            raise bad(f"{self.min_operand} is above the largest operand {self.high}", "min_operand")
         if self.heldout_fraction + self.external_fraction >= 0.95:
-            k = f"{prefix}.heldout_fraction" if prefix else "heldout_fraction"
-            raise ConfigError(f"{k}: with external_fraction it leaves under 5 % of the problems for training")
+            raise bad("with external_fraction it leaves under 5 % of the problems for training", "heldout_fraction")
+        return self
