@@ -5,13 +5,14 @@ picks to make π_{t+1} and syncs it; the last round only measures.
 """
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from orchestrator import redact
+from orchestrator.log import RunLog
 
 from orchestrator.roles import placement
 
@@ -39,8 +40,7 @@ from orchestrator.trainers.base import check_available as check_trainer
 from orchestrator.engines.weights import check_same_base, check_versions, publish, save_update
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,7 +56,7 @@ class ExperimentResult:
 class Experiment:
     def __init__(self, cfg: ExperimentConfig, *, address: str | None = None, tracking_uri: str | None = None,
                  experiment_name: str | None = None, parent_run_id: str | None = None,
-                 progress: Callable[[str], None] = _stderr, worker_classes: dict[str, type] | None = None,
+                 worker_classes: dict[str, type] | None = None,
                  on_round: Callable[[RoundRecord], None] | None = None,
                  placement: dict[str, tuple[object, list[int]]] | None = None,
                  run_tags: dict[str, str] | None = None, resume: ResumePoint | None = None) -> None:
@@ -72,7 +72,6 @@ class Experiment:
         self.uri = tracking_uri or cfg.tracking.uri
         self.experiment_name = experiment_name or cfg.tracking.experiment
         self.parent_run_id = parent_run_id
-        self.progress = lambda msg: progress(redact.text(msg))  # no credential in any progress line
         self.on_round = on_round
         self.classes = {"generation": GenerationWorker, "verification": VerificationWorker,
                         "training": TrainingWorker, **(worker_classes or {})}
@@ -120,9 +119,9 @@ class Experiment:
         if colocate:  # threads: what the host bundle reserves, as for the generation actor that takes turns on it
             t = (t[0], WorkerSpec("training", source, cfg.model.device, cfg.model.dtype, r.generation.cpus,
                                   r.training.threads))
-            self.progress(f"training x{r.training.actors} shares the generation pool's bundles "
-                          f"(resources.colocate_training={r.colocate_training}: a round trains only after it has "
-                          f"generated and verified)")
+            log.info(f"training x{r.training.actors} shares the generation pool's bundles "
+                     f"(resources.colocate_training={r.colocate_training}: a round trains only after it has "
+                     f"generated and verified)")
         built: list[ActorGroup] = []
         try:
             built.append(group("generation", g))
@@ -147,27 +146,29 @@ class Experiment:
         pools: Pools | None = None
         logger: tracking.RunLogger | None = None
         files: RunFiles | None = None
+        run_log = RunLog()  # <run folder>/log.jsonl, from this line on
         try:
             source = ModelSource.of(cfg)
             t0 = time.perf_counter()
-            model_dir = source.resolve(self.progress)
+            model_dir = source.resolve()
             check_model(cfg.model.engine, model_dir)  # e.g. a head_dim the engine has no kernel for: one line, no pools
             if cfg.model.engine == "vllm":  # context and KV cache from the task, checked before any engine starts
                 from orchestrator.engines.vllm_sizing import size_engine
 
                 self.engine_sizing = size_engine(cfg, workload, model_dir, source.system_prompt)
-            self.progress(f"model: {model_dir} ready in {time.perf_counter() - t0:.1f}s")
-            self.progress(f"starting pools: generation x{cfg.resources.generation.actors}, verification "
-                          f"x{cfg.resources.verification.actors}, training x{cfg.resources.training.actors}")
+            log.info(f"model: {model_dir} ready in {time.perf_counter() - t0:.1f}s")
+            log.info(f"starting pools: generation x{cfg.resources.generation.actors}, verification "
+                     f"x{cfg.resources.verification.actors}, training x{cfg.resources.training.actors}")
             pools = self._pools(source)
             placed = [(p.spec.role, p.nodes()) for p in (pools.generation, pools.verification, pools.training)]
-            self.progress("placed: " + ", ".join(f"{role} x{len(n)} on {len(set(n))} node(s)" for role, n in placed))
+            log.info("placed: " + ", ".join(f"{role} x{len(n)} on {len(set(n))} node(s)" for role, n in placed))
             where = placement.report((pools.generation, pools.verification, pools.training))
             for line in placement.lines(where):
-                self.progress(line)
+                log.info(line)
             heldout = workload.problems("heldout", cfg.workload.heldout_prompts, derive_seed(cfg.seed, "heldout"))
-            runner = RoundRunner(cfg, workload, pools, heldout, self.progress)
+            runner = RoundRunner(cfg, workload, pools, heldout)
             logger, files = self._open_run()
+            run_log.open(files.root)
             logger.log_dict(where, "placement.json")  # where each actor landed (orchestrator/placement.py)
             result = ExperimentResult(logger.run_id, self.uri, files.root, [])
             self._rounds(runner, pools, logger, files, result, scheduler)
@@ -184,6 +185,7 @@ class Experiment:
                 for p in (pools.generation, pools.verification, pools.training):
                     p.shutdown()
             ray_session.shutdown(started)
+            run_log.close()
 
     def _open_run(self) -> tuple[tracking.RunLogger, RunFiles]:
         """A new MLflow run and its folder, or (resume) the existing run reattached and its folder."""
@@ -195,7 +197,7 @@ class Experiment:
             logger = tracking.RunLogger.reattach(self.uri, point.run_id)
             files.remove_partial()
             files.note_resume(point.note())
-            self.progress(describe(point))
+            log.info(describe(point))
             for t, metrics in sorted(point.missing.items()):  # e.g. held during a tracking outage, then killed
                 logger.log_metrics(metrics, step=t)
             return logger, files
@@ -207,7 +209,7 @@ class Experiment:
         files = RunFiles(Path(cfg.tracking.out_dir) / logger.run_id)
         files.prepare(cfg_text)
         files.hold()
-        self.progress(f"MLflow run {logger.run_id} ({tracking.shown(self.uri)}); round files in {files.root}")
+        log.info(f"MLflow run {logger.run_id} ({tracking.shown(self.uri)}); round files in {files.root}")
         return logger, files
 
     def _restore(self, pools: Pools, result: ExperimentResult, scheduler) -> tuple[int, int]:
@@ -234,9 +236,9 @@ class Experiment:
         """Rounds (first)..T. Round t's files are written, then its metrics go to MLflow in one batch, then
         state.json commits it: a driver killed before the commit has round t redone by a resume."""
         cfg = self.cfg
-        online = OnlineFit(cfg, self.progress)
+        online = OnlineFit(cfg)
         if scheduler is not None:
-            scheduler.attach(logger, files.root, self.progress)
+            scheduler.attach(logger, files.root)
         first, version = self._restore(pools, result, scheduler)
         skip = self.resume.logged if self.resume else set()
         for t in range(first, cfg.rounds + 1):
@@ -246,7 +248,7 @@ class Experiment:
             record, picks, pick_ids = runner.measure(t, version)
             result.records.append(record)
             for line in round_health.warnings(result.records):
-                self.progress(f"warning: {line}")
+                log.warning(line)
             rows = list(picks)
             # fit on rounds 0..t before training: a stop leaves π_t, the last measured model, as the result
             fit, stop = online.after_round(t, result.records, log, scheduler)
@@ -283,12 +285,12 @@ class Experiment:
                 logger.set_tag("svgap.stop_reason", stop)
             files.state(t, version, logger.run_id, stop, scheduler.state() if scheduler else None)
             m = record.metrics
-            self.progress(f"round {t}/{cfg.rounds} done in {record.timings['round']:.1f}s: U_s {m['U_s']:.3f} "
-                          f"U_v {m['U_v']:.3f} G {m['G']:.3f} acc_s {m['acc_s']:.3f} acc_v {m['acc_v']:.3f} "
-                          f"held-out {m['heldout_acc']:.3f}")
+            log.info(f"round {t}/{cfg.rounds} done in {record.timings['round']:.1f}s: U_s {m['U_s']:.3f} "
+                     f"U_v {m['U_v']:.3f} G {m['G']:.3f} acc_s {m['acc_s']:.3f} acc_v {m['acc_v']:.3f} "
+                     f"held-out {m['heldout_acc']:.3f}", extra={"round": t})
             if self.on_round:
                 self.on_round(record)
             if stop:
                 result.stop_reason = stop
-                self.progress(f"stopping early after measuring round {t}: {stop}")
+                log.info(f"stopping early after measuring round {t}: {stop}")
                 break

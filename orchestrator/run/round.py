@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from orchestrator.run.selection import best_of_n
 from orchestrator.store.records import PickRow, RoundRecord
 from orchestrator.engines.weights import WeightsUpdate
 from workloads.base import Problem
+
+log = logging.getLogger(__name__)
+
 
 def derive_seed(*parts: object) -> int:
     """A 63-bit seed from (experiment seed, round, kind, problem id): independent of sharding and batching."""
@@ -58,9 +61,8 @@ def _mean(xs) -> float:
 class RoundRunner:
     """Runs the stages of a round on the pools; knows the stage order, not MLflow."""
 
-    def __init__(self, cfg: ExperimentConfig, workload, pools: Pools, heldout: list[Problem],
-                 progress: Callable[[str], None] = lambda s: None) -> None:
-        self.cfg, self.workload, self.pools, self.heldout, self.progress = cfg, workload, pools, heldout, progress
+    def __init__(self, cfg: ExperimentConfig, workload, pools: Pools, heldout: list[Problem]) -> None:
+        self.cfg, self.workload, self.pools, self.heldout = cfg, workload, pools, heldout
 
     def _sample_refs(self, problems: list[Problem], t: int, kind: str, n: int, version: int) -> list:
         g = self.cfg.generation
@@ -105,14 +107,14 @@ class RoundRunner:
             "generate", self._sample_refs(problems, t, "train", n, version))
         timings["generate"] = time.perf_counter() - t0
         gen_tokens = sum(s.length for row in samples for s in row)
-        self.progress(f"round {t}: generated {len(problems)}x{n} candidates in {timings['generate']:.1f}s")
+        log.info(f"round {t}: generated {len(problems)}x{n} candidates in {timings['generate']:.1f}s")
 
         # The held-out measurement runs on the generation pool while the verification pool scores.
         t1 = time.perf_counter()
         heldout_refs = self._sample_refs(self.heldout, t, "heldout", cfg.workload.heldout_samples, version)
         flat_scores, flat_u = self._verify(problems, samples, version)
         timings["verify"] = time.perf_counter() - t1
-        self.progress(f"round {t}: verified {len(flat_scores)} candidates in {timings['verify']:.1f}s")
+        log.info(f"round {t}: verified {len(flat_scores)} candidates in {timings['verify']:.1f}s")
         t_wait = time.perf_counter()
         heldout = self.pools.generation.gather("heldout", heldout_refs)
         # held-out sampling overlaps verification: what it adds to the round is the wait after verify is done
@@ -184,6 +186,6 @@ class RoundRunner:
             raise SvgapError(f"round {t}: training rank 0 returned no update")
         # a training rank lost in a later round is replaced and re-trains from here (π_{t+1}), not from π_0
         self.pools.training.remember("restore_update", update)
-        self.progress(f"round {t}: trained on {len(examples)} examples ({len(ext_rows)} external) "
-                      f"in {time.perf_counter() - t0:.1f}s, loss {stats.loss_first:.3f} -> {stats.loss_last:.3f}")
+        log.info(f"round {t}: trained on {len(examples)} examples ({len(ext_rows)} external) "
+                 f"in {time.perf_counter() - t0:.1f}s, loss {stats.loss_first:.3f} -> {stats.loss_last:.3f}")
         return stats, update, ext_rows

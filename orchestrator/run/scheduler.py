@@ -32,15 +32,17 @@ Metrics of training round t: external/eta (count_t / M, the realised share), ext
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import SvgapError
 from workloads.base import Problem
+
+log = logging.getLogger(__name__)
 
 NAMED = ("early", "uniform", "late")
 
@@ -164,10 +166,9 @@ class Scheduler:
         self.plan: dict | None = None
         self.logger = None
         self.run_dir: Path | None = None
-        self.progress: Callable[[str], None] = lambda s: None
 
-    def attach(self, logger, run_dir: Path, progress: Callable[[str], None]) -> None:
-        self.logger, self.run_dir, self.progress = logger, Path(run_dir), progress
+    def attach(self, logger, run_dir: Path) -> None:
+        self.logger, self.run_dir = logger, Path(run_dir)
         desc = {"strategy": self.ext.strategy, "budget": self.budget, "rounds": self.rounds,
                 "source": self.ext.source, "counts": self.counts}
         if self.ext.strategy == "planned":
@@ -175,7 +176,7 @@ class Scheduler:
         self._save(desc, "allocation.json")
         what = (f"planned after round {self.ext.warmup_rounds} (objective {self.ext.objective}, "
                 f"gamma {self.ext.gamma:g})" if self.counts is None else f"counts per round {self.counts}")
-        progress(f"external data: {self.budget} examples ({self.ext.strategy}, source {self.ext.source}); {what}")
+        log.info(f"external data: {self.budget} examples ({self.ext.strategy}, source {self.ext.source}); {what}")
 
     def _save(self, data: dict, name: str) -> None:
         if self.run_dir is not None:
@@ -287,7 +288,7 @@ class Scheduler:
         data["why"] = why
         self.plan = data
         self._save(data, "plan.json")
-        self.progress(f"external data: {why}; counts per round {self.counts}")
+        log.info(f"external data: {why}; counts per round {self.counts}")
 
 
 def planned_checks(cfg: ExperimentConfig) -> None:

@@ -8,9 +8,9 @@ when the driver died is not a result). Everything goes through tracking.py; this
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from orchestrator import config, redact
 
@@ -18,6 +18,8 @@ from orchestrator.store import tracking
 from orchestrator.errors import SvgapError
 from orchestrator.store.run_store import RunFiles
 from orchestrator.config.typed import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,8 +68,7 @@ def _read(run_dir: Path):
     return cfg, files, state
 
 
-def sync(run_dir: str | Path, uri: str | None = None, experiment: str | None = None,
-         progress: Callable[[str], None] = lambda m: None) -> SyncResult:
+def sync(run_dir: str | Path, uri: str | None = None, experiment: str | None = None) -> SyncResult:
     run_dir = Path(run_dir)
     cfg, files, state = _read(run_dir)
     uri = tracking.preflight(uri or cfg.tracking.uri)
@@ -82,7 +83,7 @@ def sync(run_dir: str | Path, uri: str | None = None, experiment: str | None = N
         logger = tracking.RunLogger(uri, experiment or cfg.tracking.experiment, cfg.tracking.run_name,
                                     redact.data(run_params(cfg)), tags={"svgap.synced_from": state.run_id})
         created, have, artifacts = True, {}, set()
-    progress(f"sync {run_dir} -> run {logger.run_id} in {tracking.shown(uri)} "
+    log.info(f"sync {run_dir} -> run {logger.run_id} in {tracking.shown(uri)} "
              f"({'new run' if created else 'the run the folder names'}): rounds 0..{state.last_finished_round}")
     sent = present = 0
     for rec in records:

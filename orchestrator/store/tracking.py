@@ -4,14 +4,16 @@ Credentials in a tracking URI are used but never shown: every message, param and
 here passes orchestrator.redact first (MLflow's own MLFLOW_TRACKING_USERNAME / _PASSWORD are the better place)."""
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from pathlib import Path
 
 from orchestrator import redact
 from orchestrator.errors import SvgapError
 from orchestrator.store.outbox import Outbox
 from orchestrator.config.typed import flatten, to_dict
+
+log = logging.getLogger(__name__)
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 # MLflow's http client retries a failed request for minutes by default; a run's driver asks briefly and holds its
@@ -217,10 +219,6 @@ def run_params(cfg) -> dict:
     return params
 
 
-def _warn(msg: str) -> None:
-    print(f"svgap: warning: {msg}", file=sys.stderr, flush=True)
-
-
 class RunLogger:
     """One MLflow run (optionally nested under a parent); metrics at step = round.
 
@@ -269,7 +267,7 @@ class RunLogger:
         if self.uri.startswith(("http://", "https://")):
             for k, v in HTTP_DEFAULTS.items():
                 os.environ.setdefault(k, v)
-        self.outbox = Outbox(lambda: answers(self.uri), lambda m: _warn(redact.text(m)), redact.text(self.uri))
+        self.outbox = Outbox(lambda: answers(self.uri), log.warning, redact.text(self.uri))
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         import time
@@ -301,9 +299,9 @@ class RunLogger:
         self.outbox.send(f"status {status}", lambda: self.client.set_terminated(self.run_id, status))
         left = self.outbox.drain(wait_s)
         if left:
-            _warn(f"tracking store {redact.text(self.uri)} still does not answer: {left} write(s) of run "
-                  f"{self.run_id} were not sent; everything is in its run folder: send it with "
-                  f"`svgap sync RUN_DIR --tracking-uri {redact.text(self.uri)}`")
+            log.warning(f"tracking store {redact.text(self.uri)} still does not answer: {left} write(s) of run "
+                        f"{self.run_id} were not sent; everything is in its run folder: send it with "
+                        f"`svgap sync RUN_DIR --tracking-uri {redact.text(self.uri)}`")
 
     def abort(self, error: BaseException) -> None:
         """End the run because of `error`: KILLED for an interrupt, FAILED otherwise."""

@@ -20,8 +20,10 @@ from orchestrator import redact
 from orchestrator.config import dump
 from orchestrator.errors import SvgapError
 from orchestrator.studies import placement as pl
-from orchestrator.studies.progress import STOPS, Progress, StopRecorder, _say
+from orchestrator.studies.progress import STOPS, Progress, StopRecorder
 from orchestrator.studies.variants import Outcome, Variant, build_variants, check_size, identity
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -178,7 +180,7 @@ class Study:
         marker = folder / "study.json"
         parent = None
         try:
-            ModelSource(b.workload.name, b.workload.options, b.model.path, b.model.cache_dir).resolve(_say)
+            ModelSource(b.workload.name, b.workload.options, b.model.path, b.model.cache_dir).resolve()
             from ray import tune
 
             restore = marker.exists() and tune.Tuner.can_restore(str(folder / "tune"))
@@ -203,10 +205,10 @@ class Study:
                 folder.mkdir(parents=True, exist_ok=True)
                 marker.write_text(json.dumps({"parent_run_id": parent, "kind": self.spec.kind, "id": sid,
                                               "grid": self.spec.grid, "seeds": self.spec.seeds}, indent=1))
-            _say(f"{self.spec.kind}: {len(self.variants)} trials ({len(self.spec.grid) or 'no'} grid axes x "
-                 f"{self.spec.seeds} seed(s)), at most {slots} at a time; parent MLflow run {parent} "
-                 f"({tracking.shown(self.uri)}); study folder {folder} (each trial's experiment log in logs/)"
-                 + ("; restoring it" if restore else ""))
+            log.info(f"{self.spec.kind}: {len(self.variants)} trials ({len(self.spec.grid) or 'no'} grid axes x "
+                     f"{self.spec.seeds} seed(s)), at most {slots} at a time; parent MLflow run {parent} "
+                     f"({tracking.shown(self.uri)}); study folder {folder} (each trial's experiment log in logs/)"
+                     + ("; restoring it" if restore else ""))
             with _quiet_tune():  # also around Tuner.restore: it warns about the result files we do not write
                 tuner = self._tuner(folder, self._param_space(sid, parent, bundles, folder),
                                     self._scheduler(folder, parent), restore)
@@ -270,7 +272,7 @@ class Study:
         for i, v in enumerate(self.variants):
             by_index.setdefault(i, Outcome(v, error="no result from Tune"))
         if missing:
-            _say(f"no result for: {', '.join(missing)}")
+            log.warning(f"no result for: {', '.join(missing)}")
         return [by_index[i] for i in range(len(self.variants))], ran
 
 

@@ -24,7 +24,7 @@ def record(t: int) -> RoundRecord:
 def drive(tmp_path, overrides: list[str], rounds: int, scheduler=None, records=None):
     """Feed rounds 0..rounds-1 to OnlineFit as the controller does: (t of the stop or None, reason, fits, logger)."""
     cfg = config.load(None, [f"rounds={rounds + 2}", *overrides])
-    online = OnlineFit(cfg, progress=lambda s: None)
+    online = OnlineFit(cfg)
     logger = tracking.RunLogger(f"sqlite:///{tmp_path / 'mlflow.db'}", "online", None, {})
     seen, fits = [], {}
     for t in range(rounds):
