@@ -244,14 +244,14 @@ class Experiment:
         for t in range(first, cfg.rounds + 1):
             t_round = time.perf_counter()
             faults0 = pools.faults()  # lost actors replaced in this round: its record says how many
-            log = RoundLog(logger, skip)
+            round_log = RoundLog(logger, skip)
             record, picks, pick_ids = runner.measure(t, version)
             result.records.append(record)
             for line in round_health.warnings(result.records):
                 log.warning(line)
             rows = list(picks)
             # fit on rounds 0..t before training: a stop leaves π_t, the last measured model, as the result
-            fit, stop = online.after_round(t, result.records, log, scheduler)
+            fit, stop = online.after_round(t, result.records, round_log, scheduler)
             if fit is not None:
                 result.fits[t] = fit
                 files.fit(t, fit)
@@ -278,8 +278,8 @@ class Experiment:
             files.picks(t, rows)
             record.counts.update(pools.faults_since(faults0))
             files.record(record)
-            log.log_metrics(record.flat_metrics(), step=t)
-            log.flush()  # the fit's and the round's metrics of step t: one batch
+            round_log.log_metrics(record.flat_metrics(), step=t)
+            round_log.flush()  # the fit's and the round's metrics of step t: one batch
             logger.log_file(files.root / "picks" / f"round_{t:03d}.jsonl", "picks")
             if stop:
                 logger.set_tag("svgap.stop_reason", stop)
