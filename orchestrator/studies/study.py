@@ -14,16 +14,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from orchestrator import redact
 from orchestrator.config import dump
 from orchestrator.errors import SvgapError
 from orchestrator.studies import placement as pl
-from orchestrator.studies.progress import STOPS, Progress, StopRecorder
+from orchestrator.studies.progress import STOPS, Progress, StopRecorder, log  # the study's progress lines
 from orchestrator.studies.variants import Outcome, Variant, build_variants, check_size, identity
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
