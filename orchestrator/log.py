@@ -29,11 +29,16 @@ class Redact(logging.Filter):
     """No credential in any log line: the message (args merged in) and a traceback go through redact.text."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not getattr(record, "_redacted", False):
-            record.msg, record.args = redact.text(record.getMessage()), None
-            if record.exc_info and not record.exc_text:
-                record.exc_text = redact.text(logging.Formatter().formatException(record.exc_info))
-            record._redacted = True
+        if getattr(record, "_redacted", False):
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a message whose arguments do not fit: shown as written, still masked
+            message = f"{record.msg} {record.args}"
+        record.msg, record.args = redact.text(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact.text(logging.Formatter().formatException(record.exc_info))
+        record._redacted = True
         return True
 
 
