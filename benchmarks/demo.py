@@ -24,8 +24,7 @@ def one_run(overrides: list[str], label: str) -> dict:
     cfg = config.load(None, overrides)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        res = Experiment(cfg, tracking_uri=f"sqlite:///{tmp}/mlflow.db",
-                         progress=lambda s: print(f"  [{label}] {s}", flush=True)).run()
+        res = Experiment(cfg, tracking_uri=f"sqlite:///{tmp}/mlflow.db").run()
         wall = time.perf_counter() - t0
     recs = res.records
     out = {
@@ -60,4 +59,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from orchestrator.log import setup_logging
+
+    setup_logging()  # the runs' progress lines on stderr
     main()

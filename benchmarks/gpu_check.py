@@ -43,9 +43,11 @@ class Row:
 def base_model(path: str | None) -> Path:
     if path:
         return Path(path)
+    from orchestrator.log import setup_logging
     from workloads.arithmetic.workload import ArithmeticWorkload
 
-    return ArithmeticWorkload().base_model(Path("~/.cache/svgap").expanduser(), progress=print)
+    setup_logging()  # the build's progress lines on stderr
+    return ArithmeticWorkload().base_model(Path("~/.cache/svgap").expanduser())
 
 
 def inference_rows(model_dir: Path, device: str, dtype: str, prompts: int, ref: dict | None) -> list[Row]:

@@ -42,8 +42,7 @@ def one_run(engine: str, model: str, shape: str, lora: str, overrides: list[str]
     with tempfile.TemporaryDirectory() as tmp:
         cfg.tracking.out_dir = f"{tmp}/runs"
         t0 = time.perf_counter()
-        res = Experiment(cfg, tracking_uri=f"sqlite:///{tmp}/mlflow.db",
-                         progress=lambda s: print(f"  [{label}] {s}", flush=True)).run()
+        res = Experiment(cfg, tracking_uri=f"sqlite:///{tmp}/mlflow.db").run()
         wall = time.perf_counter() - t0
     recs = res.records
     trained = [r for r in recs if "train" in r.timings] or recs  # full rounds: measure + train + sync
@@ -106,4 +105,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from orchestrator.log import setup_logging
+
+    setup_logging()  # the runs' progress lines on stderr
     main()

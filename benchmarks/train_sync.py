@@ -34,8 +34,7 @@ def one(name: str, overrides: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cfg.tracking.out_dir = f"{tmp}/runs"
         t0 = time.perf_counter()
-        res = Experiment(cfg, tracking_uri=f"sqlite:///{tmp}/mlflow.db",
-                         progress=lambda s: print(f"  [{name}] {s}", flush=True)).run()
+        res = Experiment(cfg, tracking_uri=f"sqlite:///{tmp}/mlflow.db").run()
         wall = time.perf_counter() - t0
     trained = [r for r in res.records if "train" in r.timings]
     return {
@@ -74,4 +73,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from orchestrator.log import setup_logging
+
+    setup_logging()  # the runs' progress lines on stderr
     main()

@@ -51,7 +51,24 @@ def default_workload():
 @pytest.fixture(scope="session")
 def base_model_dir(default_workload, svgap_cache) -> Path:
     """Directory of the DEFAULT base model (save_pretrained + tokenizer), built on first use and cached."""
-    return Path(default_workload.base_model(svgap_cache, progress=lambda m: print(m, file=sys.stderr, flush=True)))
+    return Path(default_workload.base_model(svgap_cache))
+
+
+@pytest.fixture
+def said():
+    """svgap's log messages (INFO and up) while the test runs, as a list that grows: what a user would read."""
+    import logging
+
+    from orchestrator.log import capture
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    with capture(Collect(logging.INFO)):
+        yield lines
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ generation actors are SPREAD; when round 0 has generated, the worker node holdin
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from stores import sqlite_uri
 
@@ -18,6 +19,7 @@ def main() -> int:
 
     from orchestrator import config
     from orchestrator.errors import SvgapError
+    from orchestrator.log import setup_logging
     from orchestrator.run.experiment import Experiment
 
     model_dir, out_dir = sys.argv[1], sys.argv[2]
@@ -28,24 +30,28 @@ def main() -> int:
     lines: list[str] = []
     removed: list[str] = []
 
-    def progress(msg: str) -> None:
-        lines.append(msg)
-        print(msg, file=sys.stderr, flush=True)
-        if msg.startswith("round 0: generated") and not removed:
-            gen_nodes = {n for pg in ray.util.placement_group_table().values() if pg.get("name") == "svgap-generation"
-                         for n in pg.get("bundles_to_node_id", {}).values()}
-            victim = next(w for w in workers if w.node_id in gen_nodes)
-            removed.append(victim.node_id)
-            cluster.remove_node(victim, allow_graceful=False)
+    class RemoveNode(logging.Handler):
+        """Reads svgap's log lines (which also go to stderr): once round 0 has generated, a generation node goes."""
 
+        def emit(self, record: logging.LogRecord) -> None:
+            msg = record.getMessage()
+            lines.append(msg)
+            if msg.startswith("round 0: generated") and not removed:
+                gen_nodes = {n for pg in ray.util.placement_group_table().values()
+                             if pg.get("name") == "svgap-generation" for n in pg.get("bundles_to_node_id", {}).values()}
+                victim = next(w for w in workers if w.node_id in gen_nodes)
+                removed.append(victim.node_id)
+                cluster.remove_node(victim, allow_graceful=False)
+
+    setup_logging("INFO")
+    logging.getLogger().addHandler(RemoveNode())
     cfg = config.load(None, ["workload.train_prompts=12", "workload.heldout_prompts=8", "generation.n=2",
                              "rounds=1", "training.epochs=1", "fit.online=false", f"model.path={model_dir}",
                              f"tracking.out_dir={out_dir}/runs", "resources.placement=SPREAD",
                              "resources.colocate_training=never", "resources.timeout_s=240"])
     out = {"removed": removed}
     try:
-        res = Experiment(cfg, address=cluster.address, tracking_uri=sqlite_uri(f"{out_dir}/mlflow.db"),
-                         progress=progress).run()
+        res = Experiment(cfg, address=cluster.address, tracking_uri=sqlite_uri(f"{out_dir}/mlflow.db")).run()
         out.update(finished=True, rounds=[r.round for r in res.records], counts=[r.counts for r in res.records])
     except SvgapError as e:
         out.update(finished=False, error=str(e))

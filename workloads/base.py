@@ -70,4 +70,6 @@ class Workload(Protocol):
         """The stronger source's answer (external data)."""
 
     def base_model(self, cache_dir: Path, progress: Callable[[str], None] | None = None) -> Path:
-        """Optional. Directory of a `save_pretrained` model + tokenizer; built locally and cached by recipe."""
+        """Optional. Directory of a `save_pretrained` model + tokenizer; built locally and cached by recipe.
+        Say what it does with `logging.getLogger(__name__)` (svgap's console and run log show it). `progress` is
+        deprecated: svgap no longer passes it; it stays in the signature so plug-ins written with it still fit."""

@@ -1,12 +1,12 @@
 """`svgap base-model [CONFIG] [--set k=v ...] [--json]`: build (or load from cache) the workload's base model -- or
 load any saved model named by model.path -- and measure its room to self-improve on the workload's held-out prompts
-(orchestrator/run/metrics.py), before any round is spent on the pair. Progress goes to stderr, the table (or JSON)
-to stdout. The targets column applies to the default arithmetic recipe only."""
+(orchestrator/run/metrics.py), before any round is spent on the pair. Progress is logged to stderr, the table (or
+JSON) to stdout. The targets column applies to the default arithmetic recipe only."""
 from __future__ import annotations
 
 import json
+import logging
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from orchestrator.errors import SvgapError
 # the base model is measured with the reference engine of the engine registry, whatever model.engine the runs use:
 # its numbers are the ones the rounds' are compared with
 REFERENCE_ENGINE = "hf"
+log = logging.getLogger(__name__)
 RECIPE_FILE = "svgap-recipe.json"  # written by workloads that build their base model (build info, recipe)
 
 
@@ -26,10 +27,6 @@ def add_parser(sub):
                    help="override a config value, e.g. --set generation.n=8 (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def checks(m: dict) -> dict[str, dict]:
@@ -75,7 +72,7 @@ def no_room(m: dict) -> list[str]:
     return out
 
 
-def model_dir(cfg, workload, progress) -> Path:
+def model_dir(cfg, workload) -> Path:
     """model.path, or the base model the workload builds (or finds in its cache)."""
     if cfg.model.path:
         path = Path(cfg.model.path).expanduser()
@@ -83,20 +80,20 @@ def model_dir(cfg, workload, progress) -> Path:
             from orchestrator.models.packaged import import_hint
 
             raise SvgapError(f"model.path: no model directory at {path}" + import_hint(path))
-        progress(f"base model: using {path}")
+        log.info(f"base model: using {path}")
         return path
     if callable(getattr(workload, "base_model", None)):
-        return Path(workload.base_model(Path(cfg.model.cache_dir).expanduser(), progress=progress))
+        return Path(workload.base_model(Path(cfg.model.cache_dir).expanduser()))
     raise SvgapError(f"workload {cfg.workload.name} builds no base model; set model.path to a saved model")
 
 
-def measure(cfg, progress=_say) -> dict:
+def measure(cfg) -> dict:
     """Build/load the model of `cfg` and measure it; returns the JSON-able report."""
     from orchestrator.engines.chat import workload_for
 
     workload = workload_for(cfg)
     t0 = time.time()
-    path = model_dir(cfg, workload, progress)
+    path = model_dir(cfg, workload)
     ready_s = time.time() - t0
     info, cached = _recipe(path, t0)
     from orchestrator.engines.registry import make_engine  # torch: only once the model folder is known
@@ -104,7 +101,7 @@ def measure(cfg, progress=_say) -> dict:
     from orchestrator.models.source import system_prompt_of
 
     method = cfg.verification.method
-    progress(f"measuring on {cfg.workload.heldout_prompts} held-out prompts, N = {cfg.generation.n}, "
+    log.info(f"measuring on {cfg.workload.heldout_prompts} held-out prompts, N = {cfg.generation.n}, "
              f"temperature {cfg.generation.temperature:g}, verifier {method}, sigma = {cfg.verification.threshold:g}")
     t1 = time.time()
     backend = make_engine(REFERENCE_ENGINE, path, device=cfg.model.device, dtype=cfg.model.dtype,
@@ -114,7 +111,7 @@ def measure(cfg, progress=_say) -> dict:
     problems = workload.problems("heldout", cfg.workload.heldout_prompts, cfg.seed)
     ev = evaluate(backend, workload, problems, n=cfg.generation.n, temperature=cfg.generation.temperature,
                   max_new_tokens=cfg.generation.max_new_tokens, threshold=cfg.verification.threshold,
-                  seed=cfg.seed, methods=("tf", "qe"), batch_size=cfg.generation.batch_size, progress=progress)
+                  seed=cfg.seed, methods=("tf", "qe"), batch_size=cfg.generation.batch_size)
     report = _report(cfg, path, backend, ev, info, cached=cached, ready_s=ready_s, load_s=load_s, t1=t1)
     default_recipe = cfg.workload.name == "arithmetic" and not cfg.model.path
     report["checks"] = checks(report) if default_recipe else room_checks(report)

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     cluster, job = jobs.submit(cfg, address=args.address, tracking_uri=args.tracking_uri,
                                experiment=args.experiment, name=args.name, upload=not args.no_upload,
                                root=args.working_dir.resolve() if args.working_dir else None,
-                               excludes=args.exclude, progress=lambda m: print(m, file=sys.stderr, flush=True))
+                               excludes=args.exclude)
     print(f"submitted job {job.job_id} to {job.address}")
     print(f"dashboard: {job.dashboard}")
     print(f"MLflow: {job.tracking_uri} (experiment {job.experiment})")

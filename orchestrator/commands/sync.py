@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -19,8 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.store import tracking
     from orchestrator.store.sync import sync
 
-    res = sync(args.run_dir, args.tracking_uri, args.experiment,
-               progress=lambda m: print(m, file=sys.stderr, flush=True))
+    res = sync(args.run_dir, args.tracking_uri, args.experiment)
     rounds = f"{res.rounds[0]}..{res.rounds[-1]}" if res.rounds else "none"
     print(f"run {res.run_id} ({'new' if res.created else 'continued'}): rounds {rounds}, {res.metrics_sent} metric "
           f"values sent, {res.metrics_present} already there, {len(res.artifacts_sent)} artifact(s) sent"

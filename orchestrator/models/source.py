@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from orchestrator.errors import SvgapError
 
@@ -39,7 +38,7 @@ class ModelSource:
         return cls(cfg.workload.name, cfg.workload.options, m.path, m.cache_dir, getattr(m, "chat_template", "auto"),
                    system_prompt_of(cfg))
 
-    def resolve(self, progress: Callable[[str], None] | None = None) -> Path:
+    def resolve(self) -> Path:
         if self.path:
             p = Path(self.path).expanduser()
             if not (p / "config.json").exists():
@@ -53,4 +52,4 @@ class ModelSource:
         if not callable(getattr(wl, "base_model", None)):
             raise SvgapError(f"workload {self.workload} builds no base model (it has no base_model method); "
                              f"set model.path to a saved model directory")
-        return wl.base_model(Path(self.cache_dir).expanduser(), progress)
+        return wl.base_model(Path(self.cache_dir).expanduser())

@@ -15,8 +15,8 @@ engines and rank groups are the same as at shutdown.
 """
 from __future__ import annotations
 
+import logging
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -25,6 +25,8 @@ import ray
 from ray.exceptions import (GetTimeoutError, NodeDiedError, RayActorError, RayTaskError, WorkerCrashedError)
 
 from orchestrator.errors import SvgapError
+
+log = logging.getLogger(__name__)
 
 # what a lost actor looks like to the caller; anything else the actor raised is its own error
 LOST = (RayActorError, NodeDiedError, WorkerCrashedError)
@@ -87,10 +89,6 @@ def died_on(err: BaseException) -> str | None:
     return None
 
 
-def _stderr(msg: str) -> None:
-    print(f"svgap: {msg}", file=sys.stderr, flush=True)
-
-
 class CallsMixin:
     """The call side of ActorGroup (roles/group.py supplies the actors, bundles and how to start one)."""
 
@@ -103,7 +101,6 @@ class CallsMixin:
         self.epochs = [0] * len(self.actors)
         self.replay: dict[str, tuple[tuple, dict]] = {}  # calls that bring a new actor to the group's state
         self.faults = Faults()
-        self.notify = _stderr  # a lost actor is said out loud, not only counted
 
     def _send(self, call: Call) -> Call:
         call.epoch = self.epochs[call.index]
@@ -192,9 +189,9 @@ class CallsMixin:
                              f"are in the run folder") from None
         if call.epoch != self.epochs[i] and not self.ranked:
             return  # already replaced after another call found it dead
-        self.notify(f"stage '{stage}': {role}[{i}]{node} lost ({why}); starting a replacement and sending its "
+        log.warning(f"stage '{stage}': {role}[{i}]{node} lost ({why}); starting a replacement and sending its "
                     f"{'rank group' if self.ranked else 'shard'} again (loss {losses} of at most "
-                    f"{self.spec.retries})")
+                    f"{self.spec.retries})")  # said out loud, not only counted
         self.faults.events.append(f"{stage}: {role}[{i}]{node}: {why}")
         if self.ranked:
             self._reform(stage)

@@ -5,13 +5,14 @@ picks to make π_{t+1} and syncs it; the last round only measures.
 """
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from orchestrator import redact
+from orchestrator.log import RunLog
 
 from orchestrator.roles import placement
 
@@ -39,8 +40,7 @@ from orchestrator.trainers.base import check_available as check_trainer
 from orchestrator.engines.weights import check_versions
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,7 +56,7 @@ class ExperimentResult:
 class Experiment:
     def __init__(self, cfg: ExperimentConfig, *, address: str | None = None, tracking_uri: str | None = None,
                  experiment_name: str | None = None, parent_run_id: str | None = None,
-                 progress: Callable[[str], None] = _stderr, worker_classes: dict[str, type] | None = None,
+                 worker_classes: dict[str, type] | None = None,
                  on_round: Callable[[RoundRecord], None] | None = None,
                  placement: dict[str, tuple[object, list[int]]] | None = None,
                  run_tags: dict[str, str] | None = None, resume: ResumePoint | None = None) -> None:
@@ -72,7 +72,6 @@ class Experiment:
         self.uri = tracking_uri or cfg.tracking.uri
         self.experiment_name = experiment_name or cfg.tracking.experiment
         self.parent_run_id = parent_run_id
-        self.progress = lambda msg: progress(redact.text(msg))  # no credential in any progress line
         self.on_round = on_round
         self.classes = dict(worker_classes or {})  # role -> actor class in place of the role table's (tests)
 
@@ -104,11 +103,11 @@ class Experiment:
         check_trainer(cfg.training.engine)
         shared = None if self.placement is None else "training" not in self.placement
         plan = PlacementPlan.build(cfg, shared=shared)
-        self.progress("starting pools: " + ", ".join(f"{p.name} x{p.resources.actors}" for p in plan.pools))
+        log.info("starting pools: " + ", ".join(f"{p.name} x{p.resources.actors}" for p in plan.pools))
         if plan.shared("training"):
-            self.progress(f"training x{r.training.actors} shares the generation pool's bundles "
-                          f"(resources.colocate_training={r.colocate_training}: a round trains only after it has "
-                          f"generated and verified)")
+            log.info(f"training x{r.training.actors} shares the generation pool's bundles "
+                     f"(resources.colocate_training={r.colocate_training}: a round trains only after it has "
+                     f"generated and verified)")
         return pool_start.start(plan, cfg, source, self.classes, {**engine_options(cfg), **self.engine_sizing},
                                 self.placement)
 
@@ -118,13 +117,15 @@ class Experiment:
         pools: Pools | None = None
         logger: RunLogger | None = None
         files: RunFiles | None = None
+        run_log = RunLog()  # <run folder>/log.jsonl, from this line on
         try:
             source = self._model(workload)
             pools = self._pools(source)
             where = self._placed(pools)
             heldout = workload.problems("heldout", cfg.workload.heldout_prompts, derive_seed(cfg.seed, "heldout"))
-            runner = RoundRunner(cfg, workload, pools, heldout, self.progress)
+            runner = RoundRunner(cfg, workload, pools, heldout)
             logger, files = self._open_run()
+            run_log.open(files.root)
             logger.log_dict(where, "placement.json")  # where each actor landed (roles/placement.py)
             result = ExperimentResult(logger.run_id, self.uri, files.root, [])
             self._rounds(runner, pools, logger, files, result, scheduler)
@@ -140,28 +141,29 @@ class Experiment:
             if pools:
                 pools.shutdown()
             ray_session.shutdown(started)
+            run_log.close()
 
     def _model(self, workload) -> ModelSource:
         """The policy's model folder, built or checked (and, for vLLM, the engine sized) before any pool starts."""
         cfg = self.cfg
         source = ModelSource.of(cfg)
         t0 = time.perf_counter()
-        model_dir = source.resolve(self.progress)
+        model_dir = source.resolve()
         check_model(cfg.model.engine, model_dir)  # e.g. a head_dim the engine has no kernel for: one line, no pools
         if cfg.model.engine == "vllm":  # context and KV cache from the task, checked before any engine starts
             from orchestrator.engines.vllm_sizing import size_engine
 
             self.engine_sizing = size_engine(cfg, workload, model_dir, source.system_prompt)
-        self.progress(f"model: {model_dir} ready in {time.perf_counter() - t0:.1f}s")
+        log.info(f"model: {model_dir} ready in {time.perf_counter() - t0:.1f}s")
         return source
 
     def _placed(self, pools: Pools) -> dict[str, list[dict]]:
         """Where each actor landed, said and returned for the run's placement.json."""
         placed = [(name, g.nodes()) for name, g in pools.groups.items()]
-        self.progress("placed: " + ", ".join(f"{role} x{len(n)} on {len(set(n))} node(s)" for role, n in placed))
+        log.info("placed: " + ", ".join(f"{role} x{len(n)} on {len(set(n))} node(s)" for role, n in placed))
         where = placement.report(pools.groups.values())
         for line in placement.lines(where):
-            self.progress(line)
+            log.info(line)
         return where
 
     def _open_run(self) -> tuple[RunLogger, RunFiles]:
@@ -174,7 +176,7 @@ class Experiment:
             logger = RunLogger.reattach(self.uri, point.run_id)
             files.remove_partial()
             files.note_resume(point.note())
-            self.progress(describe(point))
+            log.info(describe(point))
             for t, metrics in sorted(point.missing.items()):  # e.g. held during a tracking outage, then killed
                 logger.log_metrics(metrics, step=t)
             return logger, files
@@ -186,7 +188,7 @@ class Experiment:
         files = RunFiles(Path(cfg.tracking.out_dir) / logger.run_id)
         files.prepare(cfg_text)
         files.hold()
-        self.progress(f"MLflow run {logger.run_id} ({tracking.shown(self.uri)}); round files in {files.root}")
+        log.info(f"MLflow run {logger.run_id} ({tracking.shown(self.uri)}); round files in {files.root}")
         return logger, files
 
     def _restore(self, pools: Pools, result: ExperimentResult, scheduler) -> tuple[int, int]:
@@ -210,38 +212,38 @@ class Experiment:
         """Rounds (first)..T, each one unit (run/round.py); this loop decides and persists. Round t's files are
         written, then its metrics go to MLflow in one batch, then state.json commits it: a driver killed before
         the commit has round t redone by a resume."""
-        online = OnlineFit(self.cfg, self.progress)
+        online = OnlineFit(self.cfg)
         if scheduler is not None:
-            scheduler.attach(self.progress)
+            scheduler.attach()
         first, version = self._restore(pools, result, scheduler)
         skip = self.resume.logged if self.resume else set()
         for t in range(first, self.cfg.rounds + 1):
-            log = RoundLog(logger, skip)
+            round_log = RoundLog(logger, skip)
             stops: list[str | None] = []
-            out = runner.run(t, version, lambda record: self._decide(t, record, result, online, log, files,
+            out = runner.run(t, version, lambda record: self._decide(t, record, result, online, round_log, files,
                                                                      scheduler, stops))
             version = out.version
             result.records.append(out.record)
-            self._persist(t, out, stops[0], log, logger, files, scheduler)
+            self._persist(t, out, stops[0], round_log, logger, files, scheduler)
             if self.on_round:
                 self.on_round(out.record)
             if stops[0]:
                 result.stop_reason = stops[0]
-                self.progress(f"stopping early after measuring round {t}: {stops[0]}")
+                log.info(f"stopping early after measuring round {t}: {stops[0]}")
                 break
 
-    def _decide(self, t: int, record: RoundRecord, result: ExperimentResult, online: OnlineFit, log: RoundLog,
+    def _decide(self, t: int, record: RoundRecord, result: ExperimentResult, online: OnlineFit, round_log: RoundLog,
                 files: RunFiles, scheduler, stops: list) -> Decision:
         """Round t is measured: warn, fit on rounds 0..t before training (a stop leaves π_t, the last measured
         model, as the result), and say whether to train π_{t+1} and on which external examples."""
         records = result.records + [record]
         for line in round_health.warnings(records):
-            self.progress(f"warning: {line}")
+            log.warning(line)
         fit, stop = online.after_round(t, records, scheduler)
         stops.append(stop)
         if fit is not None:
             result.fits[t] = fit
-            keep_fit(files, log, t, fit)
+            keep_fit(files, round_log, t, fit)
         if t >= self.cfg.rounds or stop:
             return Decision(False)
         if scheduler is None:
@@ -249,7 +251,7 @@ class Experiment:
         external = scheduler.examples(t, records)
         return Decision(True, tuple(external), scheduler.metrics(t))
 
-    def _persist(self, t: int, out: RoundResult, stop: str | None, log: RoundLog, logger, files: RunFiles,
+    def _persist(self, t: int, out: RoundResult, stop: str | None, round_log: RoundLog, logger, files: RunFiles,
                  scheduler) -> None:
         """Round t's files (the new version, picks, record), its MLflow batch, then the commit (state.json)."""
         record = out.record
@@ -257,14 +259,14 @@ class Experiment:
             update_refs.save(files.root, out.update, self.cfg.resources.timeout_s)
         files.picks(t, list(out.rows))
         files.record(record)
-        keep_external(files, log, scheduler.take() if scheduler else [])
-        log.log_metrics(record.flat_metrics(), step=t)
-        log.flush()  # the fit's and the round's metrics of step t: one batch
+        keep_external(files, round_log, scheduler.take() if scheduler else [])
+        round_log.log_metrics(record.flat_metrics(), step=t)
+        round_log.flush()  # the fit's and the round's metrics of step t: one batch
         logger.log_file(files.root / "picks" / f"round_{t:03d}.jsonl", "picks")
         if stop:
             logger.set_tag("svgap.stop_reason", stop)
         files.state(t, out.version, logger.run_id, stop, scheduler.state() if scheduler else None)
         m = record.metrics
-        self.progress(f"round {t}/{self.cfg.rounds} done in {record.timings['round']:.1f}s: U_s {m['U_s']:.3f} "
-                      f"U_v {m['U_v']:.3f} G {m['G']:.3f} acc_s {m['acc_s']:.3f} acc_v {m['acc_v']:.3f} "
-                      f"held-out {m['heldout_acc']:.3f}")
+        log.info(f"round {t}/{self.cfg.rounds} done in {record.timings['round']:.1f}s: U_s {m['U_s']:.3f} "
+                 f"U_v {m['U_v']:.3f} G {m['G']:.3f} acc_s {m['acc_s']:.3f} acc_v {m['acc_v']:.3f} "
+                 f"held-out {m['heldout_acc']:.3f}", extra={"round": t})

@@ -8,9 +8,10 @@ accuracy with the BoN rule -- plus the uncertainties U_s, U_v and the gap G of r
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -18,6 +19,8 @@ import numpy as np
 from orchestrator.run.selection import BoNPick, best_of_n
 from workloads import answers
 from workloads.base import Problem
+
+log = logging.getLogger(__name__)
 
 
 def prompt_seed(seed: int, problem_id: str) -> int:
@@ -159,13 +162,13 @@ class BaseEval:
 
 def evaluate(backend, workload, problems: list[Problem], *, n: int = 8, temperature: float = 1.0,
              max_new_tokens: int = 8, threshold: float = 0.5, seed: int = 0, methods: Sequence[str] = ("tf", "qe"),
-             batch_size: int = 512, progress: Callable[[str], None] = lambda s: None) -> BaseEval:
-    """Measure a model (an HFBackend) on `problems` of `workload`; each stage's end goes to `progress`."""
+             batch_size: int = 512) -> BaseEval:
+    """Measure a model (an HFBackend) on `problems` of `workload`; each stage's end is logged."""
     t0 = time.monotonic()
     seeds = [prompt_seed(seed, p.id) for p in problems]
     cands = backend.sample([p.prompt for p in problems], n, temperature, max_new_tokens, seeds, batch_size)
     t_sample = time.monotonic() - t0
-    progress(f"sampled {len(problems)} x {n} candidates in {t_sample:.0f} s")
+    log.info(f"sampled {len(problems)} x {n} candidates in {t_sample:.0f} s")
     correct = np.array([[workload.check(p, c.text) for c in cs] for p, cs in zip(problems, cands)], dtype=bool)
     nll = np.array([[c.nll for c in cs] for cs in cands])
     lengths = np.array([[c.length for c in cs] for cs in cands])
@@ -184,7 +187,7 @@ def evaluate(backend, workload, problems: list[Problem], *, n: int = 8, temperat
         else:
             raise ValueError(f"unknown verification method {method!r}")
         seconds[method] = time.monotonic() - t1
-        progress(f"{method.upper()} verifier scored {len(flat)} candidates in {seconds[method]:.0f} s")
+        log.info(f"{method.upper()} verifier scored {len(flat)} candidates in {seconds[method]:.0f} s")
         scores = np.asarray(s).reshape(len(problems), n)
         picks = [best_of_n(scores[i], nll[i], lengths[i], threshold) for i in range(len(problems))]
         ok = correct.ravel()

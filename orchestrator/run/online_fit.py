@@ -12,10 +12,13 @@ Knows the theory and the round records; returns data (a FitDecision), writes not
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+import logging
+from typing import NamedTuple
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import SvgapError
+
+log = logging.getLogger(__name__)
 
 
 class FitDecision(NamedTuple):
@@ -26,8 +29,8 @@ class FitDecision(NamedTuple):
 
 
 class OnlineFit:
-    def __init__(self, cfg: ExperimentConfig, progress: Callable[[str], None]) -> None:
-        self.cfg, self.progress = cfg, progress
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        self.cfg = cfg
         self.suffix = "" if cfg.fit.quantity == "total" else "_per_token"
 
     def _series(self, records: list) -> tuple[list[int], list[float], list[float]]:
@@ -45,7 +48,7 @@ class OnlineFit:
         try:
             fit = fit_gap(rounds, S, V, eps=fc.eps, n_boot=100, seed=self.cfg.seed, quantity=fc.quantity)
         except SvgapError as e:
-            self.progress(f"round {t}: no fit ({e})")
+            log.info(f"round {t}: no fit ({e})")
             return FitDecision()
         data = fit.to_json()  # its fit/* metrics: store.records.fit_metrics
         limit = data["U_s_inf"] if fit.decaying else None
@@ -67,14 +70,14 @@ class OnlineFit:
         try:
             g = fit_gamma(rounds, S, V, eta)
         except SvgapError as e:
-            self.progress(f"round {t}: no joint fit with external data ({e})")
+            log.info(f"round {t}: no joint fit with external data ({e})")
             return {"gamma": None, "U_s_inf": None, "verdict": str(e)}
         future = scheduler.future_eta(t)
         if future is None:
             return {**g.to_json(), "U_s_inf": None, "verdict": None}
         ahead = simulate(g.model, g.gamma, future, start_round=t, U_s0=S[-1], U_v0=V[-1])
         if ahead.verdict is not None:
-            self.progress(f"round {t}: no limit through the rest of the allocation ({ahead.verdict})")
+            log.info(f"round {t}: no limit through the rest of the allocation ({ahead.verdict})")
         return {**g.to_json(), "future_eta": future, "U_s_inf": ahead.U_s_inf, "verdict": ahead.verdict}
 
     def _stop(self, t: int, records: list, limit: float | None, scheduler) -> str | None:
@@ -85,7 +88,7 @@ class OnlineFit:
         if gain >= threshold:
             return None
         if scheduler is not None and scheduler.remaining > 0:
-            self.progress(f"round {t}: predicted remaining gain {gain:.4f} < {threshold:g}, but "
-                          f"{scheduler.remaining} external examples are still to be used: not stopping")
+            log.info(f"round {t}: predicted remaining gain {gain:.4f} < {threshold:g}, but "
+                     f"{scheduler.remaining} external examples are still to be used: not stopping")
             return None
         return f"predicted remaining gain U_s({t}) - U_s,inf = {gain:.4f} < {threshold:g} (limit {limit:.4f})"

@@ -9,6 +9,7 @@ weights travel as object-store references: the driver never holds them. Stages t
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -22,6 +23,8 @@ from orchestrator.run.selection import BoNPick, best_of_n
 from orchestrator.store.records import PickRow, RoundRecord
 from orchestrator.trainers.base import TrainingExample
 from workloads.base import Problem
+
+log = logging.getLogger(__name__)
 
 
 def derive_seed(*parts: object) -> int:
@@ -66,9 +69,8 @@ class Measured:
 class RoundRunner:
     """Runs the stages of a round on the pools; knows the stage order, not MLflow nor the run folder."""
 
-    def __init__(self, cfg: ExperimentConfig, workload, pools: Pools, heldout: list[Problem],
-                 progress: Callable[[str], None] = lambda s: None) -> None:
-        self.cfg, self.workload, self.pools, self.heldout, self.progress = cfg, workload, pools, heldout, progress
+    def __init__(self, cfg: ExperimentConfig, workload, pools: Pools, heldout: list[Problem]) -> None:
+        self.cfg, self.workload, self.pools, self.heldout = cfg, workload, pools, heldout
 
     def problems(self, t: int) -> list[Problem]:
         return self.workload.problems("train", self.cfg.workload.train_prompts, derive_seed(self.cfg.seed, t, "prompts"))
@@ -145,13 +147,13 @@ class RoundRunner:
         samples: list[list[Sample]] = self.pools.solver.gather("generate", self._sample(problems, t, "train", n,
                                                                                          version))
         timings["generate"] = time.perf_counter() - t0
-        self.progress(f"round {t}: generated {len(problems)}x{n} candidates in {timings['generate']:.1f}s")
+        log.info(f"round {t}: generated {len(problems)}x{n} candidates in {timings['generate']:.1f}s")
         # The held-out measurement runs on the generation pool while the verification pool scores.
         t1 = time.perf_counter()
         heldout_refs = self._sample(self.heldout, t, "heldout", cfg.workload.heldout_samples, version)
         scores, flat_u, scored_by = self._verify(problems, samples, version)
         timings["verify"] = time.perf_counter() - t1
-        self.progress(f"round {t}: verified {len(scores)} candidates in {timings['verify']:.1f}s")
+        log.info(f"round {t}: verified {len(scores)} candidates in {timings['verify']:.1f}s")
         t_wait = time.perf_counter()
         heldout = self.pools.solver.gather("heldout", heldout_refs)
         # held-out sampling overlaps verification: what it adds to the round is the wait after verify is done
@@ -215,8 +217,8 @@ class RoundRunner:
             raise SvgapError(f"round {t}: training rank 0 returned no update")
         new_version, nbytes = meta
         self.pools.trainer.remember(update)
-        self.progress(f"round {t}: trained on {len(examples)} examples ({len(ext_rows)} external) in "
-                      f"{stats.seconds:.1f}s, loss {stats.loss_first:.3f} -> {stats.loss_last:.3f}")
+        log.info(f"round {t}: trained on {len(examples)} examples ({len(ext_rows)} external) in "
+                 f"{stats.seconds:.1f}s, loss {stats.loss_first:.3f} -> {stats.loss_last:.3f}")
         t_sync = time.perf_counter()
         self.pools.publish(update, new_version)
         synced = {"version": new_version, "train": stats.seconds, "sync": time.perf_counter() - t_sync}

@@ -32,15 +32,17 @@ Metrics of training round t: external/eta (count_t / M, the realised share), ext
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import SvgapError
 from workloads.base import Problem
+
+log = logging.getLogger(__name__)
 
 NAMED = ("early", "uniform", "late")
 
@@ -163,11 +165,9 @@ class Scheduler:
         self.used = 0
         self.plan: dict | None = None
         self.decided: list[tuple[str, dict]] = []  # files for the run store: allocation.json, plan.json
-        self.progress: Callable[[str], None] = lambda s: None
 
-    def attach(self, progress: Callable[[str], None]) -> None:
+    def attach(self) -> None:
         """Start of the run: the allocation is decided (plan.json follows for `planned`); nothing is written here."""
-        self.progress = progress
         desc = {"strategy": self.ext.strategy, "budget": self.budget, "rounds": self.rounds,
                 "source": self.ext.source, "counts": self.counts}
         if self.ext.strategy == "planned":
@@ -175,7 +175,7 @@ class Scheduler:
         self.decided.append(("allocation.json", desc))
         what = (f"planned after round {self.ext.warmup_rounds} (objective {self.ext.objective}, "
                 f"gamma {self.ext.gamma:g})" if self.counts is None else f"counts per round {self.counts}")
-        progress(f"external data: {self.budget} examples ({self.ext.strategy}, source {self.ext.source}); {what}")
+        log.info(f"external data: {self.budget} examples ({self.ext.strategy}, source {self.ext.source}); {what}")
 
     def take(self) -> list[tuple[str, dict]]:
         """The decisions made since the last take, as (file name, data): the controller keeps them in the run
@@ -236,7 +236,7 @@ class Scheduler:
         self.counts = self.plan["counts"] = [0] * t + round_counts(shares, self.budget)
         self.plan["why"] = why
         self.decided.append(("plan.json", self.plan))
-        self.progress(f"external data: {why}; counts per round {self.counts}")
+        log.info(f"external data: {why}; counts per round {self.counts}")
 
     def metrics(self, t: int) -> dict[str, float]:
         n = self.given.get(t, 0)

@@ -6,8 +6,8 @@ Credentials in a tracking URI are used but never shown: every message, param and
 here passes orchestrator.redact first."""
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +16,8 @@ from orchestrator.config.typed import flatten, to_dict
 from orchestrator.errors import SvgapError
 from orchestrator.store import tracking
 from orchestrator.store.outbox import Outbox
+
+log = logging.getLogger(__name__)
 
 # MLflow's http client retries a failed request for minutes by default; a run's driver asks briefly and holds its
 # writes while the server is down (outbox.py). The user's own settings of these win.
@@ -32,7 +34,7 @@ def run_params(cfg) -> dict:
 
 
 def _warn(msg: str) -> None:
-    print(f"svgap: warning: {msg}", file=sys.stderr, flush=True)
+    log.warning(msg)
 
 
 class RunLogger:

@@ -9,9 +9,9 @@ the store through tracking.py; this module knows no MLflow.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from orchestrator import config, redact
 
@@ -21,6 +21,8 @@ from orchestrator.errors import SvgapError
 from orchestrator.store.records import fit_metrics
 from orchestrator.store.run_store import RunFiles
 from orchestrator.config.typed import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,8 +54,7 @@ def _read(run_dir: Path):
     return cfg, files, state
 
 
-def sync(run_dir: str | Path, uri: str | None = None, experiment: str | None = None,
-         progress: Callable[[str], None] = lambda m: None) -> SyncResult:
+def sync(run_dir: str | Path, uri: str | None = None, experiment: str | None = None) -> SyncResult:
     run_dir = Path(run_dir)
     cfg, files, state = _read(run_dir)
     uri = tracking.preflight(uri or cfg.tracking.uri)
@@ -66,7 +67,7 @@ def sync(run_dir: str | Path, uri: str | None = None, experiment: str | None = N
         logger = RunLogger(uri, experiment or cfg.tracking.experiment, cfg.tracking.run_name,
                            redact.data(run_params(cfg)), tags={"svgap.synced_from": state.run_id})
         created, have, artifacts = True, {}, set()
-    progress(f"sync {run_dir} -> run {logger.run_id} in {tracking.shown(uri)} "
+    log.info(f"sync {run_dir} -> run {logger.run_id} in {tracking.shown(uri)} "
              f"({'new run' if created else 'the run the folder names'}): rounds 0..{state.last_finished_round}")
     sent = present = 0
     for rec in records:

@@ -5,11 +5,14 @@ Credentials in a tracking URI are used but never shown: every message, param and
 here passes orchestrator.redact first (MLflow's own MLFLOW_TRACKING_USERNAME / _PASSWORD are the better place)."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from orchestrator import redact
 from orchestrator.errors import SvgapError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 _READY_STORES: set[str] = set()

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from orchestrator import redact
-from orchestrator.studies.progress import STOPS, _say
+from orchestrator.studies.progress import STOPS, log
 from orchestrator.studies.variants import Outcome, Variant
 
 
@@ -28,7 +28,7 @@ def read_outcomes(grid, variants: list[Variant], parent: str, folder: Path, uri:
     for i, v in enumerate(variants):
         by_index.setdefault(i, Outcome(v, error="no result from Tune"))
     if missing:
-        _say(f"no result for: {', '.join(missing)}")
+        log.warning(f"no result for: {', '.join(missing)}")
     return [by_index[i] for i in range(len(variants))], ran
 
 

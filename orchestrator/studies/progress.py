@@ -2,12 +2,12 @@
 queued (Tune's own tables stay off), and, when the theory scheduler stops a trial, the reason on the trial's MLflow
 run and in the study folder's stops.json (the summary reads it, also after a restore).
 
-Both objects are pickled into Tune's tuner.pkl, so they hold plain data only and print to stderr at call time.
+Both objects are pickled into Tune's tuner.pkl, so they hold plain data only and log at call time.
 """
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from pathlib import Path
 
@@ -16,12 +16,7 @@ from ray.tune import Callback
 from orchestrator.store.files import atomic_write
 
 STOPS = "stops.json"
-
-
-def _say(msg: str) -> None:
-    from orchestrator import redact
-
-    print(redact.text(msg), file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 def counts(trials: list, trial=None, now: str | None = None) -> str:
@@ -42,17 +37,17 @@ class Progress(Callback):
     """trial started / round measured / finished / failed, each with the study's counts."""
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        _say(f"[{_label(trial)}] started; {counts(trials, trial, 'RUNNING')}")
+        log.info(f"[{_label(trial)}] started; {counts(trials, trial, 'RUNNING')}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if result.get("final") or not result.get("history"):
             return
         h, nan = result["history"][-1], float("nan")
-        _say(f"[{_label(trial)}] round {h['round']}/{result['rounds']}: held-out {h.get('heldout_acc', nan):.3f}"
-             f" U_s {h.get('U_s', nan):.3f} G {h.get('G', nan):.3f}")
+        log.info(f"[{_label(trial)}] round {h['round']}/{result['rounds']}: "
+                 f"held-out {h.get('heldout_acc', nan):.3f} U_s {h.get('U_s', nan):.3f} G {h.get('G', nan):.3f}")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        _say(f"[{_label(trial)}] finished; {counts(trials, trial, 'TERMINATED')}")
+        log.info(f"[{_label(trial)}] finished; {counts(trials, trial, 'TERMINATED')}")
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         """A failed trial Tune will run again (FailureConfig.max_failures)."""
@@ -68,8 +63,8 @@ class Progress(Callback):
             err = lines[-1].strip()[:300] if lines else ""
         except (OSError, TypeError):
             pass
-        _say(f"[{_label(trial)}] failed (failure {trial.run_metadata.num_failures}){': ' + err if err else ''}"
-             f"{what}; {counts(trials, trial, now)}")
+        log.warning(f"[{_label(trial)}] failed (failure {trial.run_metadata.num_failures})"
+                    f"{': ' + err if err else ''}{what}; {counts(trials, trial, now)}")
 
 
 class StopRecorder:
@@ -95,7 +90,7 @@ class StopRecorder:
         data = json.loads(path.read_text()) if path.exists() else {}
         data[trial.trial_id] = stop
         atomic_write(path, json.dumps(data, indent=1))
-        _say(f"[{stop['label']}] stopped after round {t} of {rounds}: {reason}")
+        log.info(f"[{stop['label']}] stopped after round {t} of {rounds}: {reason}")
         try:
             runs = [r for r in tracking.child_runs(self.parent_run_id, self.uri)
                     if r.data.tags.get("svgap.trial_id") == trial.trial_id and r.info.status == "RUNNING"]
@@ -107,4 +102,4 @@ class StopRecorder:
                                   self.uri)
                 mirror.set_status(r.info.run_id, "FINISHED", self.uri)
         except Exception as e:  # noqa: BLE001 - the study goes on; the reason is in stops.json
-            _say(f"[{stop['label']}] could not tag its MLflow run: {type(e).__name__}: {e}")
+            log.warning(f"[{stop['label']}] could not tag its MLflow run: {type(e).__name__}: {e}")

@@ -19,7 +19,7 @@ from orchestrator import redact
 from orchestrator.config import dump
 from orchestrator.errors import SvgapError
 from orchestrator.studies import placement as pl
-from orchestrator.studies.progress import Progress, StopRecorder, _say
+from orchestrator.studies.progress import Progress, StopRecorder, log  # the study's progress lines
 from orchestrator.studies.variants import Outcome, Variant, build_variants, check_size, identity
 
 
@@ -176,7 +176,7 @@ class Study:
         marker = folder / "study.json"
         parent = None
         try:
-            ModelSource(b.workload.name, b.workload.options, b.model.path, b.model.cache_dir).resolve(_say)
+            ModelSource(b.workload.name, b.workload.options, b.model.path, b.model.cache_dir).resolve()
             from ray import tune
 
             restore = marker.exists() and tune.Tuner.can_restore(str(folder / "tune"))
@@ -187,10 +187,10 @@ class Study:
                 logger = self._new_parent(sid, slots)
                 parent = logger.run_id
                 self._mark_study(logger, sid, folder, marker)
-            _say(f"{self.spec.kind}: {len(self.variants)} trials ({len(self.spec.grid) or 'no'} grid axes x "
-                 f"{self.spec.seeds} seed(s)), at most {slots} at a time; parent MLflow run {parent} "
-                 f"({tracking.shown(self.uri)}); study folder {folder} (each trial's experiment log in logs/)"
-                 + ("; restoring it" if restore else ""))
+            log.info(f"{self.spec.kind}: {len(self.variants)} trials ({len(self.spec.grid) or 'no'} grid axes x "
+                     f"{self.spec.seeds} seed(s)), at most {slots} at a time; parent MLflow run {parent} "
+                     f"({tracking.shown(self.uri)}); study folder {folder} (each trial's experiment log in logs/)"
+                     + ("; restoring it" if restore else ""))
             with _quiet_tune():  # also around Tuner.restore: it warns about the result files we do not write
                 tuner = self._tuner(folder, self._param_space(sid, parent, bundles, folder),
                                     self._scheduler(folder, parent), restore)

@@ -9,10 +9,10 @@ controller of that experiment).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import time
-from datetime import datetime
 from pathlib import Path
 
 SERIES = ("U_s", "U_v", "G", "U_s_per_token", "U_v_per_token", "acc_s", "acc_v", "heldout_acc", "tokens_per_s",
@@ -98,10 +98,10 @@ def run_trial(config: dict) -> None:
 
     tags = {"svgap.study": study["id"], "svgap.grid_point": v["point_label"], "svgap.seed": str(v["seed"]),
             "svgap.trial_id": trial_id, "svgap.node_id": ray.get_runtime_context().get_node_id()}
-    res = Experiment(cfg, tracking_uri=study["uri"], experiment_name=study["experiment"],
-                     parent_run_id=study["parent_run_id"], progress=TrialLog(study.get("folder"), trial_id),
-                     on_round=on_round, placement=placement, run_tags=tags, worker_classes=classes or None,
-                     resume=point).run()
+    with trial_log(study.get("folder"), trial_id):
+        res = Experiment(cfg, tracking_uri=study["uri"], experiment_name=study["experiment"],
+                         parent_run_id=study["parent_run_id"], on_round=on_round, placement=placement,
+                         run_tags=tags, worker_classes=classes or None, resume=point).run()
     last = res.fits[max(res.fits)] if res.fits else None
     if last is not None:
         last = {k: val for k, val in last.items() if k not in ("bootstrap", "backtest")}
@@ -111,20 +111,17 @@ def run_trial(config: dict) -> None:
                  "run_id": res.run_id, "stop_reason": res.stop_reason, "fit": last})
 
 
-class TrialLog:
-    """The experiment's own progress lines (pools placed, each stage's time, each round), time-stamped in
+def trial_log(study_folder: str | None, trial_id: str) -> contextlib.AbstractContextManager:
+    """The experiment's own log lines (pools placed, each stage's time, each round), time-stamped in
     `<study folder>/logs/trial_<id>.log` (on the node the trial runs on): the study's console shows only trial-level
-    lines. A retried or restored trial appends to the same file."""
+    lines, and warnings (a lost actor, a tracking outage), which Ray forwards from the trial's stderr. A retried or
+    restored trial appends to the same file."""
+    import logging
 
-    def __init__(self, study_folder: str | None, trial_id: str) -> None:
-        self.path = Path(study_folder) / "logs" / f"trial_{trial_id}.log" if study_folder else None
+    from orchestrator.log import TimedLines, capture, console
 
-    def __call__(self, msg: str) -> None:
-        if self.path is None:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as f:
-                f.write(f"{datetime.now().strftime('%H:%M:%S.%f')[:-4]} {msg}\n")
-        except OSError:  # a log line is never worth a trial
-            pass
+    scope = contextlib.ExitStack()
+    scope.enter_context(capture(console(logging.WARNING)))
+    if study_folder:
+        scope.enter_context(capture(TimedLines(Path(study_folder) / "logs" / f"trial_{trial_id}.log")))
+    return scope

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import os
 import re
 import secrets
@@ -22,6 +23,8 @@ from orchestrator.config import ExperimentConfig, dump
 from orchestrator.errors import SvgapError
 from orchestrator.submission import workdir
 from orchestrator.submission.client import Cluster, auth_headers, probe, resolve_address
+
+log = logging.getLogger(__name__)
 
 ENTRYPOINT = f"python -m orchestrator.cli run {workdir.CONFIG_NAME} --address auto"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -70,8 +73,8 @@ class Submitted:
 
 
 def submit(cfg: ExperimentConfig, *, address: str | None, tracking_uri: str | None, experiment: str | None,
-           name: str | None, upload: bool = True, root: Path | None = None, excludes: list[str] = (),
-           progress=lambda msg: None) -> tuple[Cluster, Submitted]:
+           name: str | None, upload: bool = True, root: Path | None = None,
+           excludes: list[str] = ()) -> tuple[Cluster, Submitted]:
     """Every check first (tracking URI, address, token, upload size); then one submit_job call."""
     if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,60}", name):
         raise SvgapError(f"--name {name!r}: use letters, digits, '.', '_' or '-' (at most 61 characters)")
@@ -88,7 +91,7 @@ def submit(cfg: ExperimentConfig, *, address: str | None, tracking_uri: str | No
         size = workdir.check_size(work) if upload else None
         cluster = Cluster(address)  # checks the token with one authenticated request, before anything is uploaded
         if size is not None:
-            progress(f"uploading the working dir ({workdir.mib(size)} zipped) to {cluster.address}")
+            log.info(f"uploading the working dir ({workdir.mib(size)} zipped) to {cluster.address}")
         env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": cfg.tracking.experiment,
                "PYTHONUNBUFFERED": "1"}
         job_id = f"{name}-{secrets.token_hex(3)}" if name else None
@@ -130,7 +133,7 @@ def follow(cluster: Cluster, job_id: str, out: TextIO = sys.stdout) -> str:
     except Exception as e:  # the stream broke (head restarted, network): say so, then report the state
         from orchestrator.submission.client import _first
 
-        print(f"svgap: log stream of {job_id} ended early: {_first(e)}", file=sys.stderr)
+        log.warning(f"log stream of {job_id} ended early: {_first(e)}")
     return wait_terminal(cluster, job_id, timeout_s=60.0)
 
 

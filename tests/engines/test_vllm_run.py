@@ -81,7 +81,7 @@ def test_small_run_with_the_vllm_engine_leaves_no_engine_process(local_ray, base
         "workload.train_prompts=32", "workload.heldout_prompts=32", "generation.n=4",
         "resources.generation.actors=1", "resources.generation.cpus=0.5",
         "resources.verification.cpus=0.5", "resources.training.cpus=0.5", f"tracking.out_dir={tmp_path}/runs"])
-    res = Experiment(cfg, tracking_uri=sqlite_uri(f"{tmp_path}/mlflow.db"), progress=lambda s: None,
+    res = Experiment(cfg, tracking_uri=sqlite_uri(f"{tmp_path}/mlflow.db"),
                      on_round=lambda rec: seen.update(vllm_pids() - before)).run()
     assert [r.round for r in res.records] == [0, 1] and res.records[1].version == 1
     for r in res.records:  # the generation engine's own U agrees with the verification engine's teacher forcing

@@ -45,18 +45,18 @@ def test_judge_config_errors_name_the_key():
         config.load(None, ["judge.path=/x", "judge.custom={CPU: 1}"])
 
 
-def test_judge_path_without_a_model_is_one_line(local_ray, base_model_dir, tmp_path):
+def test_judge_path_without_a_model_is_one_line(local_ray, base_model_dir, tmp_path, tracking_uri):
     cfg = config.load(None, tiny(tmp_path, base_model_dir, f"judge.path={tmp_path}", "judge.cpus=0.5"))
     with pytest.raises(SvgapError, match=rf"^judge.path: {tmp_path} is not a saved model directory"):
-        Experiment(cfg, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", progress=lambda s: None).run()
+        Experiment(cfg, tracking_uri=tracking_uri).run()
 
 
-def test_a_judge_pool_from_config_alone_verifies_every_round(local_ray, base_model_dir, tmp_path):
+def test_a_judge_pool_from_config_alone_verifies_every_round(local_ray, base_model_dir, tmp_path, tracking_uri, said):
     judge_dir = tmp_path / "judge"
     shutil.copytree(base_model_dir, judge_dir)
     cfg = config.load(None, tiny(tmp_path, base_model_dir, f"judge.path={judge_dir}", "judge.cpus=0.5"))
-    lines: list[str] = []
-    result = Experiment(cfg, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", progress=lines.append).run()
+    result = Experiment(cfg, tracking_uri=tracking_uri).run()
+    lines = said
 
     assert [r.version for r in result.records] == [0, 1]  # round 1: the policy holds π_1, the judge its own model
     for rec in result.records:

@@ -32,7 +32,7 @@ def test_one_or_two_generation_actors_give_identical_metrics(local_ray, base_mod
         cfg = config.load(None, ["workload.train_prompts=24", "workload.heldout_prompts=24", "generation.n=4",
                                  "rounds=2", "training.epochs=1", f"model.path={base_model_dir}",
                                  f"tracking.out_dir={tmp_path / 'runs'}", f"resources.generation.actors={actors}"])
-        runs[actors] = Experiment(cfg, tracking_uri=uri, progress=lambda s: None).run()
+        runs[actors] = Experiment(cfg, tracking_uri=uri).run()
     one, two = (tracking.run_metrics(runs[a].run_id, uri) for a in (1, 2))
     assert set(one) == set(two)
     compared = [k for k in one if not TIMED.match(k)]
@@ -52,7 +52,7 @@ def test_one_or_two_generation_actors_give_identical_metrics(local_ray, base_mod
             np.testing.assert_array_equal(a[name], b[name], err_msg=f"v{v} {name}")
 
 
-def test_default_base_model_is_the_shipped_one(default_workload, tmp_path):
+def test_default_base_model_is_the_shipped_one(default_workload, tmp_path, said):
     """The default recipe resolves to the shipped weights (copied into the cache, checksum verified), whose
     fingerprint is the recorded one; nothing is pretrained."""
     from safetensors.torch import load_file
@@ -65,14 +65,13 @@ def test_default_base_model_is_the_shipped_one(default_workload, tmp_path):
         "the default recipe changed but the shipped weights did not: rebuild and reship them with "
         "`python benchmarks/shipped_weights.py --write`")
     assert (shipped.SHIPPED / "model.safetensors").stat().st_size < 2_000_000  # small enough to ship
-    said: list[str] = []
-    path = default_workload.base_model(tmp_path / "cache", progress=said.append)
+    path = default_workload.base_model(tmp_path / "cache")
     assert any("ship with svgap" in m for m in said) and not any("pretraining" in m for m in said), said
     assert (path / "model.safetensors").read_bytes() == (shipped.SHIPPED / "model.safetensors").read_bytes()
     # the fingerprint every actor checks (weights.check_same_base), from the file's tensors (= the model's parameters)
     assert base_fingerprint(load_file(path / "model.safetensors")) == data["fingerprint"]
     said.clear()
-    assert default_workload.base_model(tmp_path / "cache", progress=said.append) == path
+    assert default_workload.base_model(tmp_path / "cache") == path
     assert any("cached" in m for m in said)
 
 

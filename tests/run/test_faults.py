@@ -86,10 +86,9 @@ def test_run_survives_lost_generation_verification_and_training_actors(switch, b
     from orchestrator.run.experiment import Experiment
 
     uri = tracking_uri
-    clean = Experiment(tiny_cfg(tmp_path, base_model_dir), tracking_uri=uri, progress=lambda s: None).run()
+    clean = Experiment(tiny_cfg(tmp_path, base_model_dir), tracking_uri=uri).run()
     sw = switch({"generation.sample": 1, "verification.verify": 1, "training.train.0": 1})
-    lines: list[str] = []
-    res = Experiment(tiny_cfg(tmp_path, base_model_dir), tracking_uri=uri, progress=lines.append,
+    res = Experiment(tiny_cfg(tmp_path, base_model_dir), tracking_uri=uri,
                      worker_classes={"generation": KilledGenerationWorker, "verification": OOMVerificationWorker,
                                      "training": OOMTrainingWorker}).run()
     assert sorted(ray.get(sw.fired_faults.remote())) == ["generation.sample", "training.train.0",

@@ -27,7 +27,7 @@ def drive(tmp_path, tracking_uri, overrides: list[str], rounds: int, scheduler=N
     """Feed rounds 0..rounds-1 to OnlineFit and keep its fits as the controller does (run folder, then MLflow):
     (t of the stop or None, reason, fits, logger)."""
     cfg = config.load(None, [f"rounds={rounds + 2}", *overrides])
-    online = OnlineFit(cfg, progress=lambda s: None)
+    online = OnlineFit(cfg)
     logger = mirror.RunLogger(tracking_uri, "online", None, {})
     files = RunFiles(tmp_path / "run")
     files.prepare(config.dump(cfg))

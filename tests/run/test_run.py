@@ -92,7 +92,7 @@ def test_worker_failure_names_the_stage(local_ray, base_model_dir, tmp_path):
     from ray_helpers import FailingGenerationWorker
 
     cfg = config.load(None, tiny(tmp_path, base_model_dir))
-    exp = Experiment(cfg, tracking_uri=uri_for(tmp_path), progress=lambda s: None,
+    exp = Experiment(cfg, tracking_uri=uri_for(tmp_path),
                      worker_classes={"generation": FailingGenerationWorker})
     with pytest.raises(SvgapError, match=r"stage 'generate' failed on generation\[[01]\]: RuntimeError: injected"):
         exp.run()
@@ -141,7 +141,7 @@ def test_default_experiment_meets_the_demo_acceptance(local_ray, svgap_cache, ba
     round, U_s and G fall), and the online fit logged from the 4th round on. About a minute with a cached model."""
     cfg = config.load(None, [f"model.cache_dir={svgap_cache}", f"tracking.out_dir={tmp_path / 'runs'}"])
     assert cfg.model.path is None and cfg.resources.generation.actors >= 2
-    res = Experiment(cfg, tracking_uri=uri_for(tmp_path), progress=lambda s: None).run()
+    res = Experiment(cfg, tracking_uri=uri_for(tmp_path)).run()
     m = [r.metrics for r in res.records]
     assert len(m) == cfg.rounds + 1
     assert m[-1]["heldout_acc"] >= m[0]["heldout_acc"] + 0.10, [x["heldout_acc"] for x in m]

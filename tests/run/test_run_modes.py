@@ -36,10 +36,9 @@ def uri_for(tmp_path) -> str:
     return sqlite_uri(tmp_path / 'mlflow.db')
 
 
-def run(tmp_path, base_model_dir, *extra: str, progress: list | None = None):
+def run(tmp_path, base_model_dir, *extra: str):
     cfg = config.load(None, overrides(tmp_path, base_model_dir, *extra))
-    say = progress.append if progress is not None else (lambda m: None)
-    return Experiment(cfg, tracking_uri=uri_for(tmp_path), progress=say).run()
+    return Experiment(cfg, tracking_uri=uri_for(tmp_path)).run()
 
 
 def picks(res, t: int) -> list[dict]:
@@ -77,15 +76,14 @@ def test_stop_rule_ends_the_run_before_training_past_the_stop(local_ray, base_mo
 
 
 def test_stop_rule_waits_for_the_external_budget_then_uses_only_the_external_limit(local_ray, base_model_dir,
-                                                                                   tmp_path):
+                                                                                   tmp_path, said):
     """All external data in round 4 (explicit shares): the fit after round 4 would stop, but the budget is not
     spent -- the run goes on. Once it is spent, the rule stops only on the limit predicted with γ through the rest
     of the allocation (fit/U_s_inf_external), never on the plain fit's limit, which reads the external jump as
     self-improvement. On this tiny model one jump does not identify γ within 6 rounds (the joint fit says so each
     round), so the run must go on to its last round although the plain fit predicts less gain than the threshold."""
-    said: list[str] = []
     res = run(tmp_path, base_model_dir, "rounds=6", "stop.when_predicted_gain_below=100", "external.budget=128",
-              "external.strategy=explicit", "external.shares=[0,0,0,0,1,0]", progress=said)
+              "external.strategy=explicit", "external.shares=[0,0,0,0,1,0]")
     waited = [s for s in said if "128 external examples are still to be used: not stopping" in s]
     assert waited and all(re.match(r"round [34]: predicted remaining gain", s) for s in waited), said
     assert any(s.startswith("round 4: predicted remaining gain") for s in waited), said
@@ -176,13 +174,12 @@ def test_per_token_fit_quantity_is_fitted_and_saved(local_ray, base_model_dir, t
         assert saved["rate"] == pytest.approx(again.rate, rel=1e-6)
 
 
-def test_planned_strategy_logs_its_plan_and_spends_the_budget_exactly(local_ray, base_model_dir, tmp_path):
+def test_planned_strategy_logs_its_plan_and_spends_the_budget_exactly(local_ray, base_model_dir, tmp_path, said):
     """external.strategy planned: warm-up rounds 0..3 without external data, a plan after round 4 from the fit of
     rounds 0..4 (logged as external/plan.json with every candidate's prediction and the pick -- or, when the
     warm-up shows no decay, the reason and the uniform fallback), and exactly the budget M spent, none reused."""
-    said: list[str] = []
     res = run(tmp_path, base_model_dir, "rounds=5", "external.budget=200", "external.strategy=planned",
-              "external.gamma=0.2", "external.warmup_rounds=4", progress=said)
+              "external.gamma=0.2", "external.warmup_rounds=4")
     plan = json.loads((res.out_dir / "external" / "plan.json").read_text())
     assert plan["start_round"] == 4 and plan["observed"]["rounds"] == [0, 1, 2, 3, 4] and plan["budget"] == 200
     assert plan["observed"]["U_s"] == [r.metrics["U_s"] for r in res.records[:5]]

@@ -86,7 +86,7 @@ def test_every_fixed_strategy_hands_out_its_counts_without_reuse(tmp_path, run_s
                   *extra)
     sched = build_scheduler(cfg, workload=None)
     rec = Recorder()
-    sched.attach(lambda s: None)
+    sched.attach()
     batches = drive(sched, 6)
     assert not (run_store.root / "external").exists()  # the scheduler decides; the controller keeps it:
     keep_external(run_store, rec, sched.take())
@@ -106,7 +106,7 @@ def test_every_fixed_strategy_hands_out_its_counts_without_reuse(tmp_path, run_s
 
 def test_none_hands_out_nothing(tmp_path):
     sched = build_scheduler(cfg_for("rounds=4", "external.budget=24", "external.strategy=none"), workload=None)
-    sched.attach(lambda s: None)
+    sched.attach()
     assert [len(b) for b in drive(sched, 4)] == [0, 0, 0, 0] and sched.remaining == 0
     assert all(sched.metrics(t) == {"external/eta": 0.0, "external/count": 0.0, "external/used_total": 0.0}
                for t in range(4))
@@ -207,7 +207,7 @@ def records_from(model: GapModel, rounds: int) -> list[RoundRecord]:
 
 
 @pytest.mark.parametrize("objective, gamma", [("limit", 0.5), ("horizon", 0.5), ("horizon", 2.0)])
-def test_planned_chooses_what_svgap_plan_chooses(tmp_path, capsys, objective, gamma):
+def test_planned_chooses_what_svgap_plan_chooses(tmp_path, capsys, said, objective, gamma):
     src = write_jsonl(tmp_path / "ext.jsonl", 60)
     model = GapModel(rate=0.6, alpha_prime=3.0, beta_prime=1.2, U_s_inf=2.0, U_v_inf=1.5)
     rounds, w = 9, 4
@@ -215,8 +215,8 @@ def test_planned_chooses_what_svgap_plan_chooses(tmp_path, capsys, objective, ga
     cfg = cfg_for(f"rounds={rounds}", "external.budget=30", "external.strategy=planned", f"external.source={src}",
                   f"external.gamma={gamma}", f"external.warmup_rounds={w}", f"external.objective={objective}")
     sched = build_scheduler(cfg, None)
-    rec, said = Recorder(), []
-    sched.attach(said.append)
+    rec = Recorder()
+    sched.attach()
     batches = drive(sched, rounds, recs)
     keep_external(RunFiles(tmp_path / "run"), rec, sched.take())
     assert json.loads((tmp_path / "run" / "external" / "plan.json").read_text()) == rec.dicts["external/plan.json"]
@@ -247,29 +247,29 @@ def test_planned_chooses_what_svgap_plan_chooses(tmp_path, capsys, objective, ga
     assert sched.metrics(w)["external/count"] == counts[w]
 
 
-def test_planned_without_a_model_falls_back_to_uniform_and_says_why(tmp_path):
+def test_planned_without_a_model_falls_back_to_uniform_and_says_why(tmp_path, said):
     src = write_jsonl(tmp_path / "ext.jsonl", 20)
     flat = [RoundRecord(t, t, {"U_s": 3.0, "U_v": 2.0}, {}, {}) for t in range(7)]
     cfg = cfg_for("rounds=6", "external.budget=6", "external.strategy=planned", f"external.source={src}",
                   "external.gamma=1", "external.warmup_rounds=3")
     sched = build_scheduler(cfg, None)
-    rec, said = Recorder(), []
-    sched.attach(said.append)
+    rec = Recorder()
+    sched.attach()
     assert [len(b) for b in drive(sched, 6, flat)] == [0, 0, 0, 2, 2, 2]
     keep_external(RunFiles(tmp_path / "run"), rec, sched.take())
     assert rec.dicts["external/plan.json"]["chosen"] == "uniform" and rec.dicts["external/plan.json"]["fallback"]
     assert any("no plan" in s for s in said)
 
 
-def test_planned_with_only_impossible_predictions_falls_back_with_the_verdict(tmp_path):
+def test_planned_with_only_impossible_predictions_falls_back_with_the_verdict(tmp_path, said):
     """gamma 30 empties U_v in one jump: every allocation predicts a negative uncertainty -> uniform, and why."""
     src = write_jsonl(tmp_path / "ext.jsonl", 20)
     recs = records_from(GapModel(rate=0.6, alpha_prime=3.0, beta_prime=1.2, U_s_inf=2.0, U_v_inf=1.5), 10)
     cfg = cfg_for("rounds=9", "external.budget=10", "external.strategy=planned", f"external.source={src}",
                   "external.gamma=30", "external.warmup_rounds=4", "external.objective=horizon")
     sched = build_scheduler(cfg, None)
-    rec, said = Recorder(), []
-    sched.attach(said.append)
+    rec = Recorder()
+    sched.attach()
     assert [len(b) for b in drive(sched, 9, recs)] == [0, 0, 0, 0, 2, 2, 2, 2, 2]
     keep_external(RunFiles(tmp_path / "run"), rec, sched.take())
     pj = rec.dicts["external/plan.json"]
@@ -309,7 +309,7 @@ def test_three_rounds_with_a_tiny_budget(local_ray, base_model_dir, tmp_path, tr
     cfg = cfg_for("workload.train_prompts=16", "workload.heldout_prompts=32", "generation.n=2", "rounds=3",
                   "training.epochs=1", f"model.path={base_model_dir}", f"tracking.out_dir={tmp_path / 'runs'}",
                   "external.budget=7", "external.strategy=early")
-    res = Experiment(cfg, tracking_uri=uri, progress=lambda s: None).run()
+    res = Experiment(cfg, tracking_uri=uri).run()
     run_dir = res.out_dir
     wl = workloads.get(cfg.workload.name, cfg.workload.options)
     expect = [7, 0, 0]  # early over 3 rounds: ceil(3/3) = 1 round gets everything

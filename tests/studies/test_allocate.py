@@ -165,6 +165,8 @@ def test_tiny_study_parent_children_and_table(local_ray, base_model_dir, tmp_pat
     assert all(c.info.status == "FINISHED" for c in children)
     folder = Path(re.search(r"table files: (\S+)", out).group(1))
     assert folder.parent == tmp_path / "runs" / "studies"  # Tune's state and the table: the study's own folder
+    logs = sorted((folder / "logs").glob("trial_*.log"))  # each trial's own log lines, written in its Ray worker
+    assert len(logs) == 2 and all("round 0/2 done" in p.read_text() for p in logs), logs
     table = json.loads((folder / "allocation_table.json").read_text())
     assert [r["strategy"] for r in table["rows"]] == ["none", "early"]
     by_name = {c.data.tags["mlflow.runName"]: c.info.run_id for c in children}

@@ -111,7 +111,7 @@ def _online(uri, t_series, s, v, eta, future_strategy="uniform"):
                              "stop.when_predicted_gain_below=1000"])  # would stop at once on any limit
     sched = Scheduler(cfg, [])
     sched.used = sched.budget  # nothing left to hand out: only the limit can hold the stop rule back
-    online = OnlineFit(cfg, progress=lambda m: None)
+    online = OnlineFit(cfg)
     logger = mirror.RunLogger(uri, "verdicts", None, {})
     recs = [RoundRecord(t, t, {"U_s": s[i], "U_v": v[i], "external/eta": eta.get(t, 0.0)}, {}, {})
             for i, t in enumerate(t_series)]

@@ -15,7 +15,7 @@ require("deepspeed")
 
 
 @pytest.mark.slow
-def test_deepspeed_full_fine_tuning_run(local_ray, base_model_dir, tmp_path, tracking_uri):
+def test_deepspeed_full_fine_tuning_run(local_ray, base_model_dir, tmp_path, tracking_uri, said):
     from orchestrator import config
     from orchestrator.store import tracking
     from orchestrator.run.experiment import Experiment
@@ -25,9 +25,8 @@ def test_deepspeed_full_fine_tuning_run(local_ray, base_model_dir, tmp_path, tra
                              "workload.train_prompts=32", "workload.heldout_prompts=32", "generation.n=4",
                              "training.epochs=1", "training.engine=deepspeed", "resources.training.actors=2",
                              "training.mode=full"])
-    lines: list[str] = []
-    res = Experiment(cfg, tracking_uri=tracking_uri, progress=lines.append).run()
-    text = "\n".join(lines)
+    res = Experiment(cfg, tracking_uri=tracking_uri).run()
+    text = "\n".join(said)
     assert "training x2 shares the generation pool's bundles" in text, text
     assert [r.version for r in res.records] == [0, 1, 2]
     n_weights = sum(a.size for a in FullUpdate.load(res.out_dir / "weights" / "v002.npz").tensors.values())

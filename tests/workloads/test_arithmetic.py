@@ -184,10 +184,10 @@ def test_unwritable_cache_dir(tmp_path):
 TINY = {"hidden_size": 16, "heads": 2, "layers": 1, "max_steps": 6, "batch_size": 16}
 
 
-def test_cache_reused_and_build_deterministic(tmp_path):
+def test_cache_reused_and_build_deterministic(tmp_path, said):
     w = ArithmeticWorkload(ArithmeticOptions(**TINY))
-    msgs: list[str] = []
-    path = w.base_model(tmp_path / "a", progress=msgs.append)
+    msgs = said
+    path = w.base_model(tmp_path / "a")
     assert path.name.startswith("arithmetic-") and path.parent == tmp_path / "a" / "models"
     assert any("building" in m for m in msgs)
     info = json.loads((path / RECIPE_FILE).read_text())
@@ -195,7 +195,7 @@ def test_cache_reused_and_build_deterministic(tmp_path):
     assert [p.name for p in path.parent.iterdir() if not p.name.startswith(".")] == [path.name]
     assert not list(path.parent.glob(".*tmp-*"))  # the temporary build dir was renamed, not copied
     msgs.clear()  # how fast a cached load is: benchmarks/cache_load.py
-    assert w.base_model(tmp_path / "a", progress=msgs.append) == path
+    assert w.base_model(tmp_path / "a") == path
     assert any("cached" in m and "checksum verified" in m for m in msgs) and not any("building" in m for m in msgs)
     # same recipe, another cache: bit-identical weights (the build is deterministic for a seed)
     other = w.base_model(tmp_path / "b")
@@ -273,15 +273,16 @@ def test_entry_owned_by_another_user_is_refused(tmp_path):
         cached_build(tmp_path, "arithmetic", {"x": 1}, _fake_model)
 
 
-def test_entry_without_checksum_is_rebuilt(tmp_path):
+def test_entry_without_checksum_is_rebuilt(tmp_path, said):
     """What an older svgap left (or anyone can plant): the two files the cache used to accept."""
     key = cached_build(tmp_path / "probe", "arithmetic", {"x": 1}, _fake_model).name
     old = tmp_path / "models" / key
     old.mkdir(parents=True)
     (old / "config.json").write_text('{"planted": true}')
     (old / RECIPE_FILE).write_text(json.dumps({"name": key, "recipe": {"x": 1}, "build": {}}))
-    msgs: list[str] = []
-    path = cached_build(tmp_path, "arithmetic", {"x": 1}, _fake_model, progress=msgs.append)
+    msgs = said
+    msgs.clear()
+    path = cached_build(tmp_path, "arithmetic", {"x": 1}, _fake_model)
     assert path == old and any("built before checksums were recorded" in m for m in msgs), msgs
     assert (path / "config.json").read_text() == "{}" and json.loads((path / RECIPE_FILE).read_text())["sha256"]
     assert [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")] == [key]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import stat
@@ -23,6 +24,8 @@ from typing import Any
 
 from orchestrator.errors import SvgapError
 from orchestrator.store.files import FileLock
+
+log = logging.getLogger(__name__)
 
 RECIPE_FILE = "svgap-recipe.json"
 
@@ -99,19 +102,18 @@ def _refuse(final: Path, why: str) -> Untrusted:
 
 
 def cached_build(cache_dir: str | Path, name: str, recipe: dict[str, Any],
-                 build: Callable[[Path], dict[str, Any]], progress: Callable[[str], None] | None = None) -> Path:
+                 build: Callable[[Path], dict[str, Any]]) -> Path:
     """Path of the model for `recipe`, building it with `build(tmp_dir) -> build info` when not cached yet."""
-    say = progress or (lambda _m: None)
     key = f"{name}-{recipe_hash(recipe)}"
     final = Path(cache_dir).expanduser() / "models" / key
     if is_complete(final) and problem(final) is None:
-        say(f"base model: cached {final} (checksum verified)")
+        log.info(f"base model: cached {final} (checksum verified)")
         return final
     root = _models_root(cache_dir)
     with FileLock(root / f".{key}.lock"):  # waits while another process builds it
         why = problem(final) if is_complete(final) else "incomplete"
         if why is None:  # another process built it while we waited
-            say(f"base model: cached {final} (checksum verified)")
+            log.info(f"base model: cached {final} (checksum verified)")
             return final
         if why not in ("incomplete", "no checksum"):
             raise _refuse(final, why)
@@ -120,7 +122,7 @@ def cached_build(cache_dir: str | Path, name: str, recipe: dict[str, Any],
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
         try:
             reason = "built before checksums were recorded" if why == "no checksum" else f"not in cache {root}"
-            say(f"base model: building {key} ({reason})")
+            log.info(f"base model: building {key} ({reason})")
             info = build(tmp)
             (tmp / RECIPE_FILE).write_text(json.dumps({"name": key, "recipe": recipe, "build": info,
                                                        "sha256": content_digest(tmp)}, indent=2))
@@ -133,7 +135,7 @@ def cached_build(cache_dir: str | Path, name: str, recipe: dict[str, Any],
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    say(f"base model: saved {final}")
+    log.info(f"base model: saved {final}")
     return final
 
 

@@ -18,6 +18,7 @@ training stream; held-out problems are never seen.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from orchestrator.run.metrics import roc_auc
 from .examples import Example, ExampleMaker, collate
 from .options import ArithmeticOptions
 from .tokenizer import BOS, EOS, PAD, VOCAB
+
+log = logging.getLogger(__name__)
 
 EVAL_EVERY = 5  # steps between solver dev checks (one forward pass over DEV_SIZE short sequences)
 VERIFIER_EVAL_EVERY = 10
@@ -122,13 +125,13 @@ class PretrainResult:
     stopped_by: str  # "target" | "max_steps" | "max_seconds"
 
 
-def pretrain(opts: ArithmeticOptions, progress: Callable[[str], None] | None = None) -> PretrainResult:
+def pretrain(opts: ArithmeticOptions) -> PretrainResult:
     """Runs on one thread: on a shared 2-core machine a second OpenMP thread made steps up to 6x slower, and one
     thread keeps the float arithmetic -- hence the model -- the same from run to run."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _pretrain(opts, progress or (lambda _m: None))
+        return _pretrain(opts, log.info)
     finally:
         torch.set_num_threads(threads)
 

@@ -12,12 +12,15 @@ shipped them; it may not on another CPU, which is why they are shipped), and `--
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import SvgapError
 
 from .cache import RECIPE_FILE, content_digest
+
+log = logging.getLogger(__name__)
 
 SHIPPED = Path(__file__).resolve().parent / "shipped"
 
@@ -47,12 +50,11 @@ def cache_recipe(recipe: dict[str, Any], root: Path = SHIPPED) -> dict[str, Any]
     return {**recipe, "weights": "shipped", "sha256": (info(root) or {}).get("sha256")}
 
 
-def install(out: Path, root: Path = SHIPPED, progress=None) -> dict[str, Any]:
+def install(out: Path, root: Path = SHIPPED) -> dict[str, Any]:
     """Copy the shipped model into a cache entry being made (cache.cached_build checksums it again)."""
     import shutil
 
-    if progress:
-        progress(f"base model: the default recipe's weights ship with svgap; copying them from {root}")
+    log.info(f"base model: the default recipe's weights ship with svgap; copying them from {root}")
     for f in sorted(root.iterdir()):
         if f.is_file() and f.name != RECIPE_FILE:
             shutil.copyfile(f, Path(out) / f.name)

@@ -2,6 +2,7 @@
 verifier templates, the true answer as the stronger source, and a tiny Llama pretrained here on first use."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,20 +45,23 @@ class ArithmeticWorkload:
 
     def base_model(self, cache_dir: Path, progress: Callable[[str], None] | None = None) -> Path:
         """The default recipe's weights shipped with the package (shipped.py: the same π_0 on every machine), or
-        this recipe built here once and cached."""
+        this recipe built here once and cached. It logs what it does; `progress` is deprecated and ignored."""
         from . import shipped
 
+        if progress is not None:
+            warnings.warn("base_model(progress=...) is deprecated and ignored: svgap logs through `logging`",
+                          DeprecationWarning, stacklevel=2)
         found = shipped.shipped_model(self.recipe())
         if found is not None:  # copied into the cache under its own key: never mixed with a local build of the recipe
             return cached_build(cache_dir, self.name, shipped.cache_recipe(self.recipe(), found),
-                                lambda out: shipped.install(out, found, progress), progress)
-        return cached_build(cache_dir, self.name, self.recipe(), lambda out: self._build(out, progress), progress)
+                                lambda out: shipped.install(out, found))
+        return cached_build(cache_dir, self.name, self.recipe(), self._build)
 
-    def _build(self, out: Path, progress: Callable[[str], None] | None = None) -> dict:
+    def _build(self, out: Path) -> dict:
         from .pretrain import pretrain  # torch only when a model is built
         from .tokenizer import build_tokenizer
 
-        res = pretrain(self.options, progress=progress)
+        res = pretrain(self.options)
         res.model.save_pretrained(out)
         build_tokenizer().save_pretrained(out)
         return {"steps": res.steps, "seconds": round(res.seconds, 1), "stopped_by": res.stopped_by,
