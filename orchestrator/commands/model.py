@@ -8,7 +8,7 @@ import logging
 
 from orchestrator.models import gguf_import, packaged
 
-log = logging.getLogger("svgap.model")
+log = logging.getLogger(__name__)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -24,7 +24,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     src = packaged.resolve_source(args.source)
     out = args.out or packaged.default_out(args.source)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     log.info("importing %s -> %s (%s)", src, out, args.dtype)
     folder, meta, reused = gguf_import.import_gguf(src, out, args.dtype)
     log.info("%s: %s, %s parameters, chat template: %s", "reused" if reused else "imported",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from orchestrator.config.errors import ConfigError, bad
 from orchestrator.config.fields import Range, Section
@@ -33,6 +33,14 @@ class ExperimentConfig(Section):
     external: ExternalConfig = Field(default_factory=ExternalConfig)
     judge: JudgeConfig | None = Field(None, description="a separate verifier model and its pool (config/roles.py); "
                                     "null: the policy verifies itself")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler) -> dict:
+        """No `judge: null` in a dump: configs and MLflow params of runs without a judge stay as before it."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("judge") is None:
+            data.pop("judge", None)
+        return data
 
     @model_validator(mode="after")
     def _across_sections(self) -> "ExperimentConfig":

@@ -6,6 +6,7 @@ page equal to what this writes (regenerate: `python -m orchestrator.config.refer
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 import types
 import typing
@@ -19,6 +20,7 @@ from orchestrator.config.fields import Range, Section
 from orchestrator.config.registry import WORKLOADS, Named, import_target
 from orchestrator.config.typed import options_model
 
+log = logging.getLogger(__name__)
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 REGENERATE = "python -m orchestrator.config.reference"
 HEAD = f"""# Configuration reference
@@ -128,13 +130,19 @@ def render() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Write the page (or, with --check, say whether it is current)."""
     argv = sys.argv[1:] if argv is None else argv
+    from orchestrator.log import setup_logging
+
+    setup_logging("INFO")
     page = render()
     if "--check" in argv:
         current = PAGE.is_file() and PAGE.read_text() == page
-        print("docs/configuration.md is current" if current else f"docs/configuration.md is stale: run {REGENERATE}")
+        if current:
+            log.info("docs/configuration.md is current")
+        else:
+            log.error("docs/configuration.md is stale: run %s", REGENERATE)
         return 0 if current else 1
     PAGE.write_text(page)
-    print(f"wrote {PAGE}")
+    log.info("wrote %s", PAGE)
     return 0
 
 

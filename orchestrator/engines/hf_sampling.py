@@ -5,15 +5,26 @@ end-of-sequence ids or at the token completing one of its stop strings."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from orchestrator.engines.base import Sample
 
-if TYPE_CHECKING:
-    from orchestrator.engines.hf import HFBackend
+
+class SamplingEngine(Protocol):
+    """What sampling reads of the HF engine (engines/hf.py's HFBackend), named here so this module does not import
+    the engine that imports it."""
+    model: Any
+    tokenizer: Any
+    device: Any
+    pad_id: int
+    stop_ids: Any
+    stop_strings: Any
+    _cache_kw: str
+
+    def _pad_left(self, rows: Sequence[Sequence[int]]) -> Any: ...
 
 _U64 = (1 << 64) - 1
 
@@ -23,7 +34,7 @@ def candidate_uniforms(seed: int, j: int, steps: int) -> np.ndarray:
     return np.random.default_rng([int(seed) & _U64, int(j) & _U64, 0x5A3]).random(steps)
 
 
-def sample_rows(engine: HFBackend, rows: list[list[int]], u: np.ndarray, temperature: float) -> list[Sample]:
+def sample_rows(engine: SamplingEngine, rows: list[list[int]], u: np.ndarray, temperature: float) -> list[Sample]:
     """One batch of candidates, token by token with the KV cache: token t of row r is the inverse CDF of the
     temperature-scaled policy at u[r, t]; its logprob is the policy's at temperature 1. A row stops at a stop id,
     or at the token completing a stop string."""

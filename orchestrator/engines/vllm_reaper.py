@@ -64,14 +64,17 @@ def _is_vllm(proc) -> bool:
 def new_engine_pids(before: set[int], wait_s: float) -> list[int]:
     """This process's descendants titled VLLM::... that were not there before the engine started. Polled for up to
     wait_s: a CI run once found none right after LLM() returned (under load; every other run found the engine core
-    at once), and then the reaper had nothing to watch."""
+    at once), and then the reaper had nothing to watch; past wait_s, every new descendant is the engine's."""
     import psutil
 
     deadline = time.monotonic() + wait_s
     while True:
-        pids = [p.pid for p in psutil.Process().children(recursive=True) if p.pid not in before and _is_vllm(p)]
-        if pids or time.monotonic() >= deadline:
+        new = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+        pids = [p.pid for p in new if _is_vllm(p)]
+        if pids:
             return pids
+        if time.monotonic() >= deadline:  # untitled yet (a full run once saw only `python -B` children): all new
+            return [p.pid for p in new]
         time.sleep(0.2)
 
 

@@ -88,7 +88,8 @@ def _asks(pools: list[Placed]) -> dict[str, float]:
 
 
 def _as_config(cfg: ExperimentConfig | ResourcesConfig) -> ExperimentConfig:
-    return cfg if isinstance(cfg, ExperimentConfig) else ExperimentConfig(resources=cfg)
+    # resources alone: the other sections' defaults, unvalidated (their cross-section checks judge a whole config)
+    return cfg if isinstance(cfg, ExperimentConfig) else ExperimentConfig.model_construct(resources=cfg)
 
 
 @dataclass(frozen=True)
