@@ -21,14 +21,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.studies.allocation import AllocationSummary, parse_strategies, study_data
+    from orchestrator.config.registry import study_summary
+    from orchestrator.studies.allocation import parse_strategies, study_data
     from orchestrator.studies.study import StudySpec
 
     strategies = parse_strategies(args.strategies)
     data, grid = study_data(config_data(args), args.budget, strategies)
     spec = StudySpec("allocation", data, grid, args.seeds, yes=args.yes,
                      params={"budget": data.get("external", {}).get("budget", 0), "strategies": ",".join(strategies)})
-    summary = AllocationSummary()
+    summary = study_summary("allocation")
     res = run_study(spec, summary, args)
     print(summary.to_markdown(res.table), end="")
     print(f"wall time {res.seconds:.0f}s ({len(res.outcomes)} experiments, at most {res.concurrency} at a time, "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from orchestrator.commands.common import add_config_args, add_study_args, config_data, run_study, study_end
+from orchestrator.config.registry import grid_studies
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -16,7 +17,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--stop-by-theory", action="store_true",
                    help="stop a trial from its 4th measured round on when its fitted U_s,inf interval cannot beat "
                         "the best trial's")
-    p.add_argument("--kind", choices=["sweep", "scaling"], default="sweep",
+    p.add_argument("--kind", choices=grid_studies(), default="sweep",
                    help="scaling: also tabulate stage times and speed-up vs the fewest generation actors")
     p.add_argument("--max-concurrent", type=int, default=None, metavar="K",
                    help="at most K trials at a time (default: as many as the cluster holds; --kind scaling: 1, so "
@@ -30,7 +31,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from orchestrator.errors import SvgapError
     from orchestrator.studies.study import StudySpec
-    from orchestrator.studies.table import SweepSummary
+    from orchestrator.config.registry import study_summary
     from orchestrator.studies.variants import parse_grid
 
     if not args.grid:
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     concurrent = args.max_concurrent or (1 if args.kind == "scaling" else None)
     spec = StudySpec(args.kind, data, parse_grid(args.grid), args.seeds, stop_by_theory=args.stop_by_theory,
                      max_failures=args.max_failures, yes=args.yes, max_concurrent=concurrent)
-    summary = SweepSummary(args.kind)
+    summary = study_summary(args.kind)
     res = run_study(spec, summary, args)
     print(summary.to_markdown(res.table), end="")
     if res.restored and res.ran == 0:

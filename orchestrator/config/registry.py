@@ -1,4 +1,4 @@
-"""One registry shape for everything a config names by a word: inference engines, trainers, workloads.
+"""One registry shape for everything named by a word: inference engines, trainers, workloads, study kinds.
 
 A name is one of
   - a built-in: `name -> "module:Class"`, a string, so the registry imports nothing until a class is asked for
@@ -133,3 +133,19 @@ WORKLOADS = Registry("workload", "workload.name", {
                              options="workloads.chat_arithmetic.options:ChatArithmeticOptions"),
 }, group="svgap.workloads",
     unknown="{key}: unknown workload {name!r} (known: {known}; or package.module:ClassName)")
+
+STUDIES = Registry("study kind", "--kind", {
+    "sweep": Entry("orchestrator.studies.table:SweepSummary"),
+    "scaling": Entry("orchestrator.studies.table:SweepSummary"),
+    "allocation": Entry("orchestrator.studies.allocation:AllocationSummary"),
+}, group="svgap.studies", by_path=False, unknown="{key}: {name!r} is not a {what} (choose one of {known})")
+
+
+def grid_studies() -> tuple[str, ...]:
+    """The kinds `svgap sweep --kind` runs over a --grid (built-ins and plug-ins); allocation has its own command."""
+    return tuple(n for n in STUDIES.names() if n != "allocation")
+
+
+def study_summary(kind: str) -> Any:
+    """The table maker of a study kind (its summary class, made for `kind`): what names, tabulates and plots it."""
+    return STUDIES.load(kind)(kind)

@@ -68,7 +68,9 @@ def variant(strategy: str, seed: int, cfg: ExperimentConfig) -> Variant:
 class AllocationSummary:
     """The study's table maker (the interface of studies.table.SweepSummary)."""
     tag = "allocation_study"
-    kind = "allocation"
+
+    def __init__(self, kind: str = "allocation") -> None:
+        self.kind = kind
 
     def name(self, spec, base) -> str:
         return f"allocate M={base.external.budget}"

@@ -61,12 +61,12 @@ class Study:
     def __init__(self, spec: StudySpec, *, address: str | None = None, tracking_uri: str | None = None,
                  experiment_name: str | None = None, summary=None,
                  worker_classes: dict[str, str] | None = None) -> None:
-        """summary: the table maker (table.SweepSummary by default); worker_classes: role -> 'module:Class'
-        replacing a pool's actor class in every trial (tests)."""
-        from orchestrator.studies.table import SweepSummary
+        """summary: the table maker (by default the study kind's, config/registry.py STUDIES); worker_classes:
+        role -> 'module:Class' replacing a pool's actor class in every trial (tests)."""
+        from orchestrator.config.registry import study_summary
 
         self.spec = spec
-        self.summary = summary or SweepSummary(spec.kind)
+        self.summary = summary or study_summary(spec.kind)
         self.base, self.variants = build_variants(spec.data, spec.grid, spec.seeds,
                                                   getattr(self.summary, "point_name", None))
         check_size(len(self.variants), spec.yes)
