@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlparse
 
+from orchestrator import redact
 from orchestrator.config import ExperimentConfig, dump
 from orchestrator.errors import SvgapError
 from orchestrator.submission import workdir
@@ -52,10 +53,10 @@ def job_tracking_uri(explicit: str | None, cfg_uri: str | None) -> str:
     if relative:
         raise SvgapError(f"tracking URI {uri!r} is a relative path: on a cluster it would be written on the head "
                          f"node's disk (in the job's working dir), invisible to you; use {SERVER_HELP}")
-    if u.password:
-        raise SvgapError("tracking URI carries a password: a job's env_vars are readable by anyone with dashboard "
-                         "access; set MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD in the cluster's "
-                         "environment instead")
+    if u.password or redact.secrets_in(uri):  # user:pass@, a token as user, ?token=, &password=, ...
+        raise SvgapError(f"tracking URI {redact.uri(uri)} carries a password or token: a job's env_vars are "
+                         f"readable by anyone with dashboard access; set MLFLOW_TRACKING_USERNAME / "
+                         f"MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the cluster's environment instead")
     return uri
 
 
@@ -88,6 +89,7 @@ def submit(cfg: ExperimentConfig, *, address: str | None, tracking_uri: str | No
     auth_headers()  # the token is found (or its absence is fine) -- also before zipping
     work = workdir.stage(dump(cfg), (root or workdir.PROJECT_ROOT) if upload else None, list(excludes))
     try:
+        workdir.check_links(work)
         size = workdir.check_size(work) if upload else None
         cluster = Cluster(address)  # checks the token with one authenticated request, before anything is uploaded
         if size is not None:
@@ -118,8 +120,9 @@ def wait_terminal(cluster: Cluster, job_id: str, timeout_s: float = 30.0) -> str
     return state
 
 
-def follow(cluster: Cluster, job_id: str, out: TextIO = sys.stdout) -> str:
+def follow(cluster: Cluster, job_id: str, out: TextIO | None = None) -> str:
     """Stream the job's logs (Ray's tail_job_logs) until it ends; returns its final status."""
+    out = out or sys.stdout  # the command's (redacting) stdout at call time
     async def tail() -> None:
         async for chunk in cluster.client.tail_job_logs(job_id):
             out.write(chunk)
