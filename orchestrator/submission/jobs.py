@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 ENTRYPOINT = f"python -m orchestrator.cli run {workdir.CONFIG_NAME} --address auto"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+POLL_S, GRACE_S = 2.0, 3.0  # following: how often the job's status is asked; how long its last lines may take
 SERVER_HELP = "an MLflow server URL the cluster can reach (cluster/local.sh up starts one: http://127.0.0.1:PORT)"
 
 
@@ -120,17 +121,36 @@ def wait_terminal(cluster: Cluster, job_id: str, timeout_s: float = 30.0) -> str
     return state
 
 
-def follow(cluster: Cluster, job_id: str, out: TextIO | None = None) -> str:
-    """Stream the job's logs (Ray's tail_job_logs) until it ends; returns its final status."""
+def follow(cluster: Cluster, job_id: str, out: TextIO | None = None, timeout_s: float | None = None) -> str:
+    """Stream the job's logs (Ray's tail_job_logs) until the job ends -- or timeout_s has passed (then the job keeps
+    running); returns its status. Ray's stream ends with the job; should it not, the job's status ends the wait."""
     out = out or sys.stdout  # the command's (redacting) stdout at call time
+
     async def tail() -> None:
         async for chunk in cluster.client.tail_job_logs(job_id):
             out.write(chunk)
             out.flush()
 
+    async def ended() -> None:
+        while await asyncio.to_thread(status, cluster, job_id) not in TERMINAL:
+            await asyncio.sleep(POLL_S)
+        await asyncio.sleep(GRACE_S)  # its last lines are still on their way
+
+    async def both() -> bool:
+        tasks = [asyncio.ensure_future(tail()), asyncio.ensure_future(ended())]
+        done, pending = await asyncio.wait(tasks, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for t in done:
+            t.result()  # the stream's own error, if it broke
+        return bool(done)
+
     status(cluster, job_id)  # an unknown id: one line, not a websocket error
     try:
-        asyncio.run(tail())
+        if not asyncio.run(both()):
+            log.warning(f"stopped following {job_id} after {timeout_s:g}s (--timeout); the job keeps running")
+            return status(cluster, job_id)
     except SvgapError:
         raise
     except Exception as e:  # the stream broke (head restarted, network): say so, then report the state
