@@ -6,19 +6,23 @@
 #   cluster/local.sh status                                             # what runs, where
 #   eval "$(cluster/local.sh down [--purge])"                           # prints only `unset` lines on stdout
 #
-# Everything lives in one folder, $SVGAP_CLUSTER_DIR (default /tmp/svgap-cluster-$UID): Ray's temp dirs (r/ for the
-# head, w<i>/ for worker i), the auth token, pid files (pids/), logs (logs/) and the MLflow store (mlflow/). Every
+# Everything lives in one private folder (mode 0700, owned by you, not a symlink: anything else is refused), given by
+# --dir or $SVGAP_CLUSTER_DIR, else $XDG_RUNTIME_DIR/svgap-cluster, else a `mktemp -d` that `up` records in
+# ~/.local/state/svgap/cluster-dir for `status` and `down`: Ray's temp dirs (r/ for the
+# head, w<i>/ for worker i), the auth token (0600), pid files (pids/), logs (logs/) and the MLflow store (mlflow/). Every
 # port is picked free at `up`; object stores are small (--object-store-mb, default 250 per node). Worker i (1..K) advertises the custom resource gen_node
 # (odd i) or train_node (even i), so pools can ask for `resources.<role>.custom: {gen_node: 1}`.
 #
-# `down` stops exactly what `up` started: the pids in pids/ and every process that inherited this cluster's marker
-# variable (SVGAP_LOCAL_CLUSTER_MEMBER=<folder>) -- Ray's own children, the job drivers, and the ray.util.client.server
-# processes that are re-parented to PID 1. Never `ray stop` (it would end every Ray cluster on the machine).
+# `down` stops exactly what `up` started: every process of yours that carries this cluster's marker variable
+# (SVGAP_LOCAL_CLUSTER_MEMBER=<folder>) -- the processes `up` launched (pids/), Ray's own children, the job drivers,
+# and the ray.util.client.server processes re-parented to PID 1. A pid in pids/ whose process lacks the marker is
+# never signalled. Never `ray stop` (it would end every Ray cluster on the machine).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
-DIR="${SVGAP_CLUSTER_DIR:-${TMPDIR:-/tmp}/svgap-cluster-$(id -u)}"
+DIR="${SVGAP_CLUSTER_DIR:-}"
+RECORD="${XDG_STATE_HOME:-${HOME:-/nonexistent}/.local/state}/svgap/cluster-dir"
 WORKERS=2
 CPUS=1
 HEAD_CPUS=""
@@ -55,11 +59,41 @@ done
 [ -n "$HEAD_CPUS" ] || { [ "$WORKERS" -gt 0 ] && HEAD_CPUS=0 || HEAD_CPUS="$CPUS"; }
 [[ "$HEAD_CPUS" =~ ^[0-9]+$ ]] || die "--head-cpus: expected a whole number, got '$HEAD_CPUS'"
 
+# the folder must be private: its pid files say what `down` signals and its token admits jobs. A path another user
+# could pre-create or plant a symlink at is refused, never followed.
+private_dir() {  # DIR exists, is a directory (not a symlink), is ours and nobody else can write or read it
+  local d="$1" owner mode
+  [ ! -L "$d" ] || die "cluster folder $d is a symbolic link; refusing it (pass --dir with a folder of your own)"
+  [ -d "$d" ] || die "cluster folder $d is not a directory"
+  read -r owner mode < <(stat -c '%u %a' "$d") || die "cannot stat the cluster folder $d"
+  [ "$owner" = "$(id -u)" ] || die "cluster folder $d belongs to uid $owner, not you; refusing it (another user may have made it)"
+  [ $((8#$mode & 8#022)) -eq 0 ] || die "cluster folder $d is writable by other users (mode $mode); refusing it (its pid files and token may have been replaced)"
+  [ $((8#$mode & 8#077)) -eq 0 ] || chmod 700 "$d" || die "cannot make $d private (chmod 700)"
+}
+
+runtime_dir() {  # $XDG_RUNTIME_DIR when it is a private folder of ours (it is, on systemd machines)
+  local r="${XDG_RUNTIME_DIR:-}" owner mode
+  [ -n "$r" ] && [ ! -L "$r" ] && [ -d "$r" ] || return 1
+  read -r owner mode < <(stat -c '%u %a' "$r") || return 1
+  [ "$owner" = "$(id -u)" ] && [ "$mode" = 700 ] && [ "${#r}" -le 22 ] && echo "$r/svgap-cluster"
+}
+
+if [ -z "$DIR" ]; then
+  if DIR="$(runtime_dir)"; then :
+  elif [ -f "$RECORD" ] && [ ! -L "$RECORD" ]; then DIR="$(cat "$RECORD")"
+  elif [ "$CMD" = up ]; then
+    DIR="$(mktemp -d "${TMPDIR:-/tmp}/svgap-XXXXXXXX")" || die "cannot make a private cluster folder (mktemp -d)"
+    mkdir -p "$(dirname "$RECORD")" && echo "$DIR" >"$RECORD" || die "cannot record the cluster folder in $RECORD"
+  elif [ "$CMD" = status ]; then say "not up (no cluster folder recorded in $RECORD)"; exit 3
+  else die "no cluster folder (not up? none recorded in $RECORD; set SVGAP_CLUSTER_DIR or pass --dir)"; fi
+fi
+case "$DIR" in /*) ;; *) DIR="$PWD/$DIR" ;; esac
 if [ "$CMD" = up ]; then
   # Ray's unix sockets live under <temp dir>/session_<date>_<pid>/sockets/; a socket path must stay under 108 bytes
   [ "${#DIR}" -le 36 ] || die "cluster folder $DIR is too long for Ray's socket paths (keep it under ~36 characters, e.g. SVGAP_CLUSTER_DIR=/tmp/svc)"
-  DIR="$(mkdir -p "$DIR" && cd "$DIR" && pwd)" || die "cannot create the cluster folder $DIR"
+  [ -e "$DIR" ] || [ -L "$DIR" ] || mkdir -m 700 "$DIR" || die "cannot create the cluster folder $DIR"
 fi
+if [ -e "$DIR" ] || [ -L "$DIR" ]; then private_dir "$DIR"; fi
 RAYTMP="$DIR/r"
 MARK="SVGAP_LOCAL_CLUSTER_MEMBER=$DIR"
 
@@ -71,7 +105,7 @@ BIN="$(dirname "$PY")"
 
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
-# pids of processes (of this user) carrying this cluster's marker in their environment, plus the recorded pids
+# pids of processes (of this user) carrying this cluster's marker in their environment: the only ones signalled
 members() {
   "$PY" - "$DIR" <<'EOF'
 import os, sys
@@ -80,13 +114,8 @@ mark = ("SVGAP_LOCAL_CLUSTER_MEMBER=" + d).encode()
 me, uid = os.getpid(), os.getuid()
 skip = {me, os.getppid()}
 pids = set()
-pid_dir = os.path.join(d, "pids")
-if os.path.isdir(pid_dir):
-    for f in os.listdir(pid_dir):
-        try:
-            pids.add(int(open(os.path.join(pid_dir, f)).read().strip()))
-        except (OSError, ValueError):
-            pass
+# the pid files name no process by themselves: a pid is ours only when the process is this user's and its own
+# environment carries this cluster's marker (a recycled pid or a planted file names someone else's process)
 for p in os.listdir("/proc"):
     if not p.isdigit() or int(p) in skip:
         continue
@@ -285,7 +314,10 @@ down() {
   stop_all
   say "stopped $n process(es) of $DIR"
   rm -f "$DIR/env"
-  if [ "$PURGE" = 1 ]; then rm -rf "$DIR"; say "removed $DIR"; fi
+  if [ "$PURGE" = 1 ]; then
+    rm -rf "$DIR"; say "removed $DIR"
+    [ "$(cat "$RECORD" 2>/dev/null)" != "$DIR" ] || rm -f "$RECORD"
+  fi
   echo "unset RAY_ADDRESS RAY_AUTH_MODE RAY_AUTH_TOKEN_PATH MLFLOW_TRACKING_URI SVGAP_CLUSTER_DIR"
 }
 

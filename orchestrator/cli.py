@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, args.quiet)
     log.debug(f"{args.command}: " + ", ".join(f"{k}={v!r}" for k, v in sorted(vars(args).items()) if k[0] != "_"))
     try:
-        return int(args._run(args) or 0)
+        with redact.streams():  # every print of the command passes the one redaction too
+            return int(args._run(args) or 0)
     except SvgapError as e:
         sys.stderr.write(f"svgap: error: {redact.text(str(e))}\n")
         return 2

@@ -1,5 +1,11 @@
 """Credentials never leave the process: every URI that is printed, logged or saved goes through here first.
 
+This is the ONE redaction of the package: the log filter (log.py), the command's stdout/stderr (`streams`, set up
+by cli.py), MLflow params/tags/artifacts (store/mirror.py), saved configs and error lines all pass through `text`.
+It masks: `user:pass@` in URIs, secret-named query values (`?token=`, `&password=`), `key=value` / `key: value`
+whose key names a secret (`token=`, `MLFLOW_TRACKING_PASSWORD=`, `aws_secret_access_key = ...`), an
+`Authorization:` header's credentials (and a lone `Bearer ...`), AWS-style access key ids (AKIA..., ASIA...).
+
 A tracking URI may carry a password (`http://user:pw@host`, `postgresql://u:pw@db/mlflow`, `...?password=pw`).
 MLflow itself reads `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD` for auth, which is where credentials
 belong; when they are given in the URI anyway, the run still uses them, but params, artifacts, the run folder,
@@ -8,9 +14,10 @@ library message quoting one on its own (e.g. "password authentication failed for
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import unquote
 
 MASK = "***"
@@ -19,6 +26,21 @@ _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/
 # ?password=... &token=... &sslpassword=... (query values whose key names a secret)
 _QUERY = re.compile(r"(?P<key>[?&;][^=&;#\s'\"]*(?:pass|secret|token|auth|cred|key)[^=&;#\s'\"]*=)"
                     r"(?P<value>[^&;#\s'\"]+)", re.IGNORECASE)
+# key=value anywhere, key: value at a line's start (YAML) or with the key quoted (JSON, a dict's repr), where the key
+# (a whole word, any prefix: HF_TOKEN, aws_secret_access_key) ends in a secret's name; a tokenizer's own special
+# tokens (pad_token: <pad>), a number under a per_token key (JSON metrics) are no secret, and prose ("the token: was
+# refused") is left alone
+_KEY = (r"(?<![A-Za-z0-9_.])(?![A-Za-z0-9_]*(?:(?:pad|eos|bos|unk|sep|cls|mask|per)_token|_tokens?_key)\b)[A-Za-z0-9_]*"
+        r"(?:password|passwd|secret|secret_access_key|secret_key|access_key_id|api_?key|token)")
+_VALUE = r"(?P<value>[^\s'\",;&}]+)"
+_ASSIGN = re.compile(rf"(?P<key>{_KEY}[\"']?\s*=\s*[\"']?){_VALUE}", re.IGNORECASE)
+_ASSIGN_COLON = re.compile(rf"(?P<key>(?:^[ \t-]*|[\"']){_KEY}[\"']?\s*:(?!//)\s*[\"']?)(?![\d.]+\b){_VALUE}",
+                           re.IGNORECASE | re.MULTILINE)
+# Authorization: Bearer xyz / "authorization": "Basic xyz" (the scheme kept, the credentials masked)
+_AUTH_HEADER = re.compile(r"(?P<key>authorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token)\s+)?)"
+                          r"(?P<value>[^\s'\",;]+)", re.IGNORECASE)
+_BEARER = re.compile(r"(?P<key>\bbearer\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})", re.IGNORECASE)
+_AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
 _known: set[str] = set()
 _lock = threading.Lock()
 
@@ -27,6 +49,10 @@ def _mask_userinfo(m: re.Match) -> str:
     user, sep, _pw = m.group("userinfo").partition(":")
     # user:pw -> user:***; a lone user part may itself be a token (https://TOKEN@host) -> ***
     return m.group("scheme") + (f"{user}:{MASK}" if sep else MASK) + "@"
+
+
+def _mask_value(m: re.Match) -> str:
+    return m.group("key") + MASK
 
 
 def secrets_in(text: str) -> list[str]:
@@ -69,7 +95,10 @@ def text(s: str) -> str:
     """`s` with every credential in a URI, and every remembered secret, replaced by ***."""
     if not s:
         return s
-    out = _QUERY.sub(lambda m: m.group("key") + MASK, _USERINFO.sub(_mask_userinfo, s))
+    out = _QUERY.sub(_mask_value, _USERINFO.sub(_mask_userinfo, s))
+    for pattern in (_AUTH_HEADER, _BEARER, _ASSIGN, _ASSIGN_COLON):
+        out = pattern.sub(_mask_value, out)
+    out = _AWS_KEY_ID.sub(MASK, out)
     with _lock:
         known = sorted(_known, key=len, reverse=True)
     for secret in known:
@@ -93,3 +122,44 @@ def data(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(data(v) for v in obj)
     return obj
+
+
+class Stream:
+    """A text stream that masks credentials line by line before they reach `raw` (a command's stdout / stderr): a
+    secret split over two writes (a streamed job log) is still seen whole; flush() passes a partial line on."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw, self._part = raw, ""
+
+    def write(self, s: str) -> int:
+        *lines, self._part = (self._part + s).split("\n")
+        if lines:
+            self.raw.write("".join(text(line) + "\n" for line in lines))
+        return len(s)
+
+    def flush(self) -> None:
+        if self._part:
+            self.raw.write(text(self._part))
+            self._part = ""
+        self.raw.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, encoding, fileno...: the raw stream's
+        return getattr(self.raw, name)
+
+
+@contextlib.contextmanager
+def streams() -> Iterator[None]:
+    """sys.stdout and sys.stderr redacted while a command runs (every print of commands/ passes `text`)."""
+    import sys
+
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = Stream(saved[0]), Stream(saved[1])
+    try:
+        yield
+    finally:
+        for s in (sys.stdout, sys.stderr):
+            try:
+                s.flush()
+            except Exception:  # noqa: BLE001 - a closed stream: nothing left to say
+                pass
+        sys.stdout, sys.stderr = saved

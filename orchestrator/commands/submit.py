@@ -28,6 +28,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from orchestrator import redact
     from orchestrator.submission import jobs
 
     cfg = load_config(args)
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
                                excludes=args.exclude)
     print(f"submitted job {job.job_id} to {job.address}")
     print(f"dashboard: {job.dashboard}")
-    print(f"MLflow: {job.tracking_uri} (experiment {job.experiment})")
+    print(f"MLflow: {redact.uri(job.tracking_uri)} (experiment {job.experiment})")
     if not args.follow:
         print(f"follow the logs: svgap logs {job.job_id} --follow    stop it: svgap stop {job.job_id}")
         return 0

@@ -1,6 +1,7 @@
 """Calls on a group's actors, with a deadline on every wait and lost actors replaced.
 
-An actor that dies mid-stage (Ray's OOM killer, `ray.kill`, its node gone) is replaced by a new actor on the same
+An actor that dies mid-stage (Ray's OOM killer, `ray.kill`, its node gone) -- or whose call loses an object it reads
+or returns (ObjectLostError, OwnerDiedError: the object's node or owner died) -- is replaced by a new actor on the same
 placement-group bundle (Ray re-places the bundle on another node when its node is gone), brought to the group's
 current state by replaying the calls the group remembers (the last published model version), and only the calls
 that were lost are sent again -- a shard's results depend only on its items and their seeds, so a retried shard
@@ -22,14 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import ray
-from ray.exceptions import (GetTimeoutError, NodeDiedError, RayActorError, RayTaskError, WorkerCrashedError)
+from ray.exceptions import GetTimeoutError, NodeDiedError, ObjectLostError, RayActorError, RayTaskError, WorkerCrashedError
 
 from orchestrator.errors import SvgapError
 
 log = logging.getLogger(__name__)
 
-# what a lost actor looks like to the caller; anything else the actor raised is its own error
-LOST = (RayActorError, NodeDiedError, WorkerCrashedError)
+# a lost actor as the caller sees it, and an object lost with its node or owner (ObjectLostError, OwnerDiedError: a
+# shard's input or result) is retried the same way; anything else the actor raised is its own error
+ACTOR_LOST = (RayActorError, NodeDiedError, WorkerCrashedError)
+LOST = (*ACTOR_LOST, ObjectLostError)
 # calls that set a model version: the group remembers the latest and replays it on a replacement actor
 SYNC_METHODS = ("load_weights", "restore_update")
 
@@ -67,7 +70,7 @@ def shard(items: Sequence[Any], parts: int) -> list[tuple[int, int]]:
 
 def cause(err: BaseException) -> str:
     """One line saying why a call failed (the actor's exception, or why Ray says the actor died)."""
-    if isinstance(err, RayTaskError) and not isinstance(err, LOST):
+    if isinstance(err, RayTaskError) and not isinstance(err, ACTOR_LOST):
         inner = err.cause if getattr(err, "cause", None) is not None else err
         text = str(inner).strip().splitlines()
         return f"{type(inner).__name__}: {text[-1] if text else ''}"

@@ -10,6 +10,7 @@ hosted on another group's bundles (colocation: roles that never run at the same 
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -22,6 +23,8 @@ from orchestrator.config import PoolResources
 from orchestrator.errors import SvgapError
 # StageError and shard are importable from here too (callers and tests did before calls.py)
 from orchestrator.roles.calls import Call, CallsMixin, StageError, shard  # noqa: F401
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -122,29 +125,35 @@ class ActorGroup(CallsMixin):
             name=None,
         ).remote(*self._init_args, **self._init_kwargs)
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> list[str]:
         """Guests first (their bundles go with this group's placement group); a rank group leaves its process
-        group before its actors are killed."""
-        for g in self.guests:
-            g.shutdown()
+        group before its actors are killed. Returns what could not be released (each said in a warning): an actor
+        or a placement group left behind holds the cluster's CPUs/GPUs until Ray reclaims it."""
+        left = [what for g in self.guests for what in g.shutdown()]
         self.guests = []
         if self.closable and self.actors:
             try:
                 ray.get([a.close.remote() for a in self.actors], timeout=30)
-            except Exception:
-                pass
-        for a in self.actors:
+            except Exception as e:  # noqa: BLE001 - a dead actor cannot close; a live one is killed below anyway
+                log.debug(f"{self.spec.role}: close before kill: {type(e).__name__}: {e}")
+        for i, a in enumerate(self.actors):
             try:
                 ray.kill(a)
-            except Exception:
-                pass
+            except Exception as e:  # noqa: BLE001 - an actor already gone raises nothing; anything else is news
+                left.append(_unreleased(f"{self.spec.role}[{i}] actor", e))
         self.actors = []
-        if self.host is not None or not self.owns_pg:
-            return  # the host group (or whoever reserved it, e.g. a Tune trial) owns the placement group
-        try:
-            remove_placement_group(self.pg)
-        except Exception:
-            pass
+        if self.host is None and self.owns_pg:  # else the host group (or a Tune trial) owns the placement group
+            try:
+                remove_placement_group(self.pg)
+            except Exception as e:  # noqa: BLE001 - reported, never raised: the rest of the shutdown goes on
+                left.append(_unreleased(f"{self.spec.role} placement group {self.pg.id.hex()[:12]}", e))
+        return left
+
+
+def _unreleased(what: str, e: BaseException) -> str:
+    text = f"{what}: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+    log.warning(f"shutdown could not release {text}; Ray reclaims it when the driver ends")
+    return text
 
 
 class RankedActor:

@@ -66,9 +66,9 @@ class Pools:
         """Peak resident memory of each pool's largest actor so far (MiB): what a role needs per actor."""
         return {f"mem/{name}_peak_mb": max(g.call_all("memory", "peak_rss_mb")) for name, g in self.groups.items()}
 
-    def shutdown(self) -> None:
-        for g in self.groups.values():  # a host shuts its guests down first
-            g.shutdown()
+    def shutdown(self) -> list[str]:
+        """Every group's actors and placement group; returns (and warns about) what could not be released."""
+        return [what for g in self.groups.values() for what in g.shutdown()]  # a host shuts its guests down first
 
 
 def sources(plan: PlacementPlan, cfg: ExperimentConfig, policy: ModelSource) -> dict[str, ModelSource]:

@@ -180,6 +180,8 @@ class Study:
             from ray import tune
 
             restore = marker.exists() and tune.Tuner.can_restore(str(folder / "tune"))
+            if restore:  # Tune unpickles its state: only a folder this user's svgap wrote
+                check_restorable(folder, marker, self.spec.kind, sid)
             if marker.exists():
                 parent = json.loads(marker.read_text())["parent_run_id"]
                 self._reopen_parent(parent)
@@ -251,6 +253,25 @@ class Study:
         failed = [o for o in outcomes if o.error]
         mirror.set_status(parent, "FAILED" if failed else "FINISHED", self.uri)
         return StudyResult(parent, self.uri, table, outcomes, slots, wall, folder, restore, ran)
+
+
+def check_restorable(folder: Path, marker: Path, kind: str, sid: str) -> None:
+    """Restoring a study unpickles Tune's state (code, in effect): refuse a folder another user could have written
+    (a symlink, a foreign owner, writable by others) or one whose study.json svgap did not write for this study."""
+    from orchestrator.store.trust import untrusted
+
+    why = untrusted(folder, group_may_write=True)  # the study folder follows the umask, like run folders
+    if why is None:
+        try:
+            mark = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            mark = None
+        if not isinstance(mark, dict) or (mark.get("kind"), mark.get("id")) != (kind, sid) \
+                or not mark.get("parent_run_id"):
+            why = f"{marker.name} is not the one svgap writes for this {kind} (id {sid})"
+    if why:
+        raise SvgapError(f"study folder {folder}: not restoring it ({why}): Tune's state is unpickled on restore, "
+                         f"so only a folder of your own that svgap wrote is loaded; move it away to start afresh")
 
 
 class _quiet_tune:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlparse
 
+from orchestrator import redact
 from orchestrator.config import ExperimentConfig, dump
 from orchestrator.errors import SvgapError
 from orchestrator.submission import workdir
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 ENTRYPOINT = f"python -m orchestrator.cli run {workdir.CONFIG_NAME} --address auto"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+POLL_S, GRACE_S = 2.0, 3.0  # following: how often the job's status is asked; how long its last lines may take
 SERVER_HELP = "an MLflow server URL the cluster can reach (cluster/local.sh up starts one: http://127.0.0.1:PORT)"
 
 
@@ -52,10 +54,10 @@ def job_tracking_uri(explicit: str | None, cfg_uri: str | None) -> str:
     if relative:
         raise SvgapError(f"tracking URI {uri!r} is a relative path: on a cluster it would be written on the head "
                          f"node's disk (in the job's working dir), invisible to you; use {SERVER_HELP}")
-    if u.password:
-        raise SvgapError("tracking URI carries a password: a job's env_vars are readable by anyone with dashboard "
-                         "access; set MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD in the cluster's "
-                         "environment instead")
+    if u.password or redact.secrets_in(uri):  # user:pass@, a token as user, ?token=, &password=, ...
+        raise SvgapError(f"tracking URI {redact.uri(uri)} carries a password or token: a job's env_vars are "
+                         f"readable by anyone with dashboard access; set MLFLOW_TRACKING_USERNAME / "
+                         f"MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the cluster's environment instead")
     return uri
 
 
@@ -88,6 +90,7 @@ def submit(cfg: ExperimentConfig, *, address: str | None, tracking_uri: str | No
     auth_headers()  # the token is found (or its absence is fine) -- also before zipping
     work = workdir.stage(dump(cfg), (root or workdir.PROJECT_ROOT) if upload else None, list(excludes))
     try:
+        workdir.check_links(work)
         size = workdir.check_size(work) if upload else None
         cluster = Cluster(address)  # checks the token with one authenticated request, before anything is uploaded
         if size is not None:
@@ -118,16 +121,36 @@ def wait_terminal(cluster: Cluster, job_id: str, timeout_s: float = 30.0) -> str
     return state
 
 
-def follow(cluster: Cluster, job_id: str, out: TextIO = sys.stdout) -> str:
-    """Stream the job's logs (Ray's tail_job_logs) until it ends; returns its final status."""
+def follow(cluster: Cluster, job_id: str, out: TextIO | None = None, timeout_s: float | None = None) -> str:
+    """Stream the job's logs (Ray's tail_job_logs) until the job ends -- or timeout_s has passed (then the job keeps
+    running); returns its status. Ray's stream ends with the job; should it not, the job's status ends the wait."""
+    out = out or sys.stdout  # the command's (redacting) stdout at call time
+
     async def tail() -> None:
         async for chunk in cluster.client.tail_job_logs(job_id):
             out.write(chunk)
             out.flush()
 
+    async def ended() -> None:
+        while await asyncio.to_thread(status, cluster, job_id) not in TERMINAL:
+            await asyncio.sleep(POLL_S)
+        await asyncio.sleep(GRACE_S)  # its last lines are still on their way
+
+    async def both() -> bool:
+        tasks = [asyncio.ensure_future(tail()), asyncio.ensure_future(ended())]
+        done, pending = await asyncio.wait(tasks, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for t in done:
+            t.result()  # the stream's own error, if it broke
+        return bool(done)
+
     status(cluster, job_id)  # an unknown id: one line, not a websocket error
     try:
-        asyncio.run(tail())
+        if not asyncio.run(both()):
+            log.warning(f"stopped following {job_id} after {timeout_s:g}s (--timeout); the job keeps running")
+            return status(cluster, job_id)
     except SvgapError:
         raise
     except Exception as e:  # the stream broke (head restarted, network): say so, then report the state

@@ -55,3 +55,27 @@ def walk_like_ray(folder: Path, entry: Path, excludes: list[str], visit: Callabl
     skip = [_get_excludes(folder, excludes)] + get_excludes_from_ignore_files(
         folder, include_gitignore=include_gitignore(), logger=logger)
     _dir_travel(entry, skip, visit, include_gitignore=include_gitignore(), logger=logger)
+
+
+def symlinks_like_ray(folder: Path, excludes: list[str], logger: logging.Logger) -> list[Path]:
+    """Every symbolic link under `folder` that Ray would ship (same excludes and ignore files). Ray follows links
+    when it packages, so a link is what decides whether something outside the folder travels; linked folders are
+    not entered here (a link to / would be the whole disk)."""
+    from ray._private.runtime_env.packaging import _get_excludes, get_excludes_from_ignore_files
+
+    skip = [_get_excludes(folder, excludes)]
+    found: list[Path] = []
+
+    def travel(path: Path) -> None:
+        own = get_excludes_from_ignore_files(path, include_gitignore=include_gitignore(), logger=logger)
+        skip.extend(own)
+        if not any(e(path) for e in skip):
+            if path.is_symlink():
+                found.append(path)
+            elif path.is_dir():
+                for sub in sorted(path.iterdir()):
+                    travel(sub)
+        del skip[len(skip) - len(own):]
+
+    travel(folder)
+    return found

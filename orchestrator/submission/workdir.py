@@ -4,6 +4,8 @@ Nothing is written into the project: a temporary staging folder holds one symlin
 and the config file `svgap-job.yaml`; Ray's own packaging (through ray_adapter.py) follows the links, applies the
 excludes (and the project's .gitignore / .rayignore, as Ray always does) and zips it. The size check zips it the same way first, so a working dir
 over Ray's job upload limit is refused with its size and the largest entries to exclude -- before anything is sent.
+Secrets stay home: `.env` files, keys and certificates, credentials folders and the local stores are excluded, and a
+symbolic link leading outside the project is refused (Ray would follow it and upload its target).
 """
 from __future__ import annotations
 
@@ -17,9 +19,13 @@ from orchestrator.submission import ray_adapter
 
 CONFIG_NAME = "svgap-job.yaml"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# never worth shipping: history, environments, local stores and run outputs, caches, checkpoints
+# never worth shipping: history, environments, local stores and run outputs, caches, checkpoints -- and never to
+# be shipped: secrets (.env files, keys, certificates, credentials) that a project folder often holds
 EXCLUDES = [".git", ".venv", "venv", "mlflow.db", "mlruns/", "mlartifacts/", "runs/", ".svgap/", "__pycache__/",
-            "*.pyc", ".pytest_cache/", "*.egg-info/", "benchmarks/out/", "checkpoints/", "*.ckpt", ".cache/"]
+            "*.pyc", ".pytest_cache/", "*.egg-info/", "benchmarks/out/", "checkpoints/", "*.ckpt", ".cache/",
+            ".mypy_cache/", ".ruff_cache/", ".hypothesis/", ".ipynb_checkpoints/", "node_modules/",
+            ".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*", ".netrc", ".pypirc",
+            ".aws/", ".ssh/", "*.db-journal"]
 
 
 @dataclass
@@ -27,6 +33,7 @@ class WorkDir:
     """A staged working dir; remove() when the job has been submitted (Ray has uploaded it by then)."""
     path: Path
     excludes: list[str] = field(default_factory=list)
+    root: Path | None = None  # the project folder it ships (None: only the config)
 
     def runtime_env(self) -> dict:
         return {"working_dir": str(self.path), "excludes": list(self.excludes)}
@@ -53,7 +60,22 @@ def stage(config_text: str, root: Path | None, extra_excludes: list[str] = ()) -
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return WorkDir(tmp, (EXCLUDES + list(extra_excludes)) if root is not None else [])
+    return WorkDir(tmp, (EXCLUDES + list(extra_excludes)) if root is not None else [], root)
+
+
+def check_links(work: WorkDir) -> None:
+    """Refuse a symbolic link that leaves the project: Ray follows links when it packages, so it would upload what
+    the link points at (~/.ssh, another project, the whole disk)."""
+    if work.root is None:
+        return
+    root = work.root.resolve()
+    skip = work.excludes + sorted(ray_adapter.default_excludes())
+    outside = [(p, p.resolve()) for p in ray_adapter.symlinks_like_ray(root, skip, _quiet_logger())
+               if not p.resolve().is_relative_to(root)]
+    if outside:
+        shown = ", ".join(f"{p.relative_to(root)} -> {target}" for p, target in outside[:3])
+        raise SvgapError(f"working dir {root}: {len(outside)} symbolic link(s) lead outside it ({shown}); Ray would "
+                         f"upload what they point at; remove them, or leave them out with --exclude PATTERN")
 
 
 def _largest(work: WorkDir, n: int = 4) -> list[tuple[str, int]]:

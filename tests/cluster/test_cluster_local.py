@@ -156,6 +156,10 @@ def test_jobs_logs_and_stop(shell, capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["submit", *TINY, "--name", "tostop"]) == 0
     job_id = re.search(r"submitted job (\S+)", capsys.readouterr().out).group(1)
+    t0 = time.perf_counter()  # following is bounded: --timeout ends it (the job keeps running), exit 124
+    assert main(["logs", job_id, "--follow", "--timeout", "3"]) == 124
+    assert time.perf_counter() - t0 < 60
+    assert f"stopped following {job_id} after 3s" in capsys.readouterr().err
     assert main(["stop", job_id]) == 0
     assert f"job {job_id} STOPPED" in capsys.readouterr().out
 

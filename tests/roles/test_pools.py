@@ -107,3 +107,37 @@ def test_engine_that_cannot_start_is_one_error_without_retries(local_ray, tmp_pa
         assert g.faults.replaced == 0 and g.faults.retried == 0
     finally:
         g.shutdown()
+
+
+def test_an_object_lost_with_its_owner_is_retried_like_a_lost_actor(local_ray, tmp_path, said):
+    """OwnerDiedError (an ObjectLostError) inside a shard: the actor is replaced and the shard sent again."""
+    from ray_helpers import ObjectLosingWorker
+
+    g = ActorGroup(spec(actors=1, timeout=120.0), ObjectLosingWorker, "w", str(tmp_path / "lost-once"))
+    try:
+        out = g.map_shards("generate", "double", [1, 2, 3])
+        assert [v for _, v in out] == [2, 4, 6]
+        assert g.faults.retried == 1 and g.faults.replaced == 1
+        assert any("OwnerDiedError" in e for e in g.faults.events), g.faults.events
+        assert any("generation[0]" in m and "lost (OwnerDiedError" in m for m in said), said
+    finally:
+        g.shutdown()
+
+
+def test_shutdown_reports_what_it_could_not_release(local_ray, caplog):
+    """Nothing left: an empty list, no warning. A handle Ray refuses to kill (here: an entry that is no actor, as a
+    half-replaced group could hold) is named in a warning and returned, and the rest is still released."""
+    import logging
+
+    g = ActorGroup(spec(actors=1), EchoWorker, "w")
+    with caplog.at_level(logging.WARNING, logger="orchestrator.roles.group"):
+        assert g.shutdown() == [] and not caplog.records
+    g = ActorGroup(spec(actors=1), EchoWorker, "w")
+    real = g.actors[0]
+    g.actors.append(None)
+    with caplog.at_level(logging.WARNING, logger="orchestrator.roles.group"):
+        left = g.shutdown()
+    assert len(left) == 1 and left[0].startswith("generation[1] actor: ValueError"), left
+    assert any("shutdown could not release generation[1] actor" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ray.exceptions.RayActorError):  # the real actor was still killed
+        ray.get(real.pid.remote(), timeout=60)

@@ -33,6 +33,43 @@ def test_uris_are_masked(raw, shown):
     assert redact.uri(raw) == shown and redact.uri(None) is None
 
 
+@pytest.mark.parametrize("raw, shown", [
+    ("login with token=abc123xyz please", "login with token=*** please"),
+    ("HF_TOKEN=hf_abcdefgh MLFLOW_TRACKING_PASSWORD='pw9' RAY_ADDRESS=http://h:8265",
+     "HF_TOKEN=*** MLFLOW_TRACKING_PASSWORD='***' RAY_ADDRESS=http://h:8265"),
+    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG+bPxRfiCY", "aws_secret_access_key = ***"),
+    ("tracking:\n  api_key: sk-123456\n  uri: http://h:5000", "tracking:\n  api_key: ***\n  uri: http://h:5000"),
+    ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.x", "Authorization: Bearer ***"),
+    ("{'Authorization': 'Basic dXNlcjpwYXNz'}", "{'Authorization': 'Basic ***'}"),
+    ("sent bearer abcdefgh12345678 to the head", "sent bearer *** to the head"),
+    ("key id AKIAIOSFODNN7EXAMPLE and ASIAABCDEFGHIJKLMNOP", "key id *** and ***"),
+    # what is no secret stays as it is
+    ("max_new_tokens: 8\npad_token: <pad>\nquantity: per_token", "max_new_tokens: 8\npad_token: <pad>\nquantity: per_token"),
+    ('{"nll_per_token": 1.25, "tokens": 3}', '{"nll_per_token": 1.25, "tokens": 3}'),
+    ("the auth token: was refused by the head", "the auth token: was refused by the head"),
+    ("RAY_AUTH_TOKEN_PATH=/tmp/c/auth_token", "RAY_AUTH_TOKEN_PATH=/tmp/c/auth_token"),
+])
+def test_every_kind_of_secret_is_masked(raw, shown):
+    assert redact.text(raw) == shown
+
+
+def test_a_commands_output_passes_the_same_redaction_line_by_line(capsys):
+    """cli.main wraps stdout/stderr in redact.streams(): a secret split over two writes is still masked."""
+    import sys
+
+    with redact.streams():
+        sys.stdout.write("MLflow: http://m:5000/?tok")
+        sys.stdout.write("en=tok3n-abc\nnext line\n")
+        print("Authorization: Bearer tok3n-abcdefgh", file=sys.stderr)
+        sys.stdout.write("partial token=tok3n-zz")  # no newline: passed on when the command ends
+    out, err = capsys.readouterr()
+    assert out == "MLflow: http://m:5000/?token=***\nnext line\npartial token=***" and "tok3n" not in err
+    import inspect
+
+    from orchestrator import cli
+    assert "redact.streams()" in inspect.getsource(cli.main)
+
+
 def test_remembered_secret_is_masked_alone_too():
     """A driver's own message may quote the password without the URI around it (also percent-decoded)."""
     redact.remember("postgresql://svgap:pa%24%24word9@db/mlflow")

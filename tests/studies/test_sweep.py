@@ -20,6 +20,7 @@ import pytest
 from orchestrator.store import tracking
 from orchestrator.cli import main
 from stores import sqlite_uri
+from waits import wait_for
 
 import ray  # noqa: E402,F401 - a hard dependency: a broken install fails here instead of skipping
 
@@ -57,6 +58,18 @@ def _kill_leftovers(marker: str) -> None:
                 pass
 
 
+def _tune_saved_a_finished_trial(runs: Path) -> bool:
+    """A study's Tune experiment state on disk records a TERMINATED trial (what a restore keeps finished)."""
+    for f in runs.glob("studies/*/tune/experiment_state-*.json"):
+        try:
+            trials = json.loads(f.read_text()).get("trial_data", [])
+            if any(json.loads(state).get("status") == "TERMINATED" for state, _ in trials):
+                return True
+        except (OSError, ValueError):  # being written
+            continue
+    return False
+
+
 @pytest.mark.slow
 def test_killed_driver_then_restore_runs_only_the_unfinished_then_nothing(local_ray, base_model_dir, tmp_path,
                                                                           tracking_uri,
@@ -82,7 +95,9 @@ def test_killed_driver_then_restore_runs_only_the_unfinished_then_nothing(local_
                 break
         else:
             pytest.fail("no trial finished in time:\n" + "".join(seen[-30:]))
-        time.sleep(4)  # Tune writes its experiment state every 2 s (TUNE_GLOBAL_CHECKPOINT_S)
+        # Tune writes its experiment state every 2 s (TUNE_GLOBAL_CHECKPOINT_S): wait until it holds the trial
+        wait_for(lambda: _tune_saved_a_finished_trial(tmp_path / "runs"), 120,
+                 "Tune's experiment state to record the finished trial")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and what it started in its session
         proc.wait(timeout=60)

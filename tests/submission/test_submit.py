@@ -209,3 +209,66 @@ def test_a_folder_that_is_no_project_is_not_uploaded(clean_env, capsys, listenin
     (tmp_path / "site" / "orchestrator").mkdir(parents=True)
     _refused(capsys, SMALL + ["--working-dir", str(tmp_path / "site"), "--address", listening, "--tracking-uri",
                               "http://127.0.0.1:5000"], "not an svgap project folder")
+
+
+def _project(tmp_path: Path) -> Path:
+    proj = tmp_path / "proj"
+    (proj / "orchestrator").mkdir(parents=True)
+    (proj / "orchestrator" / "__init__.py").write_text("")
+    (proj / "pyproject.toml").write_text("[project]\nname = 'svgap'\n")
+    return proj
+
+
+def test_secrets_and_local_stores_are_not_uploaded(tmp_path):
+    """.env, keys, certificates, credentials folders, the sqlite store and caches stay out of Ray's package."""
+    from ray._private.runtime_env.packaging import create_package
+
+    from orchestrator.submission import workdir
+
+    proj = _project(tmp_path)
+    secrets = [".env", ".env.local", "server.key", "tls/cert.pem", ".ssh/id_rsa", ".aws/credentials", "mlflow.db",
+               ".mypy_cache/x.json", "deep/er/.env", "id_ed25519"]
+    for rel in secrets:
+        (proj / rel).parent.mkdir(parents=True, exist_ok=True)
+        (proj / rel).write_text("AKIAIOSFODNN7EXAMPLE")
+    (proj / "orchestrator" / "ok.py").write_text("x = 1\n")
+    work = workdir.stage("rounds: 1\n", proj)
+    try:
+        workdir.check_links(work)  # no link: nothing to refuse
+        create_package(str(work.path), tmp_path / "pkg.zip", include_gitignore=True, excludes=work.excludes)
+        names = set(zipfile.ZipFile(tmp_path / "pkg.zip").namelist())
+    finally:
+        work.remove()
+    assert "orchestrator/ok.py" in names and workdir.CONFIG_NAME in names
+    assert not names & set(secrets), sorted(names & set(secrets))
+
+
+@pytest.mark.parametrize("inside", ["top", "nested"])
+def test_a_symlink_leaving_the_working_dir_is_refused_before_anything_is_sent(clean_env, capsys, listening, tmp_path,
+                                                                               inside):
+    outside = tmp_path / "home" / ".ssh"
+    outside.mkdir(parents=True)
+    (outside / "id_rsa").write_text("PRIVATE")
+    proj = _project(tmp_path)
+    (proj / "orchestrator" / "inner.py").write_text("")
+    (proj / "here").symlink_to(proj / "orchestrator" / "inner.py")  # a link inside the project is fine
+    link = proj / "keys" if inside == "top" else proj / "orchestrator" / "keys"
+    link.symlink_to(outside)
+    err = _refused(capsys, SMALL + ["--working-dir", str(proj), "--address", listening, "--tracking-uri",
+                                    "http://127.0.0.1:5000"], "symbolic link(s) lead outside it")
+    assert f"keys -> {outside}" in err and "here" not in err.split("(", 1)[1]
+    # left out explicitly, it is not shipped and not refused
+    from orchestrator.submission import workdir
+
+    work = workdir.stage("rounds: 1\n", proj, ["keys"])
+    try:
+        workdir.check_links(work)
+    finally:
+        work.remove()
+
+
+@pytest.mark.parametrize("uri", ["http://mlflow.example:5000/?token=tok3n-abc123",
+                                 "https://tok3n-abc1234567890xyz@mlflow.example", "http://m.example/?password=tok3n"])
+def test_a_token_in_the_tracking_uri_is_refused_never_shown_nor_sent(clean_env, capsys, uri):
+    err = _refused(capsys, SMALL + ["--address", "http://127.0.0.1:1", "--tracking-uri", uri], "carries a password")
+    assert "tok3n" not in err and "***" in err

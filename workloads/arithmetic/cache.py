@@ -2,7 +2,8 @@
 
 A build happens in a temporary sibling directory and is renamed into place only when complete (the recipe file
 is written last), so an interrupted build never leaves a half-written model at the final path. A file lock
-per recipe keeps concurrent builders (test workers, Ray actors) from building the same model twice.
+per recipe keeps concurrent builders (test workers, Ray actors) from building the same model twice; a waiter gives
+up after $SVGAP_CACHE_LOCK_TIMEOUT_S naming the holder (pid, host), and at once when that holder is gone.
 
 Trust: an entry is world-readable (so a cache can be shared read-only) but never writable by others, and its
 recipe file records a SHA-256 of every other file. A load checks both: a directory that merely holds the two
@@ -16,14 +17,14 @@ import json
 import logging
 import os
 import shutil
-import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import SvgapError
-from orchestrator.store.files import FileLock
+from orchestrator.store.lock import wait_lock
+from orchestrator.store.trust import untrusted
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +58,9 @@ class Untrusted(SvgapError):
 
 def problem(path: Path) -> str | None:
     """Why the complete entry at `path` cannot be loaded as is, or None. 'no checksum' means an old entry."""
-    me = os.geteuid()
-    for p in [path, *Path(path).rglob("*")]:
-        st = p.lstat()
-        if stat.S_ISLNK(st.st_mode):
-            return f"{p} is a symbolic link"
-        if st.st_uid not in (me, 0):
-            return f"{p} belongs to another user (uid {st.st_uid})"
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return f"{p} is writable by other users"
+    why = untrusted(path)
+    if why:
+        return why
     try:
         recorded = json.loads((path / RECIPE_FILE).read_text()).get("sha256")
     except (OSError, ValueError, AttributeError):
@@ -101,6 +96,16 @@ def _refuse(final: Path, why: str) -> Untrusted:
                      f"model.cache_dir to a folder only you can write (or model.path to a model you trust)")
 
 
+def lock_timeout_s() -> float:
+    """How long a process waits for another one building the same model ($SVGAP_CACHE_LOCK_TIMEOUT_S, default 30
+    minutes: a build takes a few minutes on 2 CPU cores)."""
+    raw = os.environ.get("SVGAP_CACHE_LOCK_TIMEOUT_S", "1800")
+    try:
+        return float(raw)
+    except ValueError:
+        raise SvgapError(f"SVGAP_CACHE_LOCK_TIMEOUT_S={raw!r}: expected a number of seconds") from None
+
+
 def cached_build(cache_dir: str | Path, name: str, recipe: dict[str, Any],
                  build: Callable[[Path], dict[str, Any]]) -> Path:
     """Path of the model for `recipe`, building it with `build(tmp_dir) -> build info` when not cached yet."""
@@ -110,33 +115,43 @@ def cached_build(cache_dir: str | Path, name: str, recipe: dict[str, Any],
         log.info(f"base model: cached {final} (checksum verified)")
         return final
     root = _models_root(cache_dir)
-    with FileLock(root / f".{key}.lock"):  # waits while another process builds it
+    lock = wait_lock(root / f".{key}.lock", lock_timeout_s(), f"base model {key}")  # another process may build it
+    try:
         why = problem(final) if is_complete(final) else "incomplete"
         if why is None:  # another process built it while we waited
             log.info(f"base model: cached {final} (checksum verified)")
             return final
         if why not in ("incomplete", "no checksum"):
             raise _refuse(final, why)
-        for stale in [*root.glob(f".{key}.tmp-*"), *root.glob(f".{key}.old-*")]:  # left by a killed build
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
-        try:
-            reason = "built before checksums were recorded" if why == "no checksum" else f"not in cache {root}"
-            log.info(f"base model: building {key} ({reason})")
-            info = build(tmp)
-            (tmp / RECIPE_FILE).write_text(json.dumps({"name": key, "recipe": recipe, "build": info,
-                                                       "sha256": content_digest(tmp)}, indent=2))
-            _share_read_only(tmp)
-            if final.exists():  # an old or incomplete entry: move it aside atomically, so no reader sees half of it
-                old = Path(tempfile.mkdtemp(prefix=f".{key}.old-", dir=root))
-                os.replace(final, old / "entry")
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        _build_entry(root, final, recipe, build, why)
+    finally:
+        lock.release()
     log.info(f"base model: saved {final}")
     return final
+
+
+def _build_entry(root: Path, final: Path, recipe: dict[str, Any], build: Callable[[Path], dict[str, Any]],
+                 why: str) -> None:
+    """Build into a temporary sibling and rename it into place (the caller holds the entry's lock)."""
+    key = final.name
+    for stale in [*root.glob(f".{key}.tmp-*"), *root.glob(f".{key}.old-*")]:  # left by a killed build
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
+    try:
+        reason = "built before checksums were recorded" if why == "no checksum" else f"not in cache {root}"
+        log.info(f"base model: building {key} ({reason})")
+        info = build(tmp)
+        (tmp / RECIPE_FILE).write_text(json.dumps({"name": key, "recipe": recipe, "build": info,
+                                                   "sha256": content_digest(tmp)}, indent=2))
+        _share_read_only(tmp)
+        if final.exists():  # an old or incomplete entry: move it aside atomically, so no reader sees half of it
+            old = Path(tempfile.mkdtemp(prefix=f".{key}.old-", dir=root))
+            os.replace(final, old / "entry")
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def build_info(path: Path) -> dict[str, Any]:
