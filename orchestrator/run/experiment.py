@@ -174,7 +174,7 @@ class Experiment:
             files = RunFiles(point.run_dir)
             files.hold()  # first: a driver that started meanwhile keeps its run to itself
             logger = RunLogger.reattach(self.uri, point.run_id)
-            files.remove_partial()
+            files.remove_partial(point.version)
             files.note_resume(point.note())
             log.info(describe(point))
             for t, metrics in sorted(point.missing.items()):  # e.g. held during a tracking outage, then killed
