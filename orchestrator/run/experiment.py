@@ -259,7 +259,7 @@ class Experiment:
                  scheduler) -> None:
         """Round t's files (the new version, picks, record), its MLflow batch, then the commit (state.json)."""
         record = out.record
-        if out.update is not None:  # adapters/vNNN.npz, or weights/vNNN.npz (the latest only)
+        if out.update is not None:  # adapters/vNNN.npz or weights/vNNN.npz, staged (committed by files.state)
             update_refs.save(files.root, out.update, self.cfg.resources.timeout_s)
         files.picks(t, list(out.rows))
         files.record(record)

@@ -118,10 +118,15 @@ class Outbox:
         """The commit protocol for the outbox: the whole list replaced atomically; removed once nothing is kept."""
         if self.path is None:
             return
-        if self.held or self.set_aside:
-            atomic_write(self.path, json.dumps({"held": self.held, "refused": self.set_aside}))
-        else:
-            self.path.unlink(missing_ok=True)
+        try:
+            if self.held or self.set_aside:
+                atomic_write(self.path, json.dumps({"held": self.held, "refused": self.set_aside}))
+            else:
+                self.path.unlink(missing_ok=True)
+        except OSError as e:  # the run folder's disk is full too: the writes stay held in memory
+            self.warn(f"cannot keep the tracking outbox in {self.path} ({e.strerror or type(e).__name__}); "
+                      f"{len(self.held)} write(s) held in memory only")
+            self.path = None
 
 
 def read(folder: Path) -> list[Entry]:

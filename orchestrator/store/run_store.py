@@ -62,7 +62,15 @@ class RunFiles:
         self._atomic(self.root / "config.yaml", cfg_text)
 
     def _atomic(self, path: Path, text: str) -> Path:
-        return atomic_write(path, text)
+        try:
+            return atomic_write(path, text)
+        except OSError as e:  # a full disk, a file-size limit, a folder gone: the run stops at its last commit
+            raise self._cannot(path, e) from None
+
+    def _cannot(self, path: Path, e: OSError) -> SvgapError:
+        return SvgapError(f"run folder {self.root}: cannot write {path.relative_to(self.root)} "
+                          f"({e.strerror or type(e).__name__}); the run stops at its last committed round "
+                          f"(continue it with `svgap run --resume {self.root}`)")
 
     def picks(self, t: int, rows: list[PickRow]) -> Path:
         return self._atomic(self.root / "picks" / f"round_{t:03d}.jsonl",
@@ -84,7 +92,10 @@ class RunFiles:
               scheduler: dict | None = None) -> None:
         """Written last in a round, the commit: a resume starts from the round after `last_round` with model
         `version`; only then does the previous full-weights file go (store/commit.py)."""
-        commit.commit(self.root, RunState(run_id, last_round, version, stop_reason, scheduler).to_json())
+        try:
+            commit.commit(self.root, RunState(run_id, last_round, version, stop_reason, scheduler).to_json())
+        except OSError as e:
+            raise self._cannot(self.root / STATE, e) from None
 
     def hold(self) -> None:
         """Lock the run for this driver (`.lock`, flock): released when the process ends, however it ends (kill -9
