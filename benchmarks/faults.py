@@ -2,6 +2,7 @@
 
     python benchmarks/faults.py [--only kill,actors,node,server,sqlite,disk,many,sweeps] [--engines lora,full,deepspeed]
                                 [--boundaries generation,verification,training,"weight publish","state write"]
+                                [--kills full:training,lora:"state write",...]
                                 [--parallel 8] [--out benchmarks/results/faults.json]
 
 Cases (benchmarks/fault_cases*.py): kill -9 of the driver at each stage boundary of round 1 for each training engine,
@@ -42,17 +43,15 @@ class Suite:
 
 
 def cases(args) -> list:
-    only = set(args.only.split(","))
-    out: list = []
-    if "kill" in only:
-        out += [(kills.kill_and_resume, (e, b)) for e in args.engines.split(",") for b in args.boundaries.split(",")]
-    table = {"actors": (more.actors_killed, ()), "node": (more.node_removed, ()),
+    pairs = [tuple(k.split(":", 1)) for k in args.kills.split(",")] if args.kills else \
+        [(e, b) for e in args.engines.split(",") for b in args.boundaries.split(",")]
+    table = {"kill": [(kills.kill_and_resume, pair) for pair in pairs],"actors": (more.actors_killed, ()), "node": (more.node_removed, ()),
              "server": (more.server_restarted, ()), "sqlite": (more.sqlite_locked, ()), "disk": (kills.disk_full, ()),
              "many": [(more.many_runs, (args.parallel, False)), (more.many_runs, (args.parallel, True))],
              "sweeps": (more.sweeps, (3,))}
-    for g in GROUPS[1:]:
-        if g in only:
-            out += table[g] if isinstance(table[g], list) else [table[g]]
+    out: list = []
+    for g in args.only.split(","):  # in the order given
+        out += table[g] if isinstance(table[g], list) else [table[g]]
     return out
 
 
@@ -66,11 +65,19 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def save(path: str, rows: list[dict], t0: float) -> None:
+    out = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.monotonic() - t0), "rows": rows,
+           "load_avg": os.getloadavg(), "table": table(rows)}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=1))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", default=",".join(GROUPS), help=f"case groups: {','.join(GROUPS)}")
     p.add_argument("--engines", default="lora,full,deepspeed")
     p.add_argument("--boundaries", default=",".join(kills.BOUNDARIES))
+    p.add_argument("--kills", default="", help="ENGINE:BOUNDARY,... in place of --engines x --boundaries")
     p.add_argument("--parallel", type=int, default=8, help="runs at once on one store")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "faults.json"))
     args = p.parse_args()
@@ -96,12 +103,9 @@ def main() -> int:
                     row = kills.Row(f"{fn.__name__}{a}", note=f"{type(e).__name__}: {str(e)[:200]}")
                 rows.append(row.json())
                 log.info(f"{row.case}: {'ok' if row.ok else 'FAILED'} in {row.seconds:.0f}s {row.note}")
+                save(args.out, rows, t0)  # after every case: a suite stopped midway keeps what it measured
     finally:
         ray.shutdown()
-    out = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.monotonic() - t0), "rows": rows,
-           "load_avg": os.getloadavg()}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
     sys.stdout.write(table(rows) + "\n")
     return 0 if all(r["ok"] for r in rows) else 1
 

@@ -145,7 +145,7 @@ class RunLogger:
         self.outbox.send({"op": "status", "what": f"status {status}", "status": status})
         left = self.outbox.drain(wait_s)
         if left:
-            _warn(f"tracking store {redact.text(self.uri)} still does not answer: {left} write(s) of run "
+            _warn(f"tracking store {redact.text(self.uri)} still takes no writes: {left} write(s) of run "
                   f"{self.run_id} were not sent; everything is in its run folder: send it with "
                   f"`svgap sync RUN_DIR --tracking-uri {redact.text(self.uri)}`")
 
