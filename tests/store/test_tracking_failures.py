@@ -68,3 +68,37 @@ def test_locked_sqlite_store_mid_run_holds_writes_and_replays_them_once(local_ra
     assert tracking.get_run(res.run_id, uri).info.status == "FINISHED"
     assert {f"picks/round_{t:03d}.jsonl" for t in range(3)} <= set(tracking.artifact_paths(res.run_id, uri=uri))
     assert not (res.out_dir / outbox.FILE).exists()
+
+
+def test_sync_replays_what_a_dead_driver_left_in_its_outbox_once(tmp_path, base_model_dir):
+    """A driver killed while writes were held leaves outbox.json; `svgap sync` sends its tag and artifact, takes the
+    metrics from the round records (the one that arrived is not sent twice), and removes the file."""
+    import json
+    import time
+
+    from orchestrator.store import mirror
+    from orchestrator.store.run_store import RunFiles
+    from orchestrator.store.sync import sync
+
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+    cfg = config.load(None, ["rounds=2", f"tracking.out_dir={tmp_path / 'runs'}", f"model.path={base_model_dir}"])
+    logger = mirror.RunLogger(uri, "svgap", None, {})
+    files = RunFiles(tmp_path / "runs" / logger.run_id)
+    files.prepare(config.dump(cfg))
+    (files.root / "rounds" / "round_000.json").write_text(json.dumps(
+        {"round": 0, "version": 0, "metrics": {"U_s": 1.5, "G": 0.25}, "timings": {}, "counts": {}, "train": {}}))
+    files.state(0, 1, logger.run_id)
+    ts = int(time.time() * 1000)
+    logger.log_metrics({"U_s": 1.5}, step=0)  # arrived before the store failed
+    held = [{"op": "tag", "what": "tag svgap.note", "key": "svgap.note", "value": "held"},
+            {"op": "dict", "what": "placement.json", "data": {"a": 1}, "file": "placement.json"},
+            {"op": "metrics", "what": "metrics of step 0", "step": 0, "ts": ts, "metrics": {"U_s": 1.5, "G": 0.25}}]
+    (files.root / outbox.FILE).write_text(json.dumps({"held": held, "refused": []}))
+    sync(files.root, uri)
+    run = tracking.get_run(logger.run_id, uri)
+    assert run.data.tags["svgap.note"] == "held"
+    assert "placement.json" in tracking.artifact_paths(logger.run_id, uri=uri)
+    client = tracking.client(uri)
+    for name, value in (("U_s", 1.5), ("G", 0.25)):
+        assert [(m.step, m.value) for m in client.get_metric_history(logger.run_id, name)] == [(0, value)], name
+    assert not (files.root / outbox.FILE).exists()
