@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.fault_cases import ROOT, TESTS, Row, compare, finished, reference, run_id_of, svgap, tiny
+from benchmarks.fault_cases import ROOT, TESTS, Row, compare, finished, reference, run_id_of, tiny
 from orchestrator.store import tracking
 
 

@@ -16,12 +16,10 @@ import ray
 
 from orchestrator import config
 from orchestrator.cli import main
-from orchestrator.store import tracking
 from orchestrator.store.records import ROUND_METRICS
-from stores import sqlite_uri
+from stores import assert_same_metrics, sqlite_uri
 
 ROOT = Path(__file__).resolve().parents[2]
-TIMED = re.compile(r"^(time/|mem/|tokens_per_s$)")
 
 
 def tiny(tmp_path, base_model_dir, out: str) -> list[str]:
@@ -53,15 +51,7 @@ def test_full_fine_tuning_killed_between_weights_and_commit_resumes(local_ray, b
                  f"tracking.out_dir={tmp_path / 'ref'}"]) == 0
     ref_id = re.search(r"MLflow run id: (\w+)", capsys.readouterr().out).group(1)
 
-    client = tracking.client(uri)
-    resumed, plain = tracking.run_metrics(run_id, uri), tracking.run_metrics(ref_id, uri)
-    assert tracking.get_run(run_id, uri).info.status == "FINISHED"
-    assert set(resumed) == set(plain)
-    for name in resumed:
-        steps = [m.step for m in client.get_metric_history(run_id, name)]
-        assert sorted(steps) == sorted(set(steps)) == sorted(plain[name]), name  # none lost, none twice
-        if not TIMED.match(name):
-            assert resumed[name] == plain[name], name
+    resumed = assert_same_metrics(run_id, ref_id, uri)
     for name in ROUND_METRICS:
         assert sorted(resumed[name]) == [0, 1, 2], name
     assert sorted(p.name for p in (run_dir / "weights").iterdir()) == ["v002.npz"]

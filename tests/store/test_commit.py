@@ -35,7 +35,7 @@ def killed_at(tmp_path: Path, pattern: str) -> RunFiles:
     code = ROUNDS.format(tests=str(HERE), pattern=pattern, root=str(root))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    assert f"SIGKILL at" in proc.stderr, proc.stderr[-2000:]
+    assert "SIGKILL at" in proc.stderr, proc.stderr[-2000:]
     return RunFiles(root)
 
 
