@@ -9,6 +9,7 @@
       external/*.json        the scheduler's allocation and plan
       resumes.jsonl          one line per `svgap run --resume` (what it changed)
       state.json             written LAST in a round: the commit point a resume starts from
+      outbox.json            tracking writes that failed, until they are sent (store/outbox.py)
 
 Every file is written atomically (store/files.py: tmp + fsync + rename), so a driver killed mid-round leaves the
 previous version of each file or the new one, never half of one; `state.json` names the last round whose files are
