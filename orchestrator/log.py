@@ -133,7 +133,10 @@ class JsonLines(logging.Handler):
     def close(self) -> None:
         with self._io:
             if self._file is not None:
-                self._file.close()
+                try:
+                    self._file.close()
+                except OSError:  # a full disk: the lines it could not flush are lost, not the run's own error
+                    pass
                 self._file = None
         super().close()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.errors import SvgapError
+from orchestrator.store import commit
 from orchestrator.store.files import replacing
 
 
@@ -30,13 +31,15 @@ class AdapterUpdate:
     def nbytes(self) -> int:
         return sum(a.nbytes + b.nbytes for a, b in self.tensors.values())
 
-    def save(self, path: str | Path) -> None:
-        """Write atomically (tmp + rename) so a resume never reads half an adapter."""
-        path = Path(path)
+    def write(self, path: Path) -> None:
+        """The arrays into `path` as it is (a temporary file of an atomic write; it must end in .npz)."""
         arrays = {f"{k}::A": a for k, (a, _) in self.tensors.items()}
         arrays.update({f"{k}::B": b for k, (_, b) in self.tensors.items()})
-        with replacing(path, path.with_suffix(".tmp.npz")) as tmp:  # .npz: np.savez would add it
-            np.savez(tmp, __version__=np.array(self.version), __scaling__=np.array(self.scaling), **arrays)
+        np.savez(path, __version__=np.array(self.version), __scaling__=np.array(self.scaling), **arrays)
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically (tmp + fsync + rename) so a resume never reads half an adapter."""
+        _save(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "AdapterUpdate":
@@ -56,11 +59,13 @@ class FullUpdate:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.tensors.values())
 
+    def write(self, path: Path) -> None:
+        """The arrays into `path` as it is (a temporary file of an atomic write; it must end in .npz)."""
+        np.savez(path, __version__=np.array(self.version), __full__=np.array(1), **self.tensors)
+
     def save(self, path: str | Path) -> None:
-        """Write atomically (tmp + rename) so a resume never reads half a model."""
-        path = Path(path)
-        with replacing(path, path.with_suffix(".tmp.npz")) as tmp:
-            np.savez(tmp, __version__=np.array(self.version), __full__=np.array(1), **self.tensors)
+        """Write atomically (tmp + fsync + rename) so a resume never reads half a model."""
+        _save(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "FullUpdate":
@@ -69,6 +74,12 @@ class FullUpdate:
 
 
 WeightsUpdate = AdapterUpdate | FullUpdate
+
+
+def _save(update: WeightsUpdate, path: str | Path) -> None:
+    path = Path(path)
+    with replacing(path, path.with_suffix(".tmp.npz")) as tmp:  # .npz: np.savez would add it
+        update.write(tmp)
 
 
 def publish(update: WeightsUpdate):
@@ -87,18 +98,11 @@ def check_versions(held: dict[str, int], version: int) -> None:
 
 
 def save_update(root: Path, update: WeightsUpdate) -> Path:
-    """Into the run folder: adapters are kept per version (adapters/vNNN.npz, small); full weights only the latest
-    (weights/vNNN.npz; the previous file goes once the new one is written) -- enough to resume, not T models."""
-    sub = "adapters" if isinstance(update, AdapterUpdate) else "weights"
-    folder = Path(root) / sub
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"v{update.version:03d}.npz"
-    update.save(path)
-    if sub == "weights":
-        for old in folder.glob("v*.npz"):
-            if old != path:
-                old.unlink()
-    return path
+    """Into the run folder, the commit protocol's first step (store/commit.py): adapters/vNNN.npz or weights/vNNN.npz
+    written and fsynced beside the previous version, which stays until state.json names the new one (full weights:
+    commit.retire deletes the old file only then; adapters are kept per version)."""
+    path = commit.version_path(root, update.version, isinstance(update, FullUpdate))
+    return commit.stage(path, update.write)
 
 
 class WeightsHolder:

@@ -22,7 +22,7 @@ from orchestrator.roles import ray_session
 
 from orchestrator.run import round_health, update_refs
 
-from orchestrator.store import tracking
+from orchestrator.store import outbox, tracking
 from orchestrator.engines.registry import check_model, engine_options
 from orchestrator.config import ExperimentConfig, dump
 from orchestrator.errors import SvgapError
@@ -174,7 +174,10 @@ class Experiment:
             files = RunFiles(point.run_dir)
             files.hold()  # first: a driver that started meanwhile keeps its run to itself
             logger = RunLogger.reattach(self.uri, point.run_id)
-            files.remove_partial()
+            left = outbox.read(files.root)  # what the dead driver could not send (its metrics: from the records)
+            files.remove_partial(point.version)
+            logger.keep_outbox(files.root)
+            logger.replay(left)
             files.note_resume(point.note())
             log.info(describe(point))
             for t, metrics in sorted(point.missing.items()):  # e.g. held during a tracking outage, then killed
@@ -188,6 +191,7 @@ class Experiment:
         files = RunFiles(Path(cfg.tracking.out_dir) / logger.run_id)
         files.prepare(cfg_text)
         files.hold()
+        logger.keep_outbox(files.root)
         log.info(f"MLflow run {logger.run_id} ({tracking.shown(self.uri)}); round files in {files.root}")
         return logger, files
 
@@ -255,7 +259,7 @@ class Experiment:
                  scheduler) -> None:
         """Round t's files (the new version, picks, record), its MLflow batch, then the commit (state.json)."""
         record = out.record
-        if out.update is not None:  # adapters/vNNN.npz, or weights/vNNN.npz (the latest only)
+        if out.update is not None:  # adapters/vNNN.npz or weights/vNNN.npz, staged (committed by files.state)
             update_refs.save(files.root, out.update, self.cfg.resources.timeout_s)
         files.picks(t, list(out.rows))
         files.record(record)

@@ -3,6 +3,7 @@ node (roles/local_tasks.py), so the weights go between the object store and the 
 driver's memory; the driver holds only the reference it hands to the pools."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from orchestrator.engines.weights import save_update
 from orchestrator.errors import SvgapError
 from orchestrator.roles.local_tasks import on_driver_node
 from orchestrator.run.resume import load_update
+
+log = logging.getLogger(__name__)
 
 
 def _version(update) -> int:
@@ -34,9 +37,12 @@ def _done(ref: Any, timeout_s: float, what: str) -> Any:
 
 
 def save(root: Path, update_ref: Any, timeout_s: float) -> Path:
-    """adapters/vNNN.npz, or weights/vNNN.npz (the latest only), written atomically on the driver's node."""
-    return _done(on_driver_node(save_update, Path(root), update_ref), timeout_s,
+    """adapters/vNNN.npz or weights/vNNN.npz staged (written and fsynced beside the committed version: the commit
+    protocol's first step, store/commit.py) on the driver's node."""
+    path = _done(on_driver_node(save_update, Path(root), update_ref), timeout_s,
                  f"cannot save the model version into {root}")
+    log.debug(f"staged {path.parent.name}/{path.name}")  # the driver's instant: the fault suite kills it here
+    return path
 
 
 def load(path: Path, version: int, timeout_s: float) -> Any:

@@ -1,6 +1,7 @@
 """The MLflow mirror: the only module that writes to a tracking store. The run folder is the source of truth
 (store/run_store.py); this mirrors it -- a run's params, metrics, artifacts, tags and status -- and `svgap sync`
-replays a folder through the same RunLogger. While an http server does not answer, writes wait in an Outbox.
+replays a folder through the same RunLogger. Every write after the run's creation goes through an Outbox: while the
+store fails (down, locked, read-only, full) writes are held on disk and sent later, and the run goes on.
 
 Credentials in a tracking URI are used but never shown: every message, param and text artifact written through
 here passes orchestrator.redact first."""
@@ -40,8 +41,8 @@ def _warn(msg: str) -> None:
 class RunLogger:
     """One MLflow run (optionally nested under a parent); metrics at step = round.
 
-    Creating the run needs the store; after that every write goes through an Outbox: while an http server does not
-    answer, writes are held (with a warning) and sent when it answers again, so the run goes on (outbox.py)."""
+    Creating the run needs the store; after that every write goes through an Outbox: while the store fails, writes
+    are held (with a warning, in the run folder's outbox.json) and sent when it takes them again (outbox.py)."""
 
     def __init__(self, uri: str | None, experiment: str, run_name: str | None, params: dict,
                  parent_run_id: str | None = None, tags: dict | None = None) -> None:
@@ -85,37 +86,66 @@ class RunLogger:
         if self.uri.startswith(("http://", "https://")):
             for k, v in HTTP_DEFAULTS.items():
                 os.environ.setdefault(k, v)
-        self.outbox = Outbox(lambda: tracking.answers(self.uri), lambda m: _warn(redact.text(m)), redact.text(self.uri))
+        self.outbox = Outbox(self._apply, lambda: tracking.answers(self.uri), lambda m: _warn(redact.text(m)),
+                             redact.text(self.uri), refused=tracking.refused)
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+    def keep_outbox(self, folder: Path) -> None:
+        """Held writes are kept in the run folder from now on (outbox.json), for a resume or `svgap sync`."""
+        self.outbox.keep_in(folder)
+
+    def _apply(self, e: dict) -> None:
+        """One outbox entry, written: the only place a run's writes reach MLflow."""
         from mlflow.entities import Metric
 
+        op, c = e["op"], self.client
+        if op == "metrics":
+            c.log_batch(self.run_id, metrics=[Metric(k, float(v), e["ts"], e["step"]) for k, v in e["metrics"].items()])
+        elif op == "text":
+            c.log_text(self.run_id, e["text"], e["file"])
+        elif op == "dict":
+            c.log_dict(self.run_id, e["data"], e["file"])
+        elif op == "artifact":
+            c.log_artifact(self.run_id, e["path"], e.get("dir"))
+        elif op == "tag":
+            c.set_tag(self.run_id, e["key"], e["value"])
+        elif op == "status":
+            c.set_terminated(self.run_id, e["status"])
+        else:
+            raise SvgapError(f"outbox entry with unknown op {op!r}")
+
+    def replay(self, entries: list[dict]) -> int:
+        """Writes a dead driver left in its outbox.json, sent again (`svgap run --resume`, `svgap sync`) -- except
+        metrics: the round records are their source, and the caller sends the ones the store lacks from there."""
+        rest = [e for e in entries if e.get("op") not in ("metrics", "status")]
+        for e in rest:
+            self.outbox.send(e)
+        return len(rest)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         ts = int(time.time() * 1000)  # fixed now: a write sent again later is the same metric (no duplicate step)
-        ms = [Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None]
+        ms = {k: float(v) for k, v in metrics.items() if v is not None}
         if ms:
-            self.outbox.send(f"metrics of step {step}", lambda: self.client.log_batch(self.run_id, metrics=ms))
+            self.outbox.send({"op": "metrics", "what": f"metrics of step {step}", "step": int(step), "ts": ts,
+                              "metrics": ms})
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        text = redact.text(text)
-        self.outbox.send(artifact_file, lambda: self.client.log_text(self.run_id, text, artifact_file))
+        self.outbox.send({"op": "text", "what": artifact_file, "text": redact.text(text), "file": artifact_file})
 
     def log_dict(self, data: dict, artifact_file: str) -> None:
-        data = redact.data(data)
-        self.outbox.send(artifact_file, lambda: self.client.log_dict(self.run_id, data, artifact_file))
+        self.outbox.send({"op": "dict", "what": artifact_file, "data": redact.data(data), "file": artifact_file})
 
     def log_file(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.outbox.send(str(path), lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+        self.outbox.send({"op": "artifact", "what": str(path), "path": str(path), "dir": artifact_path})
 
     def set_tag(self, key: str, value: str) -> None:
-        value = redact.text(str(value))
-        self.outbox.send(f"tag {key}", lambda: self.client.set_tag(self.run_id, key, value))
+        self.outbox.send({"op": "tag", "what": f"tag {key}", "key": key, "value": redact.text(str(value))})
 
     def end(self, status: str = "FINISHED", wait_s: float = 10.0) -> None:
         """End the run; writes still held after wait_s stay in the run folder for `svgap sync`."""
-        self.outbox.send(f"status {status}", lambda: self.client.set_terminated(self.run_id, status))
+        self.outbox.send({"op": "status", "what": f"status {status}", "status": status})
         left = self.outbox.drain(wait_s)
         if left:
-            _warn(f"tracking store {redact.text(self.uri)} still does not answer: {left} write(s) of run "
+            _warn(f"tracking store {redact.text(self.uri)} still takes no writes: {left} write(s) of run "
                   f"{self.run_id} were not sent; everything is in its run folder: send it with "
                   f"`svgap sync RUN_DIR --tracking-uri {redact.text(self.uri)}`")
 

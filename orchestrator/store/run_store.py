@@ -5,14 +5,16 @@
       rounds/round_XXX.json  round t's record (RoundRecord.to_json)
       picks/round_XXX.jsonl  round t's training rows (BoN picks + external examples)
       fits/round_XXX.json    the online fit after round t (from fit.min_rounds rounds on)
-      adapters/vXXX.npz      π_{t+1} as a LoRA adapter (every version), or weights/vXXX.npz (full; the latest only)
+      adapters/vXXX.npz      π_{t+1} as a LoRA adapter (every version), or weights/vXXX.npz (full; the committed one)
       external/*.json        the scheduler's allocation and plan
       resumes.jsonl          one line per `svgap run --resume` (what it changed)
       state.json             written LAST in a round: the commit point a resume starts from
+      outbox.json            tracking writes that failed, until they are sent (store/outbox.py)
 
 Every file is written atomically (store/files.py: tmp + fsync + rename), so a driver killed mid-round leaves the
 previous version of each file or the new one, never half of one; `state.json` names the last round whose files are
-all written and whose metrics were handed to MLflow. Files are created with the user's umask (no chmod here).
+all written and whose metrics were handed to MLflow, and nothing it names is deleted before a newer state.json is
+durable (store/commit.py, the commit protocol). Files are created with the user's umask (no chmod here).
 """
 from __future__ import annotations
 
@@ -23,10 +25,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from orchestrator.errors import SvgapError
+from orchestrator.store import commit
 from orchestrator.store.files import FileLock, atomic_write, holder
 from orchestrator.store.records import PickRow, RoundRecord
 
-STATE = "state.json"
+STATE = commit.STATE
 LOCK = ".lock"
 
 
@@ -60,7 +63,15 @@ class RunFiles:
         self._atomic(self.root / "config.yaml", cfg_text)
 
     def _atomic(self, path: Path, text: str) -> Path:
-        return atomic_write(path, text)
+        try:
+            return atomic_write(path, text)
+        except OSError as e:  # a full disk, a file-size limit, a folder gone: the run stops at its last commit
+            raise self._cannot(path, e) from None
+
+    def _cannot(self, path: Path, e: OSError) -> SvgapError:
+        return SvgapError(f"run folder {self.root}: cannot write {path.relative_to(self.root)} "
+                          f"({e.strerror or type(e).__name__}); the run stops at its last committed round "
+                          f"(continue it with `svgap run --resume {self.root}`)")
 
     def picks(self, t: int, rows: list[PickRow]) -> Path:
         return self._atomic(self.root / "picks" / f"round_{t:03d}.jsonl",
@@ -80,9 +91,12 @@ class RunFiles:
 
     def state(self, last_round: int, version: int, run_id: str, stop_reason: str | None = None,
               scheduler: dict | None = None) -> None:
-        """Written last in a round: a resume starts from the round after `last_round` with model `version`."""
-        self._atomic(self.root / STATE, json.dumps(RunState(run_id, last_round, version, stop_reason,
-                                                            scheduler).to_json()))
+        """Written last in a round, the commit: a resume starts from the round after `last_round` with model
+        `version`; only then does the previous full-weights file go (store/commit.py)."""
+        try:
+            commit.commit(self.root, RunState(run_id, last_round, version, stop_reason, scheduler).to_json())
+        except OSError as e:
+            raise self._cannot(self.root / STATE, e) from None
 
     def hold(self) -> None:
         """Lock the run for this driver (`.lock`, flock): released when the process ends, however it ends (kill -9
@@ -153,12 +167,13 @@ class RunFiles:
                 return p
         return None
 
-    def remove_partial(self) -> list[Path]:
-        """Temporary files a killed write left behind (the in-flight round rewrites everything else)."""
+    def remove_partial(self, version: int = 0) -> list[Path]:
+        """Temporary files a killed write left behind, and full weights newer than the committed `version` (a round
+        killed before its commit: the in-flight round rewrites them and everything else)."""
         gone = [p for p in self.root.rglob("*.tmp*") if p.is_file()]
         for p in gone:
             p.unlink()
-        return gone
+        return gone + commit.retire(self.root, version)
 
 
 class RoundLog:

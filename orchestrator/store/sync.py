@@ -15,7 +15,7 @@ from pathlib import Path
 
 from orchestrator import config, redact
 
-from orchestrator.store import tracking
+from orchestrator.store import outbox, tracking
 from orchestrator.store.mirror import RunLogger, run_params
 from orchestrator.errors import SvgapError
 from orchestrator.store.records import fit_metrics
@@ -67,6 +67,10 @@ def sync(run_dir: str | Path, uri: str | None = None, experiment: str | None = N
         logger = RunLogger(uri, experiment or cfg.tracking.experiment, cfg.tracking.run_name,
                            redact.data(run_params(cfg)), tags={"svgap.synced_from": state.run_id})
         created, have, artifacts = True, {}, set()
+    left = outbox.read(run_dir)  # what the run's driver could not send (tags, artifacts; metrics come from records)
+    if not created:  # a copy in another store leaves the folder's outbox to the run it belongs to
+        logger.keep_outbox(run_dir)
+    logger.replay(left)
     log.info(f"sync {run_dir} -> run {logger.run_id} in {tracking.shown(uri)} "
              f"({'new run' if created else 'the run the folder names'}): rounds 0..{state.last_finished_round}")
     sent = present = 0

@@ -43,6 +43,8 @@ def client(uri: str | None):
     from mlflow.tracking import MlflowClient
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "creating tables" chatter on stderr
+    # a locked or full sqlite store: MLflow logs the traceback, then raises; the outbox reports it in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
     resolved = resolve_uri(uri)
     ensure_store(resolved)
@@ -141,6 +143,12 @@ def preflight(uri: str | None = None) -> str:
         except Exception as e:  # noqa: BLE001 - driver missing, refused connection, bad credentials, ...
             raise SvgapError(f"tracking store {show} unusable: {first_line(e)}") from None
     return resolved
+
+
+def refused(error: BaseException) -> bool:
+    """The store answered and refused the write as invalid (sending it again cannot succeed), as opposed to a store
+    that failed to take it (down, locked, read-only, full: worth holding and sending later)."""
+    return "INVALID_PARAMETER_VALUE" in str(getattr(error, "error_code", ""))
 
 
 def answers(uri: str, timeout: float = 3.0) -> bool:

@@ -132,11 +132,17 @@ def test_bad_full_update_is_refused_and_changes_nothing(change, needle):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_full_update_round_trip_and_run_folder_keeps_only_the_latest(tmp_path):
+def test_full_update_round_trip_and_run_folder_keeps_only_the_committed(tmp_path):
+    """The commit protocol (store/commit.py): saving v2 keeps v1 -- state.json still names it -- and only the commit
+    of v2 deletes v1; adapters are kept per version."""
     from orchestrator.engines.weights import FullUpdate, save_update
+    from orchestrator.store import commit
 
     for v in (1, 2):
         save_update(tmp_path, full_update(tiny_model(), v, float(v)))
+        assert (tmp_path / "weights" / "v001.npz").is_file()  # not deleted before a state.json names v2
+    assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["v001.npz", "v002.npz"]
+    commit.commit(tmp_path, {"run_id": "r", "last_finished_round": 1, "model_version": 2})
     assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["v002.npz"]
     back = FullUpdate.load(tmp_path / "weights" / "v002.npz")
     ref = full_update(tiny_model(), 2, 2.0)

@@ -93,7 +93,7 @@ def test_server_stopped_for_a_round_and_restarted(local_ray, base_model_dir, tmp
     try:
         res = Experiment(cfg, tracking_uri=uri, on_round=on_round).run()
         err = "\n".join(said)  # the warnings the driver logged
-        assert "does not answer" in err and "answers again" in err, err[-3000:]
+        assert "failed (" in err and "the run goes on" in err and "answers again" in err, err[-3000:]
         logged = tracking.run_metrics(res.run_id, uri)
         for name in ROUND_METRICS:
             assert sorted(logged[name]) == [0, 1, 2, 3], name
@@ -134,32 +134,45 @@ def test_sync_bad_input_is_one_line_exit_2(tmp_path, capsys):
     assert not (tmp_path / "m.db").exists()  # nothing written to the store
 
 
-def test_outbox_holds_in_order_flushes_on_return_and_raises_real_errors():
-    """The rule under RunLogger, without a server: a failing write while the store does not answer is held (one
-    warning), later writes queue behind it, all go out in order once it answers; a write that fails while the store
-    answers is a real error and is raised."""
+def test_outbox_holds_every_failure_in_order_on_disk_and_sets_refused_writes_aside(tmp_path):
+    """The rule under RunLogger, without a store: any failing write is held (one warning per outage), kept on disk in
+    order, later writes queue behind it without another attempt until retry_s has passed, all go out in order once
+    the store takes them (the file is then removed); a write the store refuses as invalid is set aside in the file,
+    with a warning, and never raised into the run."""
+    import json
+
+    from orchestrator.store import outbox
     from orchestrator.store.outbox import Outbox
 
-    up, sent, warned = [True], [], []
+    class Refused(Exception):
+        error_code = "INVALID_PARAMETER_VALUE"
 
-    def write(x):
-        def go():
-            if not up[0]:
-                raise ConnectionError("refused")
-            if x == "bad":
-                raise ValueError("invalid metric")
-            sent.append(x)
-        return go
+    up, sent, warned, tries = [True], [], [], [0]
 
-    box = Outbox(lambda: up[0], warned.append, "http://127.0.0.1:1")
-    box.send("a", write("a"))
+    def apply(e):
+        tries[0] += 1
+        if not up[0]:
+            raise OSError("database or disk is full")
+        if e["x"] == "bad":
+            raise Refused("invalid metric")
+        sent.append(e["x"])
+
+    box = Outbox(apply, lambda: True, warned.append, "sqlite:///m.db",
+                 refused=lambda e: getattr(e, "error_code", "") == "INVALID_PARAMETER_VALUE", retry_s=3600)
+    box.keep_in(tmp_path)
+    box.send({"op": "tag", "x": "a"})
+    assert not (tmp_path / outbox.FILE).exists()
     up[0] = False
-    box.send("b", write("b"))
-    box.send("c", write("c"))
-    assert sent == ["a"] and len(box.held) == 2 and len(warned) == 1 and "does not answer" in warned[0]
-    assert box.drain(0.0) == 2
+    for x in "bcd":
+        box.send({"op": "tag", "x": x})
+    assert sent == ["a"] and tries[0] == 2  # one failed attempt, then queued without trying (retry_s)
+    assert [e["x"] for e in outbox.read(tmp_path)] == ["b", "c", "d"]
+    assert len(warned) == 1 and "failed (tag: OSError: database or disk is full)" in warned[0], warned
+    assert box.drain(0.0) == 3
     up[0] = True
-    box.send("d", write("d"))
+    box.send({"op": "tag", "x": "bad"})
+    assert box.drain(0.0) == 0
     assert sent == ["a", "b", "c", "d"] and not box.held and "answers again" in warned[-1]
-    with pytest.raises(ValueError, match="invalid metric"):
-        box.send("bad", write("bad"))
+    kept = json.loads((tmp_path / outbox.FILE).read_text())
+    assert kept["held"] == [] and [e["x"] for e in kept["refused"]] == ["bad"]
+    assert "refused" in warned[-1] or "refused" in warned[-2]
