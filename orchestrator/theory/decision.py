@@ -138,6 +138,34 @@ def decide_stop(rounds: Sequence, U_s: Sequence, U_v: Sequence, *, threshold: fl
     return Decision(what, gain, up, threshold, why, [int(x) for x in t], level, _estimates(p, 0))
 
 
+def decide_run_stop(rounds: Sequence, U_s: Sequence, U_v: Sequence, *, threshold: float, last_round: bool = False,
+                    external_used: Sequence = (), external_pending: int = 0) -> Decision:
+    """The online stop rule of a run after its last round given: what run/online_fit.py takes and what
+    `svgap fit --run FOLDER --stop-below` reproduces. decide_stop, plus the run's own facts:
+
+    last_round: the run ends after this round anyway -> continue (nothing left to save); external_pending:
+    external examples still to be handed out -> continue; external_used: training rounds k that used external
+    data -- π_{k+1} jumped, so the plain fit misreads U_v's jump as self-improvement: the rule decides only on the
+    rounds measured after the last such jump (undetermined while fewer than MIN_ROUNDS)."""
+    rounds, U_s, U_v = list(rounds), list(U_s), list(U_v)
+    used = [int(k) for k in external_used if any(float(r) > k for r in rounds)]
+    what = ""
+    if used:
+        k = max(used)
+        keep = [i for i, r in enumerate(rounds) if float(r) > k]
+        rounds, U_s, U_v = [rounds[i] for i in keep], [U_s[i] for i in keep], [U_v[i] for i in keep]
+        what = f"on the rounds after the external data of training round {k}: "
+    d = decide_stop(rounds, U_s, U_v, threshold=threshold)
+    if external_pending > 0:
+        d.decision = CONTINUE
+        d.reason = f"{external_pending} external examples are still to be used: not stopping ({what}{d.reason})"
+        return d
+    d.reason = what + d.reason
+    if last_round:
+        d.decision, d.reason = CONTINUE, f"the last round: the run ends anyway ({d.reason})"
+    return d
+
+
 def _is_int(x) -> bool:
     try:
         return float(x) == int(float(x))
