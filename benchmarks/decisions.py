@@ -26,7 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from decisions_sim import external_jumps, models, noisy, paths, sweep  # noqa: E402
 
-from orchestrator.theory.decision import STOP, compare_trials, rule  # noqa: E402
+from orchestrator.theory.decision import STOP, rule  # noqa: E402
+from orchestrator.theory.trial_compare import compare_trials  # noqa: E402
 from orchestrator.theory.limit_interval import profile_batch  # noqa: E402
 
 log = logging.getLogger("decisions")
@@ -210,7 +211,7 @@ def report(res: dict) -> str:
                    f"false-stop rate {100 * t['false_stop_rate']:.1f}%")
     if "today_tune" in res:
         t = res["today_tune"]
-        out.append(f"today's tune rule (studies/theory_stop.TheoryStopRule) on {t['sweeps']} sweeps: wrong stops "
+        out.append(f"the studies' tune rule end to end (studies/theory_stop.TheoryStopRule) on {t['sweeps']} sweeps: wrong stops "
                    f"{100 * t['wrong_stop_rate']:.1f}%, trials stopped {100 * t['stopped_share']:.0f}%")
     return "\n".join(out)
 
