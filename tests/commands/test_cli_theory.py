@@ -220,7 +220,7 @@ def test_report_writes_pngs_html_and_logs_artifacts(store, tmp_path, capsys):
     assert page.count("data:image/png;base64,") == 3 and "U_s_inf" in page and "src='http" not in page
     assert "Backtest" in page and "sensitivity" in page
     logged = {Path(a.path).name for a in client.list_artifacts(runs["decay"], "report")}
-    assert logged == {"uncertainty.png", "accuracy.png", "backtest.png", "report.html"}
+    assert logged == {"uncertainty.png", "accuracy.png", "backtest.png", "report.html", "accuracy_link.json"}
 
 
 def test_report_of_an_external_data_run_shows_the_joint_fit(store, tmp_path, capsys):
