@@ -235,3 +235,25 @@ def test_sweep_table_shows_a_stopped_point_and_a_short_run():
     short = summary.summarize([outcome(vs[0], GapModel(0.5, 1.0, 0.4, 0.9, 0.6), 1, 0.4, 9.0)], base,
                               StudySpec("sweep", {}, grid, 1))
     assert short["rows"][0]["U_s_inf"] is None and "a fit needs 4" in summary.to_markdown(short)
+
+
+def test_tune_scheduler_reads_each_trials_config_and_stops_only_comparable_trials(said):
+    """The Tune scheduler itself (studies/theory_stop.make_scheduler on Ray's FIFOScheduler): a trial's scoring
+    settings come from its variant config; the flat trial is stopped against the good one at the same temperature,
+    not at another, and the study says why once."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from orchestrator.studies.theory_stop import make_scheduler
+
+    good = history(GapModel(0.6, 0.9, 0.4, 0.6, 0.35), 8, 0.003)
+    flat = [{"round": t, "U_s": 1.48 + 0.002 * math.sin(t), "U_v": 1.0 + 0.002 * math.cos(t)} for t in range(9)]
+    for temp, expect in ((0.7, TrialScheduler.STOP), (1.0, TrialScheduler.CONTINUE)):
+        stops = []
+        sched = make_scheduler(TheoryStopRule(min_rounds=4), lambda trial, res, why, p: stops.append(why))
+        trial = lambda key, t: SimpleNamespace(trial_id=key, config={"variant": {"config": _cfg(t)}})  # noqa: E731
+        sched.on_trial_complete(None, trial("good", 0.7), {"history": good})
+        got = sched.on_trial_result(None, trial("flat", temp), {"history": flat[:4], "round": 3, "rounds": 8})
+        assert got == expect and len(stops) == (expect == TrialScheduler.STOP)
+    assert sum("generation.temperature" in s for s in said) == 1
