@@ -7,9 +7,11 @@ rates 0.1-0.7, multiplicative noise 1-4 %, AR(1) rho 0 and 0.5, 5-12 rounds, wit
   eps). False stop: stopped while the true remaining gain was still >= eps. Power: share of (run, round) with
   >= 8 rounds, noise <= 2 % and a true remaining gain below eps - 3 % of the limit where the rule says stop.
 - coverage: the 95 % profile intervals of U_s,inf, the rate and the remaining gain per (rounds, noise, rho).
-- tune: sweeps of 6 trials with limits within 15 % (a quarter near their plateau from round 0); wrong stop: the trial with the best true limit is stopped.
+- tune: sweeps of 6 trials with limits within 15 % (a quarter near their plateau from round 0); wrong stop: the trial
+  with the best true limit is stopped.
+- plan: ranking errors of `svgap plan` / `planned` (benchmarks/decisions_plan.py).
 
-Writes benchmarks/results/decisions.json. Usage: python benchmarks/decisions.py [--runs 2000] [--seed 0] [--today]
+Writes benchmarks/results/decisions.json. Usage: python benchmarks/decisions.py [--runs 2000] [--plans 400] [--today]
 (--today also measures today's point rule on orchestrator.theory.fit.fit_gap for a subset: slower).
 """
 from __future__ import annotations
@@ -24,9 +26,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from decisions_plan import plan_ranking, plan_report  # noqa: E402
 from decisions_sim import external_jumps, models, noisy, paths, sweep  # noqa: E402
 
-from orchestrator.theory.decision import STOP, compare_trials, rule  # noqa: E402
+from orchestrator.theory.decision import STOP, rule  # noqa: E402
+from orchestrator.theory.trial_compare import compare_trials  # noqa: E402
 from orchestrator.theory.limit_interval import profile_batch  # noqa: E402
 
 log = logging.getLogger("decisions")
@@ -204,13 +208,15 @@ def report(res: dict) -> str:
     for r in res["tune"]:
         out.append(f"  noise {100 * r['noise']:.0f}% rho {r['rho']:.1f}: wrong stops {100 * r['wrong_stop_rate']:.1f}%"
                    f" of {r['sweeps']} sweeps, trials stopped {100 * r['stopped_share']:.0f}%")
+    if "plan" in res:
+        out.extend(plan_report(res["plan"]))
     if "today" in res:
         t = res["today"]
         out.append(f"today's point rule (theory.fit.fit_gap, U_s(T) measured - U_s,inf < eps) on {t['runs']} runs: "
                    f"false-stop rate {100 * t['false_stop_rate']:.1f}%")
     if "today_tune" in res:
         t = res["today_tune"]
-        out.append(f"today's tune rule (studies/theory_stop.TheoryStopRule) on {t['sweeps']} sweeps: wrong stops "
+        out.append(f"the studies' tune rule end to end (studies/theory_stop.TheoryStopRule) on {t['sweeps']} sweeps: wrong stops "
                    f"{100 * t['wrong_stop_rate']:.1f}%, trials stopped {100 * t['stopped_share']:.0f}%")
     return "\n".join(out)
 
@@ -220,6 +226,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2000, help="online runs (split over noise, rho, external)")
     ap.add_argument("--per-cell", type=int, default=600, help="coverage runs per (rounds, noise, rho) cell")
     ap.add_argument("--sweeps", type=int, default=800, help="tune sweeps (split over noise and rho)")
+    ap.add_argument("--plans", type=int, default=400, help="plan ranking runs (split over noise and rho; 0: none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--today", action="store_true", help="also today's point rule on fit_gap (slow)")
     a = ap.parse_args()
@@ -227,6 +234,8 @@ def main() -> None:
     rng = np.random.default_rng(a.seed)
     t0 = time.perf_counter()
     res = {"online": online(rng, a.runs), "coverage": coverage(rng, a.per_cell), "tune": tune(rng, a.sweeps)}
+    if a.plans:
+        res["plan"] = plan_ranking(rng, a.plans)
     if a.today:
         from decisions_today import today_point_rule, today_tune
 

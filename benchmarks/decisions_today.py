@@ -31,8 +31,9 @@ def today_point_rule(rng, runs: int) -> dict:
 
 
 def today_tune(rng, sweeps: int) -> dict:
-    """The sweep's stop rule before issue 22 on the sweeps of benchmarks/decisions.py: wrong stop = the trial with
-    the best true limit stopped."""
+    """The sweep's stop rule as the studies run it (studies/theory_stop.TheoryStopRule, on theory/trial_compare.py
+    since issue 22) on the sweeps of benchmarks/decisions.py: wrong stop = the trial with the best true limit
+    stopped."""
     from orchestrator.studies.theory_stop import TheoryStopRule
 
     wrong = stopped = 0

@@ -19,7 +19,8 @@ def add_source_args(p: argparse.ArgumentParser, *, fit_json: bool = False) -> No
     """--csv FILE | --run RUN_ID (| --fit FIT.json), plus --quantity and --tracking-uri."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--csv", metavar="FILE", help="CSV with columns round,U_s,U_v (others ignored)")
-    src.add_argument("--run", metavar="RUN_ID", help="MLflow run that logged U_s/U_v per round (step = round)")
+    src.add_argument("--run", metavar="RUN_ID", help="MLflow run that logged U_s/U_v per round (step = round), or "
+                                                   "a run folder (tracking.out_dir/RUN_ID)")
     if fit_json:
         src.add_argument("--fit", metavar="FIT.json", help="a saved `svgap fit --json` result")
     p.add_argument("--quantity", choices=tuple(COLUMNS), default="total",
@@ -74,8 +75,13 @@ def read_run(run_id: str, quantity: str = "total", uri: str | None = None) -> tu
 
 def load_series(args: argparse.Namespace):
     """(rounds, U_s, U_v, label) from --csv or --run."""
+    from orchestrator.store.folder_series import is_run_folder, read_folder
+
     if getattr(args, "csv", None):
         return (*read_csv(args.csv, args.quantity), f"CSV file {args.csv}")
+    if is_run_folder(args.run):
+        f = read_folder(args.run, args.quantity)
+        return f.rounds, f.U_s, f.U_v, f"run folder {args.run}"
     return (*read_run(args.run, args.quantity, args.tracking_uri), f"run {args.run}")
 
 
@@ -90,9 +96,18 @@ def fit_from_args(args: argparse.Namespace, *, first=None, eps: float = 0.05, n_
 
 
 def stop_decision(args: argparse.Namespace):
-    """The online stop rule's decision after the last round given (rounds <= --first with --first)."""
-    from orchestrator.theory.decision import decide_stop
+    """The online stop rule's decision after the last round given (rounds <= --first with --first); on a run
+    folder, the very decision the run took there (its last round, external data used and still to come)."""
+    from orchestrator.store.folder_series import is_run_folder, read_folder
+    from orchestrator.theory.decision import decide_run_stop, decide_stop
 
+    if getattr(args, "run", None) and is_run_folder(args.run):
+        f = read_folder(args.run, args.quantity, args.first)
+        try:
+            return decide_run_stop(f.rounds, f.U_s, f.U_v, threshold=args.stop_below, last_round=f.last_round,
+                                   external_used=f.external_used, external_pending=f.external_pending)
+        except SvgapError as e:
+            raise SvgapError(f"--stop-below: {e}") from None
     rounds, U_s, U_v, label = load_series(args)
     if args.first is not None:
         keep = [i for i, r in enumerate(rounds) if r <= args.first]

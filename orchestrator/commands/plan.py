@@ -25,6 +25,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--objective", choices=("limit", "horizon"), default="limit",
                    help="rank by predicted U_s,inf (limit, default) or U_s after the T rounds (horizon)")
     p.add_argument("--start-round", type=int, default=0, help="round the planned rounds start at (default 0)")
+    p.add_argument("--budget", type=int, default=None, metavar="N",
+                   help="the external examples this plan spends; with --run, refused when the run's gamma was "
+                        "fitted at another budget")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     return p
 
@@ -61,9 +64,12 @@ def _external_fit(args: argparse.Namespace):
     if not steps or not any(v > 0 for t, v in eta.items() if t < steps[-1]):
         return None
     try:
-        return fit_gamma(steps, [series[cs][t] for t in steps], [series[cv][t] for t in steps], eta)
+        g = fit_gamma(steps, [series[cs][t] for t in steps], [series[cv][t] for t in steps], eta)
     except SvgapError as e:
         raise SvgapError(f"run {args.run} used external data; fitting its gap model with gamma: {e}") from None
+    g.eta = {t: v for t, v in eta.items() if t < steps[-1]}
+    g.budget = tracking.get_run(args.run, args.tracking_uri).data.params.get("external.budget")
+    return g
 
 
 def _n(x, fmt=".4f") -> str:
@@ -84,7 +90,7 @@ def format_plan(pl) -> str:
     lines.append(f"  {'strategy':<12}{'U_s at T':>12}{'U_s,inf':>12}  {'95% interval (' + key + ')':<28}{'J':>8}   eta")
     for name, o in j["strategies"].items():
         eta = " ".join(f"{e:.2f}" for e in o["eta"])
-        mark = "  <- best" if name == j["best"] else ""
+        mark = "  <- best" if name == j["best"] else (f"  ({o['vs_best']})" if o.get("vs_best") else "")
         if o.get("verdict"):
             lines.append(f"  {name:<12}{o['verdict']}")
             continue
@@ -99,6 +105,7 @@ def format_plan(pl) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator.theory.allocation import plan
+    from orchestrator.theory.gamma import gamma_caveat
     from orchestrator.theory.intervals import propagate, samples_from_rows, widening
 
     if args.gamma is not None and not (math.isfinite(args.gamma) and args.gamma > 0):
@@ -120,18 +127,25 @@ def run(args: argparse.Namespace) -> int:
         strategies["explicit"] = check_shares(shares, args.rounds, "--shares")
     else:
         strategies = names
+    if args.budget is not None and args.budget < 1:
+        raise SvgapError(f"--budget must be >= 1, got {args.budget}")
     ext = _external_fit(args) if args.run else None
+    note = None
     if ext is not None:  # the joint fit's samples carry gamma's uncertainty unless --gamma fixes it
         model, gamma = ext.model, args.gamma if args.gamma is not None else ext.gamma
         rows = ext.samples
         samples = samples_from_rows(rows, gamma if args.gamma is not None or rows is None else rows[:, 5])
-        widen = widening(ext.n_rounds)
+        shape_widen, note = gamma_caveat(None if args.gamma is not None else ext.eta,
+                                         None if ext.budget is None else float(ext.budget), args.budget)
+        widen = widening(ext.n_rounds) * shape_widen
     else:
         if args.gamma is None:
             raise SvgapError("--gamma is required (only --run of a run that used external data can fit it)")
         model, gamma = (_load_fit_json(args.fit) if args.fit else fit_from_args(args, n_boot=200)), args.gamma
         samples, widen = samples_from_rows(model.boot, gamma), widening(model.n_rounds)
+        note = gamma_caveat(None, None, None)[1]
     pl = plan(model, gamma, args.rounds, strategies, args.objective, start_round=args.start_round)
     propagate(pl, samples, widen=widen)
-    print(json.dumps(pl.to_json(), indent=2) if args.json else format_plan(pl))
+    print(json.dumps({**pl.to_json(), "gamma_note": note}, indent=2) if args.json else
+          format_plan(pl) + f"\n  {note}")
     return 0

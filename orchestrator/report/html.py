@@ -29,6 +29,7 @@ class ReportFiles:
     figures: list[Path]
     fit: object | None  # the FitResult, or None when there is no fit
     backtest: list | None = None  # theory.fit.backtest_table rows
+    link: object | None = None  # theory.accuracy_link.AccuracyLink (None: no held-out accuracy logged)
 
 
 def _fit(series: dict, quantity: str, eps: float, n_boot: int):
@@ -97,8 +98,28 @@ def backtest_html(table: list[dict]) -> str:
     return "".join(rows) + "</table>"
 
 
+def _link(series: dict, quantity: str):
+    """The accuracy link (theory/accuracy_link.py) of the run's rounds, None without a held-out accuracy."""
+    from orchestrator.theory.accuracy_link import fit_accuracy_link
+
+    cs = UNCERTAINTY[quantity][0]
+    if cs not in series or "heldout_acc" not in series:
+        return None
+    steps = sorted(set(series[cs]) & set(series["heldout_acc"]))
+    return fit_accuracy_link([series[cs][t] for t in steps], [series["heldout_acc"][t] for t in steps])
+
+
+def link_html(link) -> str:
+    if link.r2 is None:
+        return f"<h2>Accuracy and U_s</h2><p>No accuracy link: {html.escape(link.why)}</p>"
+    return ("<h2>Accuracy and U_s</h2><p>Held-out accuracy against the solver's uncertainty over the rounds, "
+            "acc = 1/(1+exp(-(a − b U_s))) (least squares on the accuracy scale).</p><table><tr><th>a</th><th>b</th>"
+            f"<th>R²</th><th>Spearman</th><th>rounds</th></tr><tr><td>{fmt(link.a)}</td><td>{fmt(link.b)}</td>"
+            f"<td>{fmt(link.r2)}</td><td>{fmt(link.spearman)}</td><td>{link.n}</td></tr></table>")
+
+
 def _html(title: str, res, why: str, figures: list[Path], series: dict, quantity: str, joint=None,
-          backtest: list | None = None) -> str:
+          backtest: list | None = None, link=None) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}"
@@ -128,6 +149,8 @@ def _html(title: str, res, why: str, figures: list[Path], series: dict, quantity
     if res is not None and res.decaying:
         parts.append("<p>sensitivity = ∂U_s,∞/∂G_0 at fixed U_v(0) = −β/(α−β) (docs/theory.md §2): how much a "
                      "larger initial gap lowers the solver's limit.</p>")
+    if link is not None:
+        parts.append(link_html(link))
     if joint is not None:
         parts.append(f"<h2>External data</h2><p>{html.escape(joint[2])}</p>")
     if backtest:
@@ -169,9 +192,12 @@ def render(series: dict[str, dict[int, float]], out_dir: str | Path, *, title: s
     table = _backtest(series, quantity, eps, n_boot)
     if table and plot_backtest(table, out / "backtest.png", title):
         figures.append(out / "backtest.png")
+    link = _link(series, quantity)
+    if link is not None:
+        (out / "accuracy_link.json").write_text(json.dumps(link.to_json(), indent=1))
     page = out / "report.html"
-    page.write_text(_html(title, res, why, figures, series, quantity, joint, table), encoding="utf-8")
-    return ReportFiles(page, figures, res, table)
+    page.write_text(_html(title, res, why, figures, series, quantity, joint, table, link), encoding="utf-8")
+    return ReportFiles(page, figures, res, table, link)
 
 
 def build_report(run_id: str, out_dir: str | Path | None = None, *, uri: str | None = None,
@@ -190,6 +216,11 @@ def build_report(run_id: str, out_dir: str | Path | None = None, *, uri: str | N
     files = render(series, out_dir or Path("runs") / run_id / "report", title=f"svgap run {name} ({run_id[:8]})",
                    quantity=quantity, eps=eps, n_boot=n_boot)
     if log:
-        for path in [*files.figures, files.html]:  # only what this report wrote, not the rest of out_dir
+        extra = [files.html.parent / "accuracy_link.json"] if files.link is not None else []
+        for path in [*files.figures, files.html, *extra]:  # only what this report wrote, not the rest of out_dir
             mirror.log_artifact(run_id, path, "report", uri)
+        if files.link is not None and files.link.r2 is not None:  # at the last round the link was fitted on
+            last = max(series["heldout_acc"])
+            mirror.log_metrics(run_id, {"report/accuracy_r2": files.link.r2, "report/accuracy_b": files.link.b,
+                                        "report/accuracy_spearman": files.link.spearman}, last, uri)
     return files

@@ -12,6 +12,7 @@ def make_plan(cfg: ExperimentConfig, budget: int, t: int, records: list) -> tupl
     scheduler rounds the shares to counts and hands the plan to the controller, which keeps it."""
     from orchestrator.theory.allocation import STRATEGIES, plan, strategy_shares as named
     from orchestrator.theory.fit import fit_gap
+    from orchestrator.theory.gamma import gamma_caveat
     from orchestrator.theory.intervals import propagate, samples_from_rows, widening
 
     ext, w, left = cfg.external, t, cfg.rounds - t
@@ -32,6 +33,7 @@ def make_plan(cfg: ExperimentConfig, budget: int, t: int, records: list) -> tupl
         if pl.best is None:
             raise SvgapError(pl.verdict)
         propagate(pl, samples_from_rows(fit.boot, ext.gamma), widen=widening(fit.n_rounds))
+        data["gamma_note"] = gamma_caveat(None, None, None)[1] + f" (external.gamma; this run's budget {budget})"
     except SvgapError as e:
         shares = named("uniform", left)
         data.update(chosen="uniform", fallback=str(e), eta=shares)

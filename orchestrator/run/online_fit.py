@@ -1,13 +1,16 @@
 """The gap fit as the run goes (docs/theory.md §2) and the stop rule: after round t is measured, before it trains.
 
 From `fit.min_rounds` records on, fit U_s and U_v of rounds 0..t; the controller keeps the fit JSON in the run
-folder and logs its `fit/*` metrics at step t (store/keep.py). In a
-run that has used external data, a plain fit reads the external jumps in U_v as self-improvement; there the gap
-model and γ are also fitted jointly (docs/theory.md §5) and the solver's limit is predicted from the measured state
-through the rest of the run's allocation: `fit/gamma`, `fit/U_s_inf_external` -- and the stop rule uses that limit.
-Where that prediction is impossible (theory/verdicts.py: outside the theory, negative, failed, at a bound) the fit
-JSON's `external.verdict` says which, no `fit/U_s_inf_external` is logged, and the stop rule does not fire: a run
-with external data never stops on the plain fit's limit.
+folder and logs its `fit/*` metrics at step t (store/keep.py). In a run that has used external data, a plain fit
+reads the external jumps in U_v as self-improvement; there the gap model and γ are also fitted jointly
+(docs/theory.md §5) and the solver's limit is predicted from the measured state through the rest of the run's
+allocation: `fit/gamma`, `fit/U_s_inf_external` (`external.verdict` says why there is none).
+
+The stop rule (`stop.when_predicted_gain_below`) is theory/decision.py's decide_run_stop, the one `svgap fit --run
+FOLDER --stop-below` reproduces: stop only when the upper end of the 95 % interval of the predicted remaining gain
+U_s(t) - U_s,inf is below the threshold; never on the last round, never while external examples are still to be
+handed out; after external data it decides on the rounds measured since the last jump only; "cannot tell" is
+`undetermined` and goes on. Its decision, gain, upper bound and reason are the fit JSON's `stop` (fit/stop_* metrics).
 Knows the theory and the round records; returns data (a FitDecision), writes nothing.
 """
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import NamedTuple
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import SvgapError
+from orchestrator.theory.decision import Decision, decide_run_stop
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +42,27 @@ class OnlineFit:
                 [r.metrics["U_v" + self.suffix] for r in records])
 
     def after_round(self, t: int, records: list, scheduler=None) -> FitDecision:
-        """The fit of rounds 0..t and whether to stop."""
+        """The fit of rounds 0..t and whether to stop (the decision, its gain and bound: the fit JSON's `stop`)."""
         fc = self.cfg.fit
         if not fc.online or len(records) < fc.min_rounds:
             return FitDecision()
         from orchestrator.theory.fit import fit_gap
 
+        decision = self._stop(t, records, scheduler)
+        stop = decision.reason if decision is not None and decision.stops else None
         rounds, S, V = self._series(records)
         try:
             fit = fit_gap(rounds, S, V, eps=fc.eps, n_boot=100, seed=self.cfg.seed, quantity=fc.quantity)
         except SvgapError as e:
             log.info(f"round {t}: no fit ({e})")
-            return FitDecision()
+            return FitDecision(None, stop)
         data = fit.to_json()  # its fit/* metrics: store.records.fit_metrics
-        limit = data["U_s_inf"] if fit.decaying else None
         external = self._external(t, records, scheduler)
         if external is not None:
             data["external"] = external
-            limit = external.get("U_s_inf")  # None with a verdict
-        return FitDecision(data, self._stop(t, records, limit, scheduler))
+        if decision is not None:
+            data["stop"] = decision.to_json()
+        return FitDecision(data, stop)
 
     def _external(self, t: int, records: list, scheduler) -> dict | None:
         """Joint gap model + γ for a run that has used external data; None when it has not (or it cannot fit)."""
@@ -80,15 +86,14 @@ class OnlineFit:
             log.info(f"round {t}: no limit through the rest of the allocation ({ahead.verdict})")
         return {**g.to_json(), "future_eta": future, "U_s_inf": ahead.U_s_inf, "verdict": ahead.verdict}
 
-    def _stop(self, t: int, records: list, limit: float | None, scheduler) -> str | None:
+    def _stop(self, t: int, records: list, scheduler) -> Decision | None:
+        """The stop rule of theory/decision.py (decide_run_stop) after round t; None without a threshold."""
         threshold = self.cfg.stop.when_predicted_gain_below
-        if threshold is None or limit is None or t >= self.cfg.rounds:  # the last round ends the run anyway
+        if threshold is None:
             return None
-        gain = records[-1].metrics["U_s" + self.suffix] - limit
-        if gain >= threshold:
-            return None
-        if scheduler is not None and scheduler.remaining > 0:
-            log.info(f"round {t}: predicted remaining gain {gain:.4f} < {threshold:g}, but "
-                     f"{scheduler.remaining} external examples are still to be used: not stopping")
-            return None
-        return f"predicted remaining gain U_s({t}) - U_s,inf = {gain:.4f} < {threshold:g} (limit {limit:.4f})"
+        rounds, S, V = self._series(records)
+        used = [r.round for r in records if r.metrics.get("external/eta", 0.0) > 0]
+        d = decide_run_stop(rounds, S, V, threshold=threshold, last_round=t >= self.cfg.rounds, external_used=used,
+                            external_pending=scheduler.remaining if scheduler is not None else 0)
+        log.info(f"round {t}: stop rule: {d.decision}: {d.reason}")
+        return d

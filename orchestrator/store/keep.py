@@ -12,6 +12,9 @@ def keep_fit(files: RunFiles, log, t: int, fit: dict) -> None:
     files.fit(t, fit)
     log.log_dict(fit, f"fits/round_{t:03d}.json")
     log.log_metrics(fit_metrics(fit), step=t)
+    stop = fit.get("stop")
+    if isinstance(stop, dict):  # the stop rule's latest decision and why (the metrics carry its numbers)
+        log.set_tag("svgap.stop_decision", f"round {t}: {stop.get('decision')}: {stop.get('reason')}")
 
 
 def keep_external(files: RunFiles, log, decided: list[tuple[str, dict]]) -> None:

@@ -48,6 +48,9 @@ class RoundRecord:
         return asdict(self)
 
 
+STOP_CODES = {"stop": 1.0, "continue": 0.0, "undetermined": -1.0}
+
+
 def fit_metrics(data: dict | None) -> dict[str, float]:
     """The fit/* metrics of a round from its fit JSON (fits/round_XXX.json): what the run logs at step t, what sync
     and resume send."""
@@ -63,4 +66,8 @@ def fit_metrics(data: dict | None) -> dict[str, float]:
     if isinstance(external, dict):
         out["fit/gamma"] = external.get("gamma")
         out["fit/U_s_inf_external"] = external.get("U_s_inf")
+    stop = data.get("stop")
+    if isinstance(stop, dict):  # the stop rule's decision (theory/decision.py): 1 stop, 0 continue, -1 undetermined
+        out["fit/stop"] = STOP_CODES.get(stop.get("decision"))
+        out["fit/stop_gain"], out["fit/stop_gain_upper"] = stop.get("gain"), stop.get("gain_upper")
     return {k: float(v) for k, v in out.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

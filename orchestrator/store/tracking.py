@@ -211,6 +211,19 @@ def child_runs(parent_run_id: str, uri: str | None = None) -> list:
                                     filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'")
 
 
+def store_runs(experiment: str | None = None, uri: str | None = None) -> list:
+    """Every run of one experiment (by name) or of the whole store, newest first."""
+    store = client(uri)
+    if experiment is not None:
+        exp = store.get_experiment_by_name(experiment)
+        if exp is None:
+            raise SvgapError(f"tracking store {shown(uri)} has no experiment {experiment!r}")
+        ids = [exp.experiment_id]
+    else:
+        ids = [e.experiment_id for e in store.search_experiments()]
+    return store.search_runs(ids, order_by=["attributes.start_time DESC"]) if ids else []
+
+
 def artifact_paths(run_id: str, path: str = "", uri: str | None = None) -> list[str]:
     """All artifact file paths of a run (recursive)."""
     store = client(uri)

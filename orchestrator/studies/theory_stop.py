@@ -1,26 +1,31 @@
-"""Stopping sweep points by the gap theory, not by their current score (docs/theory.md §2).
+"""Stopping sweep points by the gap theory, not by their current score (docs/theory.md §2, docs/decisions.md).
 
-From a trial's `min_rounds`-th measured round on, its U_s and U_v series are fitted (the fit of `svgap fit`, with
-its bootstrap interval) and its solver limit U_s,inf predicted. A trial is stopped when its whole interval lies
-above (worse than) the interval of the best trial so far -- it cannot beat it, whatever its remaining rounds do:
-successive halving with the theory's extrapolation instead of the last value.
+After each measured round of a trial, every trial's U_s and U_v series so far are compared on the decision interface
+(theory/trial_compare.py): a trial is stopped only when its predicted limit U_s,inf is shown not to reach another
+comparable trial's -- the lower end of its interval above the other's upper end, with every interval at level
+1 - 0.05/m (Bonferroni over the m trials compared), so the trial that would have become the best is stopped at most
+5 % of the time whatever the number of trials (winner's curse).
 
-A trial whose fit says `no decay` (U_s flat within noise, or rising) is predicted to stay where it is: its limit
-interval is the range of U_s it has measured -- unless U_s still trends down (least-squares slope below zero at
-one-sided p < 0.05). With 4-5 rounds the fit's joint F-test has 3-5 degrees of freedom, and a steady fall read as
-"flat within noise" is too few rounds, not a plateau (measured: lr 5e-4 read so after round 3 at U_s 1.354, then
-fell to 1.096 by round 8); such a trial gets no prediction yet. Any other verdict (no limit yet, outside theory, ...)
-gives no prediction, and a trial without a prediction is never stopped. The last round is never stopped (nothing
-left to save). A trial whose latest fit has no physical prediction keeps its last one (the reason names the round it
-came from).
+- `no decay` is a prediction only for a series not still falling (straight-line slope test), and then its interval
+  reaches down by the most such a series may still fall; a series still falling, too few rounds, U_s rising or a
+  rate not identified give no prediction, and a trial without a prediction is never stopped;
+- trials whose U are measured differently (SCORING_KEYS: generation.temperature, max_new_tokens, n, the workload
+  and its eval set, fit.quantity) are not compared; the study logs once which keys differ;
+- a trial with external data still to come (its budget not yet reflected in a measured round) is not stopped and is
+  no bar for the others; after its external data only the rounds measured since the last jump are fitted;
+- the last round is never stopped (nothing left to save). Finished trials stay bars with their last series.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from orchestrator.errors import SvgapError
-from orchestrator.theory import verdicts as vd
+from orchestrator.theory.decision import STOP
+
+log = logging.getLogger(__name__)
+
+SCORING_KEYS = ("generation.temperature", "generation.max_new_tokens", "generation.n", "workload", "fit.quantity")
 
 
 @dataclass
@@ -29,71 +34,88 @@ class Prediction:
     limit: float          # predicted U_s,inf (lower = stronger solver)
     lo: float
     hi: float
-    verdict: str
+    verdict: str          # the comparison's reason
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
+def _get(cfg: dict, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg.get(part) if isinstance(cfg, dict) else None
+    return cfg
+
+
+def scoring_settings(cfg: dict | None) -> dict:
+    """The settings that make a trial's U comparable with another's, from its config dict (to_dict form)."""
+    return {} if not cfg else {k: _get(cfg, k) for k in SCORING_KEYS}
+
+
+def external_pending(cfg: dict | None, history: list[dict]) -> int:
+    """External examples of the trial's budget not yet reflected in a measured round (the last row's own external
+    data trains the next model, not measured yet)."""
+    ext = _get(cfg or {}, "external") or {}
+    if not ext or ext.get("strategy", "none") == "none":
+        return 0
+    return int(ext.get("budget") or 0) - int(sum((h.get("external/count") or 0) for h in history[:-1]))
+
+
 class TheoryStopRule:
-    """The decision, without Tune: feed each trial's series, ask whether to stop it."""
+    """The decision, without Tune: feed each trial's series (and config), ask whether to stop it."""
 
-    def __init__(self, min_rounds: int = 4, quantity: str = "total", n_boot: int = 100, seed: int = 0) -> None:
-        self.min_rounds, self.n_boot, self.seed = min_rounds, n_boot, seed
+    def __init__(self, min_rounds: int = 4, quantity: str = "total", n_boot: int = 100, seed: int = 0,
+                 level: float = 0.95) -> None:
+        self.min_rounds, self.level = min_rounds, level  # n_boot, seed: kept for callers; the intervals are exact
         self.suffix = "" if quantity == "total" else "_per_token"
+        self.histories: dict[str, list[dict]] = {}
+        self.scoring: dict[str, dict] = {}
+        self.pending: dict[str, bool] = {}
         self.predictions: dict[str, Prediction] = {}
+        self.said: set[str] = set()
 
-    def predict(self, history: list[dict]) -> Prediction | None:
-        from orchestrator.theory.fit import fit_gap
-
+    def observe(self, key: str, history: list[dict], config: dict | None = None,
+                finished: bool = False) -> Prediction | None:
+        """Keep trial `key`'s series (and scoring settings, external data left: none once finished); its
+        prediction now, or None."""
+        self.histories[key] = list(history)
+        if config is not None:
+            self.scoring[key] = scoring_settings(config)
+            self.pending[key] = not finished and external_pending(config, history) > 0
         if len(history) < self.min_rounds:
             return None
-        t = [h["round"] for h in history]
-        S = [h["U_s" + self.suffix] for h in history]
-        V = [h["U_v" + self.suffix] for h in history]
-        try:
-            f = fit_gap(t, S, V, n_boot=self.n_boot, seed=self.seed, backtest=False)
-        except SvgapError:
+        d = self._decision(key)
+        if d.limit is None:
             return None
-        if f.decaying:
-            lo, hi = (f.ci.get("U_s_inf") or [f.U_s_inf, f.U_s_inf])
-            return Prediction(t[-1], f.U_s_inf, min(lo, f.U_s_inf), max(hi, f.U_s_inf), f.verdict)
-        if vd.word_of(f.verdict) == vd.NO_DECAY and not still_falling(t, S):
-            return Prediction(t[-1], S[-1], min(S), max(S), f.verdict)
-        return None
-
-    def observe(self, key: str, history: list[dict]) -> Prediction | None:
-        p = self.predict(history)
-        if p is not None:
-            self.predictions[key] = p
+        p = Prediction(int(history[-1]["round"]), d.limit, d.limit_ci[0], d.limit_ci[1], d.reason)
+        self.predictions[key] = p
         return p
 
-    def best(self, exclude: str | None = None) -> tuple[str, Prediction] | None:
-        others = [(k, p) for k, p in self.predictions.items() if k != exclude]
-        return min(others, key=lambda kp: kp[1].limit) if others else None
+    def _decision(self, key: str):
+        from orchestrator.theory.trial_compare import sweep_decision
+
+        hist = {k: h for k, h in self.histories.items() if len(h) >= self.min_rounds or k == key}
+        d, notes = sweep_decision(hist, key, suffix=self.suffix, level=self.level,
+                                  scoring={k: self.scoring.get(k, {}) for k in hist},
+                                  external_pending={k: self.pending.get(k, False) for k in hist})
+        for note in notes:
+            if note not in self.said:
+                self.said.add(note)
+                log.info(f"theory stop: {note}")
+        return d
 
     def decide(self, key: str, last_round: int, rounds: int) -> str | None:
         """A reason to stop trial `key` now, or None."""
-        mine = self.predictions.get(key)
-        if mine is None or mine.round != last_round or last_round >= rounds:
+        hist = self.histories.get(key) or []
+        if len(hist) < self.min_rounds or hist[-1]["round"] != last_round or last_round >= rounds:
             return None
-        best = self.best(exclude=key)
-        if best is None or mine.lo <= best[1].hi:
+        d = self._decision(key)
+        if d.decision != STOP:
             return None
-        b = best[1]
-        return (f"theory: predicted U_s,inf {mine.limit:.4f} [{mine.lo:.4f}, {mine.hi:.4f}] after round "
-                f"{last_round} cannot beat the best trial's {b.limit:.4f} [{b.lo:.4f}, {b.hi:.4f}] (its fit after "
-                f"round {b.round}) ({vd.word_of(mine.verdict)})")
+        return f"theory after round {last_round}: {d.reason}"
 
 
-def still_falling(rounds: list[int], U_s: list[float], alpha: float = 0.05) -> bool:
-    """Does U_s trend down over the rounds (a straight-line slope below zero, one-sided p < alpha)?"""
-    from scipy import stats
-
-    if len(rounds) < 3 or max(U_s) - min(U_s) <= 1e-12 * max(1.0, abs(max(U_s))):
-        return False
-    fit = stats.linregress(rounds, U_s)
-    return bool(fit.slope < 0 and fit.pvalue / 2 < alpha)
+def _config(trial) -> dict | None:
+    return ((getattr(trial, "config", None) or {}).get("variant") or {}).get("config")
 
 
 def make_scheduler(rule: TheoryStopRule, on_stop: Callable[[object, dict, str, Prediction], None]):
@@ -104,7 +126,7 @@ def make_scheduler(rule: TheoryStopRule, on_stop: Callable[[object, dict, str, P
         def on_trial_result(self, tune_controller, trial, result: dict) -> str:
             if result.get("final") or "history" not in result:
                 return TrialScheduler.CONTINUE
-            rule.observe(trial.trial_id, result["history"])
+            rule.observe(trial.trial_id, result["history"], _config(trial))
             reason = rule.decide(trial.trial_id, result["round"], result["rounds"])
             if reason is None:
                 return TrialScheduler.CONTINUE
@@ -112,13 +134,13 @@ def make_scheduler(rule: TheoryStopRule, on_stop: Callable[[object, dict, str, P
             return TrialScheduler.STOP
 
         def on_trial_add(self, tune_controller, trial) -> None:
-            """A restored study's finished trials: their last predictions are the bar again."""
+            """A restored study's finished trials: their last series are bars again."""
             last = getattr(trial, "last_result", None) or {}
             if trial.status == "TERMINATED" and last.get("history"):
-                rule.observe(trial.trial_id, last["history"])
+                rule.observe(trial.trial_id, last["history"], _config(trial), finished=True)
 
         def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-            if result and result.get("history"):  # a finished trial's last prediction stays the bar
-                rule.observe(trial.trial_id, result["history"])
+            if result and result.get("history"):  # a finished trial's last series stays a bar
+                rule.observe(trial.trial_id, result["history"], _config(trial), finished=True)
 
     return TheoryStopScheduler()

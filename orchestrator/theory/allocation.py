@@ -104,12 +104,15 @@ class AllocationOutcome:
     verdict: str | None = None
     ci: dict = field(default_factory=dict)
     impossible_share: float | None = None  # of the replicates: share whose prediction has a verdict
+    vs_best: str | None = None  # best | shown worse | not shown worse (its interval against the best's)
 
     def to_json(self) -> dict:
         out = {"U_s_T": self.U_s_T, "U_s_inf": self.U_s_inf, "J": self.J}
         if self.ci:
             out["ci"] = {k: (None if v is None else list(v)) for k, v in self.ci.items()}
             out["impossible_share"] = self.impossible_share
+        if self.vs_best is not None:
+            out["vs_best"] = self.vs_best
         if self.verdict is not None:
             out["verdict"] = self.verdict
         return out

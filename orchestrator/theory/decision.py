@@ -138,129 +138,36 @@ def decide_stop(rounds: Sequence, U_s: Sequence, U_v: Sequence, *, threshold: fl
     return Decision(what, gain, up, threshold, why, [int(x) for x in t], level, _estimates(p, 0))
 
 
+def decide_run_stop(rounds: Sequence, U_s: Sequence, U_v: Sequence, *, threshold: float, last_round: bool = False,
+                    external_used: Sequence = (), external_pending: int = 0) -> Decision:
+    """The online stop rule of a run after its last round given: what run/online_fit.py takes and what
+    `svgap fit --run FOLDER --stop-below` reproduces. decide_stop, plus the run's own facts:
+
+    last_round: the run ends after this round anyway -> continue (nothing left to save); external_pending:
+    external examples still to be handed out -> continue; external_used: training rounds k that used external
+    data -- π_{k+1} jumped, so the plain fit misreads U_v's jump as self-improvement: the rule decides only on the
+    rounds measured after the last such jump (undetermined while fewer than MIN_ROUNDS)."""
+    rounds, U_s, U_v = list(rounds), list(U_s), list(U_v)
+    used = [int(k) for k in external_used if any(float(r) > k for r in rounds)]
+    what = ""
+    if used:
+        k = max(used)
+        keep = [i for i, r in enumerate(rounds) if float(r) > k]
+        rounds, U_s, U_v = [rounds[i] for i in keep], [U_s[i] for i in keep], [U_v[i] for i in keep]
+        what = f"on the rounds after the external data of training round {k}: "
+    d = decide_stop(rounds, U_s, U_v, threshold=threshold)
+    if external_pending > 0:
+        d.decision = CONTINUE
+        d.reason = f"{external_pending} external examples are still to be used: not stopping ({what}{d.reason})"
+        return d
+    d.reason = what + d.reason
+    if last_round:
+        d.decision, d.reason = CONTINUE, f"the last round: the run ends anyway ({d.reason})"
+    return d
+
+
 def _is_int(x) -> bool:
     try:
         return float(x) == int(float(x))
     except (TypeError, ValueError, OverflowError):
         return False
-
-
-# --- the sweep: which trials cannot reach the best one's limit --------------------------------------------------
-
-
-@dataclass
-class TrialDecision:
-    """One trial's verdict in a comparison: its limit interval at the corrected level, and why."""
-
-    decision: str                 # stop | continue | undetermined
-    limit: float | None           # predicted U_s,inf (lower = stronger solver); a flat trial's level
-    limit_ci: list                # [lo, hi] at Comparison.interval_level (None: unbounded)
-    reason: str
-
-    def to_json(self) -> dict:
-        return {"decision": self.decision, "limit": _num(self.limit), "limit_ci": [_num(x) for x in self.limit_ci],
-                "reason": self.reason}
-
-
-@dataclass
-class Comparison:
-    trials: dict[str, TrialDecision]
-    interval_level: float         # each interval's level: 1 - (1 - level) / m (Bonferroni over m compared trials)
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return {"trials": {k: v.to_json() for k, v in self.trials.items()},
-                "interval_level": self.interval_level, "notes": list(self.notes)}
-
-
-def trial_limit(rounds: Sequence, U_s: Sequence, U_v: Sequence, level: float) -> tuple[float, float, float] | str:
-    """(limit, lo, hi) of one trial's U_s,inf at `level`, or why there is none. A decaying trial: the profile
-    interval (lo -inf when the rate is not identified); a non-decaying one: its level, lowered by what a series not
-    shown flat may still fall (flat_gain_upper), with the level's own t interval."""
-    from scipy import stats
-
-    checked = _series(rounds, U_s, U_v) if len(rounds) >= MIN_ROUNDS else f"too few rounds ({len(rounds)})"
-    if isinstance(checked, str):
-        return checked
-    t, S, V = checked
-    p = profile_batch(t, S[None], V[None], level=level)
-    if p.decay_p[0] <= DECAY_ALPHA:
-        if p.gain[0] < 0:
-            return "U_s rises over the rounds: outside the theory, no limit"
-        return float(p.U_s_inf[0]), float(p.U_s_inf_ci[0, 0]), float(p.U_s_inf_ci[0, 1])
-    n = t.size
-    line = np.polyval(np.polyfit(t, S, 1), t)
-    se = math.sqrt(float(((S - line) ** 2).sum()) / (n - 2) / min(3, n))
-    q = float(stats.t.ppf(1 - (1 - level) / 2, n - 2))
-    lvl = float(p.level[0])
-    return lvl, lvl - float(flat_gain_upper(p)[0]) - q * se, lvl + q * se
-
-
-def _scoring_notes(scoring: dict, keys: list[str]) -> tuple[dict[str, tuple], list[str]]:
-    """Group key per trial from its scoring settings, and one note naming the settings that differ."""
-    group = {k: tuple(sorted((str(a), repr(b)) for a, b in (scoring.get(k) or {}).items())) for k in keys}
-    names = sorted({a for k in keys for a in (scoring.get(k) or {})})
-    differ = [a for a in names if len({repr((scoring.get(k) or {}).get(a)) for k in keys}) > 1]
-    notes = []
-    if differ:
-        notes.append(f"trials differ in scoring setting(s) {', '.join(differ)}: their U are not comparable, so a "
-                     f"trial is compared only with trials of the same settings")
-    return group, notes
-
-
-def compare_trials(trials: dict, *, level: float = 0.95, scoring: dict | None = None,
-                   external_pending: dict | None = None) -> Comparison:
-    """Which trials are shown not to reach the best trial's limit (lower U_s,inf = better).
-
-    trials: key -> (rounds, U_s, U_v). A trial is stopped only when the lower end of its limit interval lies above
-    the upper end of another comparable trial's: with m trials compared every interval has level 1 - (1-level)/m
-    (Bonferroni), so all m cover together with probability >= level and then the best trial is never stopped.
-    scoring: key -> the settings that make U comparable (generation.temperature, max_new_tokens, N, workload, eval
-    set...); trials that differ are not compared. external_pending: key -> external data still to come; such a
-    trial is not stopped and is no bar for others (its limit will move).
-    """
-    keys = list(trials)
-    pending = external_pending or {}
-    group, notes = _scoring_notes(scoring or {}, keys)
-    out: dict[str, TrialDecision] = {}
-    lvl_of = {}
-    limits = {}
-    for k in keys:
-        m = sum(group[j] == group[k] for j in keys)
-        lvl_of[k] = 1 - (1 - level) / max(m, 1)
-        limits[k] = trial_limit(*trials[k], lvl_of[k])
-    for k in keys:
-        mine = limits[k]
-        if isinstance(mine, str):
-            out[k] = TrialDecision(UNDETERMINED, None, [None, None], f"no prediction: {mine}")
-            continue
-        lim, lo, hi = mine
-        bars = [(limits[j][2], j) for j in keys if j != k and group[j] == group[k] and not pending.get(j)
-                and not isinstance(limits[j], str)]
-        if pending.get(k):
-            why = "external data is still to come in this trial: not stopped"
-            out[k] = TrialDecision(CONTINUE, lim, [lo, hi], why)
-            continue
-        if not bars:
-            out[k] = TrialDecision(CONTINUE, lim, [lo, hi], "no comparable trial with a prediction")
-            continue
-        bar_hi, j = min(bars)
-        ci = f"{lim:.4g} [{lo:.4g}, {hi:.4g}]"
-        if lo > bar_hi:
-            why = (f"predicted U_s,inf {ci} cannot reach trial {j}'s (upper end {bar_hi:.4g}; {100 * lvl_of[k]:.4g} % "
-                   f"intervals, Bonferroni over the trials compared)")
-            out[k] = TrialDecision(STOP, lim, [lo, hi], why)
-        else:
-            why = f"predicted U_s,inf {ci} is not shown worse than trial {j}'s (upper end {bar_hi:.4g})"
-            out[k] = TrialDecision(CONTINUE, lim, [lo, hi], why)
-    return Comparison(out, min(lvl_of.values()) if lvl_of else level, notes)
-
-
-def sweep_decision(histories: dict, key: str, *, suffix: str = "", level: float = 0.95, scoring: dict | None = None,
-                   external_pending: dict | None = None) -> tuple[TrialDecision, list[str]]:
-    """compare_trials on Tune-style histories (key -> [{"round": t, "U_s"+suffix: .., "U_v"+suffix: ..}, ...]):
-    trial `key`'s decision and the comparison's notes; what studies/theory_stop.py's scheduler asks each round."""
-    trials = {k: ([h["round"] for h in hist], [h["U_s" + suffix] for h in hist], [h["U_v" + suffix] for h in hist])
-              for k, hist in histories.items()}
-    c = compare_trials(trials, level=level, scoring=scoring, external_pending=external_pending)
-    return c.trials[key], c.notes

@@ -29,6 +29,8 @@ class GammaFit:
     n_rounds: int
     method: str
     samples: np.ndarray | None = field(default=None, repr=False)
+    eta: dict | None = None       # the shares it was fitted on (its one allocation shape), set by the caller
+    budget: str | None = None     # the budget those shares are of (the run's external.budget param)
 
     def to_json(self) -> dict:
         out = {"gamma": self.gamma, "rmse": self.rmse, "n_rounds": self.n_rounds, "method": self.method,
@@ -164,3 +166,25 @@ def _fit_joint(t: np.ndarray, S: np.ndarray, V: np.ndarray, resid: Callable[[Gap
     rows = _draw(sol, lambda z: [math.exp(z[0]), z[1], z[3], z[2], z[4], math.exp(z[5])])
     return GammaFit(math.exp(x[5]), m, float(np.sqrt(np.mean(sol.fun ** 2))), int(t.size), "joint (6 parameters)",
                     rows)
+
+
+SHAPE_WIDEN = 2.0  # a gamma fitted from one allocation shape: plan intervals widened by this factor
+
+
+def gamma_caveat(eta: dict[int, float] | None, fitted_budget: float | None, plan_budget: float | None) -> tuple[float, str]:
+    """(widening of the plan's intervals, a sentence) for a gamma reused in a plan (docs/theory.md §5).
+
+    gamma is fitted per share of one run's budget along that run's one allocation shape: it trades off against the
+    gap model along that shape (not identified apart from it), so a plan of other shapes extrapolates -> widened by
+    SHAPE_WIDEN. Reused at another budget, gamma eta = gamma count / budget no longer means the same jump -> refused
+    (SvgapError). eta None: gamma was given, its provenance unknown -> said, not widened."""
+    if eta is None:
+        return 1.0, ("gamma given, not fitted here: svgap cannot check the budget and allocation shape it was fitted "
+                     "at (a gamma from one run's shape is not identified apart from its gap model)")
+    if fitted_budget is not None and plan_budget is not None and float(fitted_budget) != float(plan_budget):
+        raise SvgapError(f"gamma was fitted per share of a budget of {fitted_budget:g} examples; reusing it at a "
+                         f"budget of {plan_budget:g} changes what gamma eta means: refit at that budget or pass "
+                         f"--gamma scaled yourself")
+    shape = ", ".join(f"{t}: {e:.2f}" for t, e in sorted(eta.items()) if e > 0)
+    return SHAPE_WIDEN, (f"gamma fitted from one run with a single allocation shape (shares {shape}): not identified "
+                         f"apart from that shape, so every interval is widened x{SHAPE_WIDEN:g}")

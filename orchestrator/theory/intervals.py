@@ -61,6 +61,16 @@ def _interval(point: float, vals: np.ndarray, w: float, level: float,
     return [float(lo if floor is None else max(lo, floor)), float(point + w * (hi - point))]
 
 
+def _rank_significance(pl: Plan, ranked: list[str], key: str) -> None:
+    """Every ranked strategy keeps whether its place is significant: shown worse than the best (its interval's
+    lower end above the best's upper end) or not."""
+    cb = pl.outcomes[ranked[0]].ci.get(key)
+    pl.outcomes[ranked[0]].vs_best = "best"
+    for k in ranked[1:]:
+        ck = pl.outcomes[k].ci.get(key)
+        pl.outcomes[k].vs_best = "shown worse" if cb and ck and ck[0] > cb[1] else "not shown worse"
+
+
 def propagate(pl: Plan, samples: list[tuple[GapModel, float]], *, U_s0: float | None = None,
               U_v0: float | None = None, widen: float = 1.0, level: float = 0.95) -> Plan:
     """Fill each outcome's `ci`, the plan's `comparison` and `chosen`/`why` from the samples (in place)."""
@@ -86,6 +96,7 @@ def propagate(pl: Plan, samples: list[tuple[GapModel, float]], *, U_s0: float | 
                   "difference": None, "difference_ci": None, "same_order_share": None, "intervals_overlap": None,
                   "distinguishable": None}
     pl.comparison = comp
+    _rank_significance(pl, ranked, key)
     if len(ranked) < 2:
         pl.why += "; no runner-up to compare with"
         return pl

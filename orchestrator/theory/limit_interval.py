@@ -29,7 +29,9 @@ from scipy import stats
 
 R_GRID = 600  # log-spaced rates; an interval touching the lowest or highest is not identified on that side
 RHO_PRIOR = 0.2  # rounds share a model: their errors are taken as somewhat autocorrelated
-RHO_BIAS = 3.0   # x 1/n: the residual autocorrelation's small-sample bias and attenuation
+RHO_BIAS = 2.7   # x 1/n: the residual autocorrelation's small-sample bias and attenuation (3.0 over-covered: 99.2 % cells)
+RHO_ATTEN = 4.5  # x 1/n: the residual autocorrelation moves only (1 - RHO_ATTEN/n) per unit of rho
+RHO_GAIN_MAX = 2.0  # the attenuation correction 1/(1 - RHO_ATTEN/n) is cut here (few rounds: mostly the prior)
 R_HI = 5.0    # per round: beyond this the whole decay happens within one round (theory/fit.py R_MAX)
 
 
@@ -76,7 +78,8 @@ def _kappa(res: np.ndarray, n: int) -> np.ndarray:
     data's. Calibrated on benchmarks/decisions.py's coverage table (rho 0 and 0.5, 5-12 rounds, 1-4 % noise)."""
     num = (res[..., 1:] * res[..., :-1]).sum((-1, -2))
     den = np.maximum((res * res).sum((-1, -2)), 1e-300)
-    rho = np.clip(num / den + RHO_BIAS / n + RHO_PRIOR, 0.0, 0.8)
+    gain = min(1.0 / max(1.0 - RHO_ATTEN / n, 1e-9), RHO_GAIN_MAX)
+    rho = np.clip((num / den + RHO_BIAS / n) * gain + RHO_PRIOR, 0.0, 0.8)
     return (1 + rho) / (1 - rho)
 
 

@@ -142,7 +142,7 @@ def test_plan_from_fit_json(tmp_path, capsys):
     assert set(j) >= {"strategies", "best", "objective"}
     assert set(j["strategies"]) == {"early", "uniform", "late"}
     for o in j["strategies"].values():  # point prediction and its 95% interval from the fit's bootstrap
-        assert set(o) == {"eta", "U_s_T", "U_s_inf", "J", "ci", "impossible_share"}
+        assert set(o) == {"eta", "U_s_T", "U_s_inf", "J", "ci", "impossible_share", "vs_best"}
         assert o["ci"]["U_s_inf"][0] - 1e-6 <= o["U_s_inf"] <= o["ci"]["U_s_inf"][1] + 1e-6
     lims = [o["U_s_inf"] for o in j["strategies"].values()]
     assert max(lims) - min(lims) < 0.25 * (j["baseline"]["U_s_inf"] - max(lims))
@@ -153,6 +153,14 @@ def test_plan_from_fit_json(tmp_path, capsys):
     ci = {k: j["strategies"][k]["ci"]["U_s_inf"] for k in ("early", "uniform")}
     assert c["intervals_overlap"] == (ci["early"][1] >= ci["uniform"][0])
     assert j["chosen"] == ("early" if c["distinguishable"] else "uniform") and j["why"]
+    # every ranked strategy keeps whether its place is significant: its interval against the best's
+    best_hi = j["strategies"]["early"]["ci"]["U_s_inf"][1]
+    assert j["strategies"]["early"]["vs_best"] == "best"
+    for k in ("uniform", "late"):
+        o = j["strategies"][k]
+        assert o["vs_best"] == ("shown worse" if o["ci"]["U_s_inf"][0] > best_hi else "not shown worse")
+    assert j["strategies"]["uniform"]["vs_best"] == ("shown worse" if c["distinguishable"] else "not shown worse")
+    assert "gamma given, not fitted here" in j["gamma_note"]
     rc, out, _ = cli(capsys, "plan", "--fit", fit_file, "--gamma", "0.05", "--rounds", "3", "--strategies",
                      "uniform", "--shares", "0.2,0.3,0.5", "--objective", "horizon")
     assert rc == 0 and "explicit" in out and "uniform" in out and "no external" in out
@@ -178,6 +186,25 @@ def test_plan_from_run_with_and_without_gamma(store, capsys):
         truth.outcomes["late"].U_s_inf, abs=0.05)
 
 
+def test_plan_says_gamma_is_from_one_shape_widens_and_refuses_another_budget(store, capsys):
+    """gamma fitted from one run is fitted along that run's one allocation shape: the plan says so and widens every
+    interval x2; reused at another budget than the run's it is refused (exit 2, one line)."""
+    uri, runs, client = store
+    client.log_param(runs["external"], "external.budget", "100")
+    args = ["plan", "--run", runs["external"], "--tracking-uri", uri, "--rounds", "6", "--json"]
+    rc, out, _ = cli(capsys, *args)
+    wide = json.loads(out)
+    assert rc == 0 and "single allocation shape" in wide["gamma_note"] and "widened x2" in wide["gamma_note"]
+    rc, out, _ = cli(capsys, *args, "--gamma", str(wide["gamma"]))  # gamma given: said, not widened
+    given = json.loads(out)
+    assert "gamma given" in given["gamma_note"]
+    rc, out, _ = cli(capsys, *args, "--budget", "100")
+    assert rc == 0 and json.loads(out)["gamma_note"] == wide["gamma_note"]
+    rc, _, err = cli(capsys, *args, "--budget", "400")
+    lines = [ln for ln in err.splitlines() if ln.startswith("svgap: error:")]
+    assert rc == 2 and len(lines) == 1 and "budget of 100 examples" in lines[0] and "400" in lines[0]
+
+
 # --- report ----------------------------------------------------------------------------------------------------
 def test_report_writes_pngs_html_and_logs_artifacts(store, tmp_path, capsys):
     uri, runs, client = store
@@ -193,7 +220,7 @@ def test_report_writes_pngs_html_and_logs_artifacts(store, tmp_path, capsys):
     assert page.count("data:image/png;base64,") == 3 and "U_s_inf" in page and "src='http" not in page
     assert "Backtest" in page and "sensitivity" in page
     logged = {Path(a.path).name for a in client.list_artifacts(runs["decay"], "report")}
-    assert logged == {"uncertainty.png", "accuracy.png", "backtest.png", "report.html"}
+    assert logged == {"uncertainty.png", "accuracy.png", "backtest.png", "report.html", "accuracy_link.json"}
 
 
 def test_report_of_an_external_data_run_shows_the_joint_fit(store, tmp_path, capsys):

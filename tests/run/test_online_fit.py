@@ -2,6 +2,9 @@
 a real sqlite MLflow run and the real run folder: what is logged at which step, and when the rule stops a run."""
 from __future__ import annotations
 
+import math
+import re
+
 import pytest
 
 from orchestrator import config
@@ -66,8 +69,20 @@ def test_per_token_fit_says_so(tmp_path, tracking_uri):
 
 def test_stop_rule_fires_when_the_predicted_gain_is_small(tmp_path, tracking_uri):
     # U_s(t) - U_s,inf = 0.8 e^{-0.6 t}: 0.132 at t=3, 0.073 at t=4, 0.040 at t=5
-    t_stop, why, *_ = drive(tmp_path, tracking_uri, ["stop.when_predicted_gain_below=0.05"], rounds=8)
-    assert t_stop == 5 and "predicted remaining gain U_s(5) - U_s,inf = 0.0398 < 0.05" in why
+    # the rule stops on the upper end of the gain's interval (theory/decision.py), here narrow: exact dynamics
+    t_stop, why, fits, logger = drive(tmp_path, tracking_uri, ["stop.when_predicted_gain_below=0.05"], rounds=8)
+    m = re.fullmatch(r"predicted remaining gain U_s\(5\) - U_s,inf = ([\d.]+) \[([\d.]+), ([\d.]+)\]: "
+                     r"upper bound < 0.05", why)
+    assert t_stop == 5 and m, why
+    gain, lo, hi = (float(x) for x in m.groups())
+    assert gain == pytest.approx(0.8 * math.exp(-3.0), abs=2e-3) and lo <= gain <= hi < 0.05
+    assert [fits[t]["stop"]["decision"] for t in (3, 4, 5)] == ["continue", "continue", "stop"]
+    logged = tracking.run_metrics(logger.run_id, logger.uri)
+    assert logged["fit/stop"] == {3: 0.0, 4: 0.0, 5: 1.0}
+    assert logged["fit/stop_gain_upper"][5] == pytest.approx(fits[5]["stop"]["gain_upper"]) and hi == pytest.approx(
+        fits[5]["stop"]["gain_upper"], abs=1e-4)
+    tags = tracking.get_run(logger.run_id, logger.uri).data.tags
+    assert tags["svgap.stop_decision"] == f"round 5: stop: {why}"
 
 
 def test_stop_rule_waits_while_external_data_is_left(tmp_path, tracking_uri):

@@ -109,7 +109,7 @@ def test_theory_rule_stops_the_point_that_cannot_win_and_keeps_the_best():
     p = rule.observe("flat", flat[:4])
     assert p is not None and p.round == 3 and p.lo > 1.4
     reason = rule.decide("flat", 3, 8)
-    assert reason and "cannot beat the best trial's" in reason and "no decay" in reason
+    assert reason and "cannot reach trial good's" in reason and "Bonferroni" in reason and "97.5 %" in reason
     assert rule.decide("good", 8, 8) is None  # the best is never stopped (nor a last round)
     assert rule.decide("flat", 8, 8) is None
 
@@ -122,10 +122,13 @@ def test_theory_rule_does_not_stop_an_overlapping_or_unpredictable_trial():
     rule.observe("b", b[:5])
     assert rule.decide("b", 4, 6) is None  # intervals overlap: it might still win
     falling = [{"round": t, "U_s": 2.0 - 0.2 * t, "U_v": 1.5 - 0.2 * t} for t in range(5)]  # no slowing yet
-    assert rule.observe("f", falling) is None and rule.decide("f", 4, 6) is None  # no limit: never stopped
+    p = rule.observe("f", falling)  # decaying, but a straight line: the rate and so the limit's lower end unbounded
+    assert (p is None or p.lo == -math.inf) and rule.decide("f", 4, 6) is None
     rising = [{"round": t, "U_s": 1.0 + 0.1 * t, "U_v": 0.5 + 0.1 * t} for t in range(5)]
-    p = rule.observe("r", rising)  # no decay: predicted to stay within what it has measured
-    assert (p.lo, p.hi) == pytest.approx((1.0, 1.4)) and rule.decide("r", 4, 6) is not None
+    assert rule.observe("r", rising) is None and rule.decide("r", 4, 6) is None  # outside the theory: no limit
+    from orchestrator.theory.trial_compare import sweep_decision
+
+    assert "U_s rises" in sweep_decision(rule.histories, "r")[0].reason
 
 
 def test_theory_rule_gives_a_steady_fall_read_as_flat_no_prediction():
@@ -139,6 +142,48 @@ def test_theory_rule_gives_a_steady_fall_read_as_flat_no_prediction():
     rule = TheoryStopRule(min_rounds=4)
     rule.observe("best", history(GapModel(0.6, 0.9, 0.4, 0.6, 0.35), 8, 0.003))
     assert rule.observe("lr5e-4", hist) is None and rule.decide("lr5e-4", 3, 8) is None
+
+
+def _cfg(temperature: float = 1.0, budget: int = 0) -> dict:
+    from orchestrator.config.typed import to_dict
+
+    sets = [f"generation.temperature={temperature}"]
+    if budget:
+        sets += ["external.strategy=uniform", f"external.budget={budget}"]
+    return to_dict(config.load(None, sets))
+
+
+def test_theory_rule_refuses_to_compare_trials_of_different_temperatures_and_says_so_once(said):
+    """The flat trial would be stopped against the good one at the same temperature (above); at another
+    temperature its U is on another scale: not compared, and the study says which key, once."""
+    good = history(GapModel(0.6, 0.9, 0.4, 0.6, 0.35), 8, 0.003)
+    flat = [{"round": t, "U_s": 1.48 + 0.002 * math.sin(t), "U_v": 1.0 + 0.002 * math.cos(t)} for t in range(9)]
+    rule = TheoryStopRule(min_rounds=4)
+    rule.observe("good", good, _cfg(0.7))
+    for t in range(4, 8):
+        rule.observe("flat", flat[:t], _cfg(1.0))
+        assert rule.decide("flat", t - 1, 8) is None
+    notes = [s for s in said if "generation.temperature" in s]
+    assert len(notes) == 1 and "not comparable" in notes[0] and "max_new_tokens" not in notes[0], said
+    same = TheoryStopRule(min_rounds=4)
+    same.observe("good", good, _cfg(0.7))
+    same.observe("flat", flat[:4], _cfg(0.7))
+    assert same.decide("flat", 3, 8) is not None  # the same trials at one temperature: compared, stopped
+
+
+def test_theory_rule_does_not_stop_a_trial_with_external_data_pending():
+    good = history(GapModel(0.6, 0.9, 0.4, 0.6, 0.35), 8, 0.003)
+    flat = [{"round": t, "U_s": 1.48 + 0.002 * math.sin(t), "U_v": 1.0 + 0.002 * math.cos(t),
+             "external/count": 0.0} for t in range(9)]
+    rule = TheoryStopRule(min_rounds=4)
+    rule.observe("good", good, _cfg(), finished=True)
+    rule.observe("flat", flat[:5], _cfg(budget=16))  # nothing of its 16 examples used yet
+    assert rule.decide("flat", 4, 8) is None
+    assert "external data is still to come" in rule.predictions["flat"].verdict
+    spent = [dict(h, **{"external/count": 16.0 if h["round"] == 1 else 0.0}) for h in flat]
+    rule.observe("flat", spent[:7], _cfg(budget=16))  # spent in round 1: decided on rounds 2..6 only
+    assert rule.decide("flat", 6, 8) is not None
+    assert rule.observe("flat", spent[:5], _cfg(budget=16)) is None  # rounds 2..4: too few after the jump
 
 
 # ---- the sweep table -----------------------------------------------------------------------------------------------
@@ -190,3 +235,25 @@ def test_sweep_table_shows_a_stopped_point_and_a_short_run():
     short = summary.summarize([outcome(vs[0], GapModel(0.5, 1.0, 0.4, 0.9, 0.6), 1, 0.4, 9.0)], base,
                               StudySpec("sweep", {}, grid, 1))
     assert short["rows"][0]["U_s_inf"] is None and "a fit needs 4" in summary.to_markdown(short)
+
+
+def test_tune_scheduler_reads_each_trials_config_and_stops_only_comparable_trials(said):
+    """The Tune scheduler itself (studies/theory_stop.make_scheduler on Ray's FIFOScheduler): a trial's scoring
+    settings come from its variant config; the flat trial is stopped against the good one at the same temperature,
+    not at another, and the study says why once."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from orchestrator.studies.theory_stop import make_scheduler
+
+    good = history(GapModel(0.6, 0.9, 0.4, 0.6, 0.35), 8, 0.003)
+    flat = [{"round": t, "U_s": 1.48 + 0.002 * math.sin(t), "U_v": 1.0 + 0.002 * math.cos(t)} for t in range(9)]
+    for temp, expect in ((0.7, TrialScheduler.STOP), (1.0, TrialScheduler.CONTINUE)):
+        stops = []
+        sched = make_scheduler(TheoryStopRule(min_rounds=4), lambda trial, res, why, p: stops.append(why))
+        trial = lambda key, t: SimpleNamespace(trial_id=key, config={"variant": {"config": _cfg(t)}})  # noqa: E731
+        sched.on_trial_complete(None, trial("good", 0.7), {"history": good})
+        got = sched.on_trial_result(None, trial("flat", temp), {"history": flat[:4], "round": 3, "rounds": 8})
+        assert got == expect and len(stops) == (expect == TrialScheduler.STOP)
+    assert sum("generation.temperature" in s for s in said) == 1

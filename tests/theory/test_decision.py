@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from orchestrator.errors import SvgapError
-from orchestrator.theory.decision import CONTINUE, STOP, UNDETERMINED, compare_trials, decide_stop
+from orchestrator.theory.decision import CONTINUE, STOP, UNDETERMINED, decide_stop
+from orchestrator.theory.trial_compare import compare_trials
 from orchestrator.theory.limit_interval import profile_batch
 from orchestrator.theory.model import GapModel
 
@@ -134,7 +135,7 @@ def test_compare_trials_without_a_prediction_is_undetermined():
 
 
 def test_sweep_decision_reads_tune_histories():
-    from orchestrator.theory.decision import sweep_decision
+    from orchestrator.theory.trial_compare import sweep_decision
 
     def hist(run):
         t, S, V = run
