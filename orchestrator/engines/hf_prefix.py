@@ -78,14 +78,20 @@ class SharedPrefix:
                 count.computed += len(ids[0])
         return self._kv
 
+    def cache(self, batch: int):
+        """A fresh DynamicCache holding the prefix's keys and values expanded over `batch` rows (the forward
+        appends to its own copy; the prefix's tensors stay as they are). `kv` must have run for this version."""
+        from transformers import DynamicCache
+
+        return DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1))
+                                            for k, v in self._kv])
+
     def logits(self, engine, rows: list[list[int]], where: list[list[int]]) -> torch.Tensor:
         """Kept float32 logits of rows of one length, all starting with the prefix: the rest of each row runs after
         the prefix's cache expanded over the batch. Returns [sum of len(where), V] in row order."""
-        from transformers import DynamicCache
-
         p, L, B = len(self.tokens), len(rows[0]), len(rows)
-        kv = self.kv(engine)
-        cache = DynamicCache(ddp_cache_data=[(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in kv])
+        self.kv(engine)
+        cache = self.cache(B)
         ids = torch.tensor([r[p:] for r in rows], dtype=torch.long, device=engine.device)
         mask = torch.ones((B, L), dtype=torch.long, device=engine.device)
         pos = torch.arange(p, L, device=engine.device).expand(B, -1)

@@ -123,3 +123,19 @@ def test_new_weights_renew_the_prefix_cache(tmp_path, chat_workload):
     again = be.tf_score(queries)
     assert again != first
     assert max(abs(a - b) for a, b in zip(again, reference_scores(be, queries, "tf"))) <= 1e-4
+
+
+def test_sampling_after_the_prefix_cache_draws_the_same_candidates(chat_be, chat_workload):
+    """Prompts that open with the template prefix are sampled after its cache: the same tokens as the plain path,
+    the same logprobs to float precision."""
+    be = chat_be
+    prompts = [p.prompt for p in chat_workload.problems("train", 5, 4)]
+    shared = be.sample(prompts, 3, 1.0, 6, seeds=list(range(5)))
+    be.share = False
+    try:
+        plain = be.sample(prompts, 3, 1.0, 6, seeds=list(range(5)))
+    finally:
+        be.share = True
+    for a, b in zip((s for row in shared for s in row), (s for row in plain for s in row)):
+        assert a.token_ids == b.token_ids and a.finished == b.finished
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
