@@ -28,6 +28,7 @@ from orchestrator.engines import judge
 from orchestrator.engines.base import InferenceEngine, Sample, Scored, check_sample_args
 from orchestrator.engines.chat import PromptFormat, stop_strings, stop_token_ids, word_tokens
 from orchestrator.engines.device import resolve_device, torch_dtype
+from orchestrator.engines.hf_prefix import SharedPrefix, TokenCount, template_prefix
 from orchestrator.engines.hf_sampling import candidate_uniforms, sample_rows
 from orchestrator.errors import SvgapError
 from workloads.base import QEQuery, TFQuery
@@ -66,6 +67,9 @@ class HFBackend(InferenceEngine):
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._words: dict[tuple[str, ...], tuple[list[int], list[list[int]]]] = {}
         self._holder = None  # WeightsHolder, made on the first update (it keeps the base of adapted weights)
+        self.prefix = SharedPrefix(template_prefix(self.prompts))  # the chat template's opening, run once
+        self.share = True  # False: every row runs whole, no row merged (the reference path of the tests)
+        self.verify_tokens = TokenCount()  # verification work so far (benchmarks/verify_tokens.py reads it)
 
     # -- model versions ---------------------------------------------------------------------------------------------
     @property
@@ -78,6 +82,7 @@ class HFBackend(InferenceEngine):
 
         if self._holder is None:
             self._holder = WeightsHolder(self.model)
+        self.prefix.reset()
         return self._holder.load(update)
 
     def base_fingerprint(self) -> str:
@@ -156,20 +161,45 @@ class HFBackend(InferenceEngine):
         """`_logits_at` over rows of one length per pass (`batch_size` rows at most), in the original order.
         Batches of one exact length need no padding, so a row's numbers do not depend on which rows share its batch:
         the same candidates give bit-identical scores however the round is sharded over actors (mixed lengths
-        differed by up to 6e-6 in U between 1 and 2 actors), and no slower here."""
+        differed by up to 6e-6 in U between 1 and 2 actors), and no slower here. Identical rows run once, and rows
+        starting with the template prefix run after its cache (engines/hf_prefix.py): both depend on the row alone."""
+        count = self.verify_tokens
+        count.rows += len(rows)
+        count.row_tokens += sum(len(r) for r in rows)
+        first: dict[tuple, int] = {}
+        twin = [first.setdefault((tuple(r), tuple(w)), i) if self.share else i
+                for i, (r, w) in enumerate(zip(rows, where))]
+        distinct = [i for i, j in enumerate(twin) if i == j and where[i]]
+        count.distinct_rows += len(distinct)
+        cached = {i for i in distinct if self.share and self.prefix.fits(rows[i], where[i])} \
+            if distinct and self.share and self.prefix.kv(self, count) is not None else set()
         out: list[torch.Tensor | None] = [None] * len(rows)
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-        empty = torch.zeros((0, 0))
-        for _, same in itertools.groupby(order, key=lambda i: len(rows[i])):
+        order = sorted(distinct, key=lambda i: (i in cached, len(rows[i])))
+        for (use, n), same in itertools.groupby(order, key=lambda i: (i in cached, len(rows[i]))):
             same = list(same)
             for lo, hi in _chunks(len(same), batch_size):
-                idx = [i for i in same[lo:hi] if where[i]]
-                for i in same[lo:hi]:
-                    out[i] = empty
-                if idx:
-                    for i, logits in zip(idx, self._logits_at([rows[i] for i in idx], [where[i] for i in idx])):
-                        out[i] = logits
-        return out  # type: ignore[return-value]
+                idx = same[lo:hi]
+                count.computed += len(idx) * (n - len(self.prefix.tokens) if use else n)
+                part = self._prefix_logits(idx, rows, where) if use else \
+                    self._logits_at([rows[i] for i in idx], [where[i] for i in idx])
+                for i, logits in zip(idx, part):
+                    out[i] = logits
+        empty = torch.zeros((0, 0))
+        return [out[j] if out[j] is not None else empty for j in twin]  # type: ignore[misc]
+
+    def _prefix_logits(self, idx: list[int], rows: list[list[int]], where: list[list[int]]) -> list[torch.Tensor]:
+        """Rows idx (one length, all starting with the template prefix) after its cache, split as `_logits_at`."""
+        vocab = int(self.model.config.get_text_config().vocab_size)
+        cols = len({w for i in idx for w in where[i]})
+        if len(idx) > 1 and len(idx) * cols * vocab > LOGITS_BUDGET:
+            half = len(idx) // 2
+            return self._prefix_logits(idx[:half], rows, where) + self._prefix_logits(idx[half:], rows, where)
+        logits = self.prefix.logits(self, [rows[i] for i in idx], [where[i] for i in idx])
+        out, k = [], 0
+        for i in idx:
+            out.append(logits[k: k + len(where[i])])
+            k += len(where[i])
+        return out
 
     # -- sampling ---------------------------------------------------------------------------------------------------
     @torch.inference_mode()

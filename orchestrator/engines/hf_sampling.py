@@ -23,6 +23,8 @@ class SamplingEngine(Protocol):
     stop_ids: Any
     stop_strings: Any
     _cache_kw: str
+    prefix: Any  # hf_prefix.SharedPrefix
+    share: bool
 
     def _pad_left(self, rows: Sequence[Sequence[int]]) -> Any: ...
 
@@ -41,7 +43,14 @@ def sample_rows(engine: SamplingEngine, rows: list[list[int]], u: np.ndarray, te
     B, steps = u.shape
     ids, mask, pos = engine._pad_left(rows)
     uniforms = torch.from_numpy(u).to(engine.device)
-    out = engine.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    prefix = engine.prefix.tokens
+    if engine.share and len(set(map(len, rows))) == 1 and all(engine.prefix.fits(r, [len(r) - 1]) for r in rows) \
+            and engine.prefix.kv(engine) is not None:  # the chat template's opening: its cache, run once
+        p = len(prefix)
+        out = engine.model(input_ids=ids[:, p:], attention_mask=mask, position_ids=pos[:, p:], use_cache=True,
+                           logits_to_keep=1, **{engine._cache_kw: engine.prefix.cache(B)})
+    else:
+        out = engine.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
     cache = getattr(out, engine._cache_kw)
     logits = out.logits[:, -1].float()
     next_pos = pos[:, -1:] + 1

@@ -10,6 +10,7 @@ distribution per judgment, as before.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -86,32 +87,44 @@ def qe_plan(queries: list[QEQuery], opening: Encode, plain: Encode, words: Words
     return reads, plans
 
 
-def _word_logps(judgment: list[list[Read]], logits: list[torch.Tensor], cache: dict) -> torch.Tensor:
-    def logsm(r: int) -> torch.Tensor:
-        if r not in cache:
-            cache[r] = torch.log_softmax(logits[r].float(), -1)
-        return cache[r]
+def _read_values(plans: list, logits: list[torch.Tensor]) -> list[float]:
+    """log P(token) of every read of every plan, in plan order: one log-softmax over all rows' kept logits and
+    one gather (per-judgment tensor calls cost more than the forward of a small model)."""
+    reads = [read for judgments in plans for judgment in judgments for word in judgment for read in word]
+    if not reads:
+        return []
+    rows = list(dict.fromkeys(r for r, _, _ in reads))
+    offset, at = {}, 0
+    for r in rows:
+        offset[r] = at
+        at += logits[r].shape[0]
+    lsm = torch.log_softmax(torch.cat([logits[r] for r in rows]).float(), -1)
+    flat = torch.tensor([offset[r] + k for r, k, _ in reads], dtype=torch.long, device=lsm.device)
+    tok = torch.tensor([t for _, _, t in reads], dtype=torch.long, device=lsm.device)
+    return lsm[flat, tok].tolist()
 
-    return torch.stack([sum(logsm(r)[k, tok] for r, k, tok in reads) for reads in judgment])
+
+def _word_logps(plans: list, logits: list[torch.Tensor]) -> list[list[list[float]]]:
+    """Per plan, per judgment, log P(word) of each word: the sum of its tokens' log-probabilities."""
+    values = iter(_read_values(plans, logits))
+    return [[[sum(next(values) for _ in word) for word in judgment] for judgment in judgments]
+            for judgments in plans]
+
+
+def _logsigmoid(x: float) -> float:
+    return -math.log1p(math.exp(-x)) if x >= 0 else x - math.log1p(math.exp(x))
 
 
 def tf_scores(plans: list, logits: list[torch.Tensor]) -> list[float]:
     """s = prod_k P_k(true word) / (P_k(true word) + P_k(false word))."""
-    cache: dict = {}
-    out = []
-    for judgments in plans:
-        total = sum(torch.nn.functional.logsigmoid(lp[0] - lp[1])
-                    for lp in (_word_logps(j, logits, cache) for j in judgments))
-        out.append(float(torch.exp(total)))
-    return out
+    return [math.exp(sum(_logsigmoid(lp[0] - lp[1]) for lp in judgments)) for judgments in _word_logps(plans, logits)]
 
 
 def qe_scores(plans: list, logits: list[torch.Tensor]) -> list[float]:
     """s = E[grade] / max grade, grade g with probability P(word g) / sum over grades."""
-    cache: dict = {}
     out = []
-    for (judgment,) in plans:
-        p = torch.softmax(_word_logps(judgment, logits, cache), -1)
-        grades = torch.arange(len(p), dtype=p.dtype, device=p.device)
-        out.append(float((p * grades).sum() / (len(p) - 1)))
+    for (lp,) in _word_logps(plans, logits):
+        top = max(lp)
+        w = [math.exp(x - top) for x in lp]
+        out.append(sum(g * x for g, x in enumerate(w)) / sum(w) / (len(lp) - 1))
     return out

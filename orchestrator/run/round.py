@@ -110,7 +110,7 @@ class RoundRunner:
         vc = self.cfg.verification
         make = self.workload.tf_query if vc.method == "tf" else self.workload.qe_query
         items = [(make(p, s.text), p.prompt, s.token_ids) for p, row in zip(problems, samples) for s in row]
-        scored = vc.uncertainty == "scored"
+        scored = vc.uncertainty == "scored" and not self.sampled_is_scored()
         judge = self.pools.judge
         if judge is None:
             pairs, by = self._split("verify", items, version, (vc.method, scored, vc.batch_size))
@@ -119,6 +119,12 @@ class RoundRunner:
         us, _ = self._split("uncertainty", [(p, ids) for _, p, ids in items], version, (vc.batch_size,)) \
             if scored else (None, {})
         return [s for s, _ in judge.gather("verify", calls)], us, {judge.role: len(items)}
+
+    def sampled_is_scored(self) -> bool:
+        """Whether the generation logprobs already are the teacher-forced U: the HF engine in float32 computes both
+        with the same model forward (to 1e-4, tests/engines/test_hf_shared.py), so no second pass is run for them.
+        Another engine or precision keeps the pass that makes U independent of the sampler's kernels."""
+        return self.cfg.model.engine == "hf" and self.cfg.model.dtype == "float32"
 
     def _split(self, stage: str, items: list, version: int, args: tuple) -> tuple[list, dict[str, int]]:
         """`stage` (verify or uncertainty) over the verification and generation pools, both holding π_t.
@@ -129,7 +135,7 @@ class RoundRunner:
         tokens costs ~0.3 of a scored verification, ~0.6 unscored)."""
         cfg = self.cfg
         ver, gen = self.pools.verifier, self.pools.solver
-        weight = 0.3 if cfg.verification.uncertainty == "scored" else 0.6
+        weight = 0.3 if cfg.verification.uncertainty == "scored" and not self.sampled_is_scored() else 0.6
         heldout_work = len(self.heldout) * cfg.workload.heldout_samples * weight
         cut = min(len(items), round((len(items) + heldout_work) * len(ver) / (len(ver) + len(gen))))
         submit = (lambda pool, part: pool.submit_verify(part, version, *args)) if stage == "verify" else \
