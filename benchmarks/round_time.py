@@ -28,16 +28,19 @@ from orchestrator.run.experiment import Experiment
 OUT = Path(__file__).resolve().parent / "out"
 STAGES = ("generate", "verify", "heldout_wait", "select", "train", "sync")
 SHAPES = {"2x0.5": ["resources.generation.actors=2", "resources.generation.cpus=0.5"],
-          "1x1": ["resources.generation.actors=1", "resources.generation.cpus=1"]}
+          "1x1": ["resources.generation.actors=1", "resources.generation.cpus=1"],
+          # verification on the generation actors, training taking turns on their bundles: 2 actors x 1 CPU
+          "2x1j": ["resources.generation.actors=2", "resources.generation.cpus=1",
+                   "resources.colocate_verification=true", "resources.colocate_training=always"]}
 MODELS = {"default": [], "h2": ["workload.options.heads=2", "workload.options.max_seconds=2400"]}
 LORA = {"request": ["model.vllm.lora_mode=request"], "merge": ["model.vllm.lora_mode=merge"]}
 VARIANTS = ("hf:default:2x0.5,hf:default:1x1,vllm:default:2x0.5:merge,vllm:default:1x1:merge,"
             "vllm:default:2x0.5:request")
 
 
-def one_run(engine: str, model: str, shape: str, lora: str, overrides: list[str]) -> dict:
+def one_run(engine: str, model: str, shape: str, lora: str, overrides: list[str], path=None) -> dict:
     lora_set = LORA[lora] if engine == "vllm" else []
-    cfg = config.load(None, [f"model.engine={engine}", *MODELS[model], *SHAPES[shape], *lora_set, *overrides])
+    cfg = config.load(path, [f"model.engine={engine}", *MODELS[model], *SHAPES[shape], *lora_set, *overrides])
     label = f"{engine} {model} gen {shape}" + (f" lora {lora}" if engine == "vllm" else "")
     with tempfile.TemporaryDirectory() as tmp:
         cfg.tracking.out_dir = f"{tmp}/runs"
@@ -57,6 +60,8 @@ def one_run(engine: str, model: str, shape: str, lora: str, overrides: list[str]
         "generate_s": round(mean([r.timings["generate"] for r in recs]), 3),
         "verify_s": round(mean([r.timings["verify"] for r in recs]), 3),
         "tokens_per_s": round(mean([r.metrics["tokens_per_s"] for r in recs])),
+        "train_tokens_per_s": round(mean([r.train["tokens"] / max(r.timings["train"], 1e-9) for r in trained
+                                          if r.train]) if any(r.train for r in trained) else 0.0, 1),
         "share": {k: round(v, 3) for k, v in share.items()},
         "U_s": [round(r.metrics["U_s"], 4) for r in recs],
         "U_s_sampled": [round(r.metrics["U_s_sampled"], 4) for r in recs],

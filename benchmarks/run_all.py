@@ -5,6 +5,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = [["demo.py", "--cold"], ["cache_load.py"],
+           ["efficiency.py"],  # each stage's tokens/s against the measured matmul peak, HF and vLLM, both models
            ["round_time.py"],  # where a round's time goes: HF vs vLLM, 1 vs 2 generation actors, stage shares
            ["train_sync.py"]]  # per-round train/sync cost: torch LoRA vs 2 DeepSpeed ranks vs full fine-tuning
 

@@ -42,6 +42,14 @@ class EngineWorker(GenerationWorker, VerificationWorker):
     def pid(self) -> int:
         return os.getpid()
 
+    def engine_attr(self, name: str, value=None):
+        """Read (or, with a value, set) an option of the engine (vLLM: opts[name]) or its counter `verify_tokens`."""
+        if name == "verify_tokens":
+            return vars(self.backend.verify_tokens).copy()
+        if value is not None:
+            self.backend.opts[name] = value
+        return self.backend.opts[name]
+
 
 class _Owner:
     """Puts an object in the store (it owns it); killed, the object has no owner any more."""

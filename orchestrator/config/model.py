@@ -24,6 +24,12 @@ class VLLMSection(Section):
     enforce_eager: bool = Field(True, description="compiled mode starts 3-4x slower here and is no faster for "
                                                   "this model size")
     threads_bind: str = Field("nobind", description="VLLM_CPU_OMP_THREADS_BIND")
+    prefix_caching: bool = Field(True, description="automatic prefix caching: a problem's candidates (and every "
+                                                   "query's system turn) reuse the KV blocks of their shared prompt "
+                                                   "in verification and teacher-forced scoring")
+    block_size: Annotated[int | None, Range(16)] = Field(
+        None, description="tokens per KV block, the prefix cache's granularity; null: 32 on CPU (vLLM's CPU "
+                          "default 128 is longer than most prompts: nothing would be reused), the engine's own on GPU")
     lora_mode: Literal["auto", "request", "merge"] = Field(
         "auto", description="request: one LoRARequest per version; merge: W0 + scaling * B @ A reloaded as full "
                             "weights (on CPU vLLM's LoRA kernels made a round's verification 6x slower; merge costs "

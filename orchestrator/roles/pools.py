@@ -24,7 +24,8 @@ class Pools:
 
     def __init__(self, plan: PlacementPlan, groups: dict[str, ActorGroup]) -> None:
         self.plan, self.groups = plan, groups
-        self.facades = {p.name: p.role.facade(groups[p.name], not p.role.syncs) for p in plan.pools}
+        # a joined role (resources.colocate_verification) is a facade over its host role's actors
+        self.facades = {p.name: p.role.facade(groups[p.on or p.name], not p.role.syncs) for p in plan.pools}
 
     @property
     def solver(self) -> SolverPool:
@@ -44,7 +45,7 @@ class Pools:
 
     def synced(self) -> list[InferencePool]:
         """The inference pools holding π_t: every published version is loaded into them."""
-        return [self.facades[p.name] for p in self.plan.pools if p.role.syncs]
+        return [self.facades[p.name] for p in self.plan.started() if p.role.syncs]
 
     def publish(self, update_ref: Any, version: int) -> None:
         """Load version `version` (its object-store reference) into every synced pool, and check they hold it."""
@@ -100,7 +101,7 @@ def start(plan: PlacementPlan, cfg: ExperimentConfig, policy: ModelSource, class
     models = sources(plan, cfg, policy)
     built: dict[str, ActorGroup] = {}
     try:
-        for p in plan.pools:
+        for p in plan.started():
             cls = classes.get(p.name) or p.role.actor_class()
             built[p.name] = _group(plan, p, cfg, models[p.name], cls, engine_options, where or {}, built)
         for group in built.values():  # block until every actor has built its engine

@@ -44,6 +44,7 @@ class Role:
     syncs: bool = True  # an inference pool holding π_t: every published version is loaded into it
     ranked: bool = False  # a rank group (a data-parallel trainer)
     shares: str | None = None  # may run on that role's bundles (resources.colocate_training)
+    joins: str | None = None  # may run on that role's very actors, one model copy (resources.colocate_verification)
     facade: type = VerifierPool  # what a round may ask of it (roles/facades.py)
 
     def actor_class(self) -> type:
@@ -55,7 +56,7 @@ ROLES: tuple[Role, ...] = (
     Role("generation", "orchestrator.roles.generation:GenerationWorker", "resources.generation",
          lambda cfg: cfg.resources.generation, facade=SolverPool),
     Role("verification", "orchestrator.roles.verification:VerificationWorker", "resources.verification",
-         lambda cfg: cfg.resources.verification),
+         lambda cfg: cfg.resources.verification, joins="generation"),
     Role("training", "orchestrator.roles.training:TrainingWorker", "resources.training",
          lambda cfg: cfg.resources.training, args=lambda cfg: (cfg.training, cfg.seed), syncs=False, ranked=True,
          shares="generation", facade=TrainerPool),
@@ -68,10 +69,12 @@ BY_NAME = {r.name: r for r in ROLES}
 
 @dataclass(frozen=True)
 class Placed:
-    """A role in the plan: its resources and, when it shares another role's bundles, that role's name."""
+    """A role in the plan: its resources and, when it shares another role's bundles, that role's name; `on`: the
+    role whose actors do this role's work (no pool of its own)."""
     role: Role
     resources: PoolResources
     host: str | None = None
+    on: str | None = None
 
     @property
     def name(self) -> str:
@@ -83,7 +86,7 @@ def _fits(want: dict[str, float], have: dict[str, float]) -> bool:
 
 
 def _asks(pools: list[Placed]) -> dict[str, float]:
-    own = [p.resources for p in pools if p.host is None]
+    own = [p.resources for p in pools if p.host is None and p.on is None]
     return {"CPU": sum(r.actors * r.cpus for r in own), "GPU": sum(r.actors * r.gpus for r in own)}
 
 
@@ -110,7 +113,9 @@ class PlacementPlan:
         own = [Placed(role, role.resources(cfg)) for role in ROLES if role.enabled(cfg)]
         if shared is None:
             shared = _shares(own, r.colocate_training, have)
-        pools = tuple(Placed(p.role, p.resources, p.role.shares if shared and p.role.shares else None) for p in own)
+        joined = r.colocate_verification
+        pools = tuple(Placed(p.role, p.resources, p.role.shares if shared and p.role.shares else None,
+                             p.role.joins if joined and p.role.joins else None) for p in own)
         return cls(pools, r.placement, r.timeout_s, r.retries)
 
     def __getitem__(self, name: str) -> Placed:
@@ -118,6 +123,10 @@ class PlacementPlan:
 
     def names(self) -> list[str]:
         return [p.name for p in self.pools]
+
+    def started(self) -> list[Placed]:
+        """The pools that start actors of their own (a joined role's work goes to its host role's actors)."""
+        return [p for p in self.pools if p.on is None]
 
     def shared(self, name: str) -> bool:
         return any(p.name == name and p.host is not None for p in self.pools)
@@ -132,12 +141,12 @@ class PlacementPlan:
     def check(self, have: dict[str, float]) -> None:
         """Fail fast when the pools ask for more than the cluster has (a placement group would wait forever)."""
         want = self.requested()
-        own = [p for p in self.pools if p.host is None]
+        own = [p for p in self.started() if p.host is None]
         for kind in ("CPU", "GPU"):
             if want[kind] > have.get(kind, 0.0) + 1e-9:
                 parts = ", ".join(f"{p.name} {p.resources.actors}x{getattr(p.resources, kind.lower() + 's'):g}"
                                   for p in own)
-                shared = "".join(f" ({p.name} shares the {p.host} pool's bundles)" for p in self.pools if p.host)
+                shared = "".join(f" ({p.name} shares the {p.host} pool's bundles)" for p in self.started() if p.host)
                 raise SvgapError(f"resources: the pools ask for {want[kind]:g} {kind} ({parts}){shared} but the "
                                  f"cluster has {have.get(kind, 0.0):g}")
         for p in own:

@@ -48,15 +48,24 @@ def peak_rss_mb() -> float:
 
 
 def set_threads(spec: WorkerSpec) -> int:
-    """One torch thread per reserved CPU (at least one), unless the config says otherwise; normal CPU priority."""
+    """One torch thread per reserved CPU (at least one), unless the config says otherwise; normal CPU priority.
+    Every other pool of threads an actor could start is held to the same count: torch's inter-op pool and the
+    tokenizer's (both default to every core of the node, so two 1-CPU actors on 2 cores would each spin 2+)."""
     from orchestrator.engines.lean_import import lean_transformers
 
     normal_priority()
+    n = spec.threads or max(1, math.floor(spec.cpus))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
+        os.environ[var] = str(n)
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     lean_transformers()
     import torch
 
-    n = spec.threads or max(1, math.floor(spec.cpus))
     torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(n)
+    except RuntimeError:  # already set, or parallel work already ran in this process
+        pass
     return n
 
 

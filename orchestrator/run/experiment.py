@@ -103,7 +103,7 @@ class Experiment:
         check_trainer(cfg.training.engine)
         shared = None if self.placement is None else "training" not in self.placement
         plan = PlacementPlan.build(cfg, shared=shared)
-        log.info("starting pools: " + ", ".join(f"{p.name} x{p.resources.actors}" for p in plan.pools))
+        log.info("starting pools: " + ", ".join(f"{p.name} x{p.resources.actors}" for p in plan.started()))
         if plan.shared("training"):
             log.info(f"training x{r.training.actors} shares the generation pool's bundles "
                      f"(resources.colocate_training={r.colocate_training}: a round trains only after it has "

@@ -140,6 +140,8 @@ class RoundRunner:
         cut = min(len(items), round((len(items) + heldout_work) * len(ver) / (len(ver) + len(gen))))
         submit = (lambda pool, part: pool.submit_verify(part, version, *args)) if stage == "verify" else \
             (lambda pool, part: pool.submit_uncertainty(part, version, *args))
+        if ver.group is gen.group:  # resources.colocate_verification: one pool does it all
+            return gen.gather(stage, submit(gen, items)), {gen.role: len(items)}
         ver_calls, gen_calls = submit(ver, items[:cut]), submit(gen, items[cut:])
         done = ver.gather(stage, ver_calls) + gen.gather(stage, gen_calls)
         return done, {ver.role: cut, gen.role: len(items) - cut}

@@ -45,7 +45,7 @@ def trial_bundles(cfg: ExperimentConfig, have: dict[str, float]) -> TrialBundles
     plan = PlacementPlan.build(cfg, room)
     bundles: list[dict[str, float]] = [{"CPU": HEAD_CPU}]
     roles: dict[str, list[int]] = {}
-    for p in plan.pools:
+    for p in plan.started():
         if p.host is not None:
             continue
         roles[p.name] = list(range(len(bundles), len(bundles) + p.resources.actors))

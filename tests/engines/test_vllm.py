@@ -126,6 +126,32 @@ def test_tf_and_qe_scores_equal_hf(engine, hf, problems, vllm_samples, default_w
     assert max(abs(u - r.nll) for (_, u), r in zip(fused, ref_u)) < TOL * 8
 
 
+def test_prefix_reuse_gives_the_scores_of_whole_rows(engine, problems, vllm_samples, default_workload):
+    """Teacher forcing that reads a problem's prompt from the prefix cache gives what whole rows give, also for
+    repeated candidates and candidates sharing their first tokens (their cache hit may reach into the response:
+    scored again without reuse), while computing fewer tokens."""
+    long = "".join(p.prompt for p in problems[:5])  # 41 tokens: a KV block of 32 shared (the model's context: 64)
+    pairs = flat(problems, vllm_samples)[:48]
+    items = [(default_workload.tf_query(p, s.text), long + p.prompt, s.token_ids) for p, s in pairs]
+    items += items[:4] + [(q, pr, ids[:1] + [ids[0]] * 5) for q, pr, ids in items[:3]]  # repeats, shared starts
+
+    def run(reuse: bool):
+        engine.call_one("start", "engine_attr", "prefix_caching", reuse)
+        before = engine.call_one("start", "engine_attr", "verify_tokens")
+        out = engine.call_one("verify", "verify", items, 0, "tf", True, 512)
+        after = engine.call_one("start", "engine_attr", "verify_tokens")
+        return out, after["computed"] - before["computed"]
+
+    try:
+        whole, whole_work = run(False)
+        reused, reused_work = run(True)
+    finally:
+        engine.call_one("start", "engine_attr", "prefix_caching", True)
+    assert max(abs(a[0] - b[0]) for a, b in zip(whole, reused)) < TOL
+    assert max(abs(a[1] - b[1]) for a, b in zip(whole, reused)) < TOL * 8
+    assert reused_work < 0.8 * whole_work  # the judgment requests read the cache in both (measured: 0.72)
+
+
 def test_sampled_accuracy_and_uncertainty_match_hf_within_noise(hf, problems, vllm_samples, default_workload):
     """Different random numbers, same distribution: 2048 candidates each, compared by their standard errors."""
     hf_samples = hf.sample([p.prompt for p in problems], 8, 1.0, 8, seeds=list(range(len(problems))))
