@@ -38,6 +38,21 @@ def _warn(msg: str) -> None:
     log.warning(msg)
 
 
+def _experiment_id(client, experiment: str) -> str:
+    """Get or create: drivers starting together on a fresh store race to create the experiment; the losers
+    (RESOURCE_ALREADY_EXISTS, or a unique-constraint error from sqlite) read the winner's."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(experiment)
+    except Exception:  # noqa: BLE001 - created by another driver meanwhile? then use it; otherwise the error stands
+        exp = client.get_experiment_by_name(experiment)
+        if exp:
+            return exp.experiment_id
+        raise
+
+
 class RunLogger:
     """One MLflow run (optionally nested under a parent); metrics at step = round.
 
@@ -52,8 +67,7 @@ class RunLogger:
         self._open_outbox()
         try:  # stores preflight cannot probe (postgresql://, databricks, ...) fail here, before any round
             self.client = tracking.client(self.uri)
-            exp = self.client.get_experiment_by_name(experiment)
-            exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+            exp_id = _experiment_id(self.client, experiment)
         except Exception as e:  # noqa: BLE001 - any store error becomes one line naming the store
             raise SvgapError(f"tracking store {redact.text(self.uri)}: cannot open experiment {experiment!r}: "
                              f"{tracking.first_line(e)}") from None
