@@ -9,8 +9,11 @@ its own process with its own engine:
   has one, else from the candidates (`verify_tokens_from_candidates`: every row whole -- the hook to replace);
 then full rounds through the real experiment (benchmarks/round_time.py's runner, 1 round): each stage's share of a
 round, training tokens/s and share of peak, and time/generate with 1 vs 2 generation actors.
-FLOPs are estimated as 2 x (non-embedding parameters) per token forwarded, 6 x per token trained (attention's
-quadratic term is small at these lengths): a lower bound of the work done, so shares are conservative.
+FLOPs are estimated as 2 x (non-embedding parameters) per token forwarded in scoring and generation (logits only where
+read); training runs forward and backward over every prompt and response token (`train/tokens_forwarded`) with the
+output head at every position: 4 x (parameters + head) per token with LoRA (frozen weights need no weight gradients),
+6 x with full fine-tuning. Attention's quadratic term is left out (small at these lengths): a lower bound of the work
+done, so shares are conservative.
 Writes benchmarks/results/efficiency.json (--out) and prints markdown tables (docs/benchmarks.md quotes them).
 
     python benchmarks/efficiency.py [--models shipped,smollm2] [--engines hf,vllm] [--prompts 16] [--n 4]
@@ -58,6 +61,18 @@ def forward_flops_per_token(model_dir: Path) -> float:
                 if "embed" not in k and "lm_head" not in k:
                     total += _numel(st.get_slice(k).get_shape())
     return 2.0 * total
+
+
+def head_flops(model_dir: Path) -> float:
+    """2 x vocab x hidden: the output head's multiply per position whose logits are computed (training: every one)."""
+    c = json.loads((model_dir / "config.json").read_text())
+    return 2.0 * c["vocab_size"] * c["hidden_size"]
+
+
+def mode(path: Path | None) -> str:
+    from orchestrator.config import load
+
+    return load(path, []).training.mode
 
 
 def _numel(shape) -> int:
@@ -154,8 +169,10 @@ def rounds(models: list[str], engines: list[str], extra: list[str], peak: float,
             except Exception as e:  # noqa: BLE001 - one variant failing is a row, not the end of the benchmark
                 r = {"engine": engine, "generation": shape, "error": f"{type(e).__name__}: {e}"[:300]}
             r["model"] = model
-            if "train_tokens_per_s" in r:
-                r["train_peak_share"] = round(r["train_tokens_per_s"] * 3 * flops[model] / 1e9 / peak, 4)
+            if "train_forwarded_per_s" in r:  # LoRA: forward + input gradients (frozen weights need no weight
+                # gradients), 2 x 2 x (parameters + output head) per token the passes ran; full fine-tuning 3 x
+                per_token = (2 if mode(path) == "lora" else 3) * (flops[model] + head_flops(setup(model)[2]))
+                r["train_peak_share"] = round(r["train_forwarded_per_s"] * per_token / 1e9 / peak, 4)
             out.append(r)
             print(json.dumps(r), flush=True)
     return out

@@ -62,6 +62,8 @@ def one_run(engine: str, model: str, shape: str, lora: str, overrides: list[str]
         "tokens_per_s": round(mean([r.metrics["tokens_per_s"] for r in recs])),
         "train_tokens_per_s": round(mean([r.train["tokens"] / max(r.timings["train"], 1e-9) for r in trained
                                           if r.train]) if any(r.train for r in trained) else 0.0, 1),
+        "train_forwarded_per_s": round(mean([r.train.get("tokens_forwarded", 0) / max(r.timings["train"], 1e-9)
+                                             for r in trained if r.train]) if any(r.train for r in trained) else 0.0, 1),
         "share": {k: round(v, 3) for k, v in share.items()},
         "U_s": [round(r.metrics["U_s"], 4) for r in recs],
         "U_s_sampled": [round(r.metrics["U_s_sampled"], 4) for r in recs],

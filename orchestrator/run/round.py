@@ -231,5 +231,6 @@ class RoundRunner:
         self.pools.publish(update, new_version)
         synced = {"version": new_version, "train": stats.seconds, "sync": time.perf_counter() - t_sync}
         train = {"loss_first": stats.loss_first, "loss_last": stats.loss_last, "examples": stats.examples,
-                 "external": stats.external, "tokens": stats.tokens, "sync_bytes": nbytes}
+                 "external": stats.external, "tokens": stats.tokens,
+                 "tokens_forwarded": stats.forwarded, "sync_bytes": nbytes}
         return train, synced, update, ext_rows

@@ -38,6 +38,7 @@ class TrainingStats:
     loss_first: float
     loss_last: float
     seconds: float
+    forwarded: int = 0  # tokens the forward and backward passes ran (prompt + response, every epoch): the work done
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,8 @@ class DeepSpeedTrainer:
         self.engine.train()
         losses: list[float] = []
         tokens = 0
-        for step in sft.global_batches(len(encoded), self.cfg.batch_size, self.cfg.epochs, self.seed, round_t):
+        batches = sft.global_batches(len(encoded), self.cfg.batch_size, self.cfg.epochs, self.seed, round_t)
+        for step in batches:
             mine = step[rank::k]
             local = torch.zeros(2, dtype=torch.float64)  # summed NLL, tokens of this rank's share
             for m in range(self.gas):
@@ -178,7 +179,7 @@ class DeepSpeedTrainer:
         self.engine.eval()
         self.version = round_t + 1
         stats = TrainingStats(len(examples), sum(e.external for e in examples), tokens, len(losses),
-                              losses[0], losses[-1], time.perf_counter() - t0)
+                              losses[0], losses[-1], time.perf_counter() - t0, sft.forwarded_tokens(encoded, batches))
         return stats, self.update()
 
     # ---- weights ----

@@ -59,7 +59,8 @@ class TorchTrainer:
         self.model.train()
         losses: list[float] = []
         tokens = 0
-        for step in sft.global_batches(len(encoded), self.cfg.batch_size, self.cfg.epochs, self.seed, round_t):
+        batches = sft.global_batches(len(encoded), self.cfg.batch_size, self.cfg.epochs, self.seed, round_t)
+        for step in batches:
             nll, n_tok = sft.nll_sum(self.model, [encoded[i] for i in step], pad, self.device)
             loss = nll / len(step)  # per-example summed NLL: the loss is U_v itself
             opt.zero_grad(set_to_none=True)
@@ -71,7 +72,7 @@ class TorchTrainer:
         self.model.eval()
         self.version = round_t + 1
         stats = TrainingStats(len(examples), sum(e.external for e in examples), tokens, len(losses),
-                              losses[0], losses[-1], time.perf_counter() - t0)
+                              losses[0], losses[-1], time.perf_counter() - t0, sft.forwarded_tokens(encoded, batches))
         return stats, self.update()
 
     def update(self) -> WeightsUpdate:

@@ -63,6 +63,12 @@ def global_batches(n: int, batch_size: int, epochs: int, seed: int, round_t: int
     return out
 
 
+def forwarded_tokens(encoded: list[tuple[list[int], list[int]]], batches: list[list[int]]) -> int:
+    """Tokens a round's passes run (prompt + response of every example of every step; padding left out): the
+    training work, where `tokens` counts only the response tokens the loss reads."""
+    return sum(len(encoded[i][0]) + len(encoded[i][1]) for step in batches for i in step)
+
+
 def seed_round(seed: int, round_t: int) -> None:
     """Seed torch for round t's training (dropout): from (seed, round) alone, so a resumed run -- a fresh trainer that
     did not train the earlier rounds -- draws what the uninterrupted run drew."""
