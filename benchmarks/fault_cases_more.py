@@ -10,6 +10,7 @@ import time
 
 from benchmarks.fault_cases import ROOT, TESTS, Row, compare, finished, reference, run_id_of, tiny
 from orchestrator.store import tracking
+from stores import sqlite_uri
 
 
 def _experiment(ctx, out: str, uri: str, **kw):
@@ -44,17 +45,33 @@ def actors_killed(ctx) -> Row:
 
 
 def node_removed(ctx) -> Row:
-    """tests/node_loss_run.py: a 3-node ray.cluster_utils.Cluster, a worker node removed mid-round 0."""
+    """tests/node_loss_run.py: a 3-node ray.cluster_utils.Cluster, a worker node removed mid-round 0; its metrics are
+    compared with the same config run on the same kind of cluster without the removal."""
     t0, row = time.monotonic(), Row("Ray worker node removed mid-round")
-    proc = subprocess.run([sys.executable, str(TESTS / "node_loss_run.py"), str(ctx.model_dir), str(ctx.dir / "node")],
-                          capture_output=True, text=True, timeout=900, cwd=ROOT, env=_env())
-    lines = proc.stdout.strip().splitlines()
-    out = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+    ref_out, ref_note = _node_run(ctx, "node-ref", "--keep")
+    out, note = _node_run(ctx, "node")
     row.faults = len(out.get("removed", []))
     row.finished = int(bool(out.get("finished")))
-    row.note = f"actors replaced {sum(c.get('replaced_actors', 0) for c in out.get('counts', []))}" if out else \
-        (proc.stderr.strip().splitlines() or ["no output"])[-1][:160]
+    row.note = note or ref_note or f"actors replaced {sum(c.get('replaced_actors', 0) for c in out['counts'])}"
+    if out.get("run_id") and ref_out.get("run_id"):
+        ref = tracking.run_metrics(ref_out["run_id"], sqlite_uri(ctx.dir / "node-ref" / "mlflow.db"))
+        compare(row, out["run_id"], sqlite_uri(ctx.dir / "node" / "mlflow.db"), ref)
+        row.note += f"; {sum(map(len, ref.values()))} metric values compared"
+    else:
+        row.lost += 1  # nothing to compare with: the row cannot pass
     return row.done(t0)
+
+
+def _node_run(ctx, name: str, *flags: str) -> tuple[dict, str]:
+    """One node_loss_run.py process: its JSON line, and a note when it did not finish."""
+    (ctx.dir / name).mkdir(exist_ok=True)
+    proc = subprocess.run([sys.executable, str(TESTS / "node_loss_run.py"), str(ctx.model_dir), str(ctx.dir / name),
+                           *flags], capture_output=True, text=True, timeout=900, cwd=ROOT, env=_env())
+    lines = proc.stdout.strip().splitlines()
+    out = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+    if out.get("finished"):
+        return out, ""
+    return out, f"{name}: " + (out.get("error") or (proc.stderr.strip().splitlines() or ["no output"])[-1])[:200]
 
 
 def _env() -> dict:

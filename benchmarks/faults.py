@@ -11,7 +11,7 @@ mid-round; the MLflow server stopped and restarted mid-run; the sqlite store loc
 file-size limit on the driver); N runs at once on one sqlite store and on one server; 3 sweeps at once. Each row:
 faults injected, runs finished, rounds redone, metrics lost and logged twice (both must be 0), and metric values
 unlike an uninterrupted run with the same seeds (must be 0). Prints the table and writes it as JSON.
-The tiny shipped model, one Ray for the suite (drivers join it with --address); ~15 min on 2 idle cores.
+The tiny shipped model, one Ray for the suite (drivers join it with --address); ~17 min on 2 idle cores.
 """
 from __future__ import annotations
 

@@ -3,7 +3,9 @@ cluster on this machine (ray.cluster_utils.Cluster: a head and two workers, 1 CP
 generation actors are SPREAD; when round 0 has generated, the worker node holding a generation actor is removed
 (its raylet killed: the node is gone, as a preempted machine is). Prints one JSON line with what happened.
 
-    python tests/node_loss_run.py MODEL_DIR OUT_DIR
+    python tests/node_loss_run.py MODEL_DIR OUT_DIR [--keep]
+
+--keep removes no node: the uninterrupted run of the same config, which the fault suite compares metrics against.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def main() -> int:
     from orchestrator.log import setup_logging
     from orchestrator.run.experiment import Experiment
 
-    model_dir, out_dir = sys.argv[1], sys.argv[2]
+    model_dir, out_dir, keep = sys.argv[1], sys.argv[2], "--keep" in sys.argv[3:]
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
@@ -36,7 +38,7 @@ def main() -> int:
         def emit(self, record: logging.LogRecord) -> None:
             msg = record.getMessage()
             lines.append(msg)
-            if msg.startswith("round 0: generated") and not removed:
+            if msg.startswith("round 0: generated") and not removed and not keep:
                 gen_nodes = {n for pg in ray.util.placement_group_table().values()
                              if pg.get("name") == "svgap-generation" for n in pg.get("bundles_to_node_id", {}).values()}
                 victim = next(w for w in workers if w.node_id in gen_nodes)
@@ -52,7 +54,8 @@ def main() -> int:
     out = {"removed": removed}
     try:
         res = Experiment(cfg, address=cluster.address, tracking_uri=sqlite_uri(f"{out_dir}/mlflow.db")).run()
-        out.update(finished=True, rounds=[r.round for r in res.records], counts=[r.counts for r in res.records])
+        out.update(finished=True, rounds=[r.round for r in res.records], counts=[r.counts for r in res.records],
+                   run_id=res.run_id)
     except SvgapError as e:
         out.update(finished=False, error=str(e))
     finally:
