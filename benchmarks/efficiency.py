@@ -7,8 +7,8 @@ its own process with its own engine:
 - verification (TF scores + teacher-forced U in one call): tokens computed, per candidate, tokens/s, share of peak.
   Tokens computed come from the engine's own counter (`verify_tokens.computed`: rows past a reused prefix) when it
   has one, else from the candidates (`verify_tokens_from_candidates`: every row whole -- the hook to replace);
-then full rounds through the real experiment (benchmarks/round_time.py's runner, 1 round): each stage's share of a
-round, training tokens/s and share of peak, and time/generate with 1 vs 2 generation actors.
+then full rounds through the real experiment (benchmarks/round_time.py's runner; shipped model: medians of rounds 1-4,
+round 0 warms up; SmolLM2: rounds 0-1): each stage's share of a round, training tokens/s and share of peak, and time/generate with 1 vs 2 generation actors.
 FLOPs are estimated as 2 x (non-embedding parameters) per token forwarded in scoring and generation (logits only where
 read); training runs forward and backward over every prompt and response token (`train/tokens_forwarded`) with the
 output head at every position: 4 x (parameters + head) per token with LoRA (frozen weights need no weight gradients),
@@ -165,7 +165,8 @@ def rounds(models: list[str], engines: list[str], extra: list[str], peak: float,
         path = None if model == "shipped" else ROOT / "configs" / "smollm2.yaml"
         for engine, shape in (variants if model == "shipped" else [(e, "2x0.5") for e in engines]):
             try:
-                r = one_run(engine, "default", shape, "merge", ["rounds=1", *extra], path)
+                # shipped: 4 rounds after the warm-up one, medians; SmolLM2 (minutes a round): rounds 0 and 1
+                r = one_run(engine, "default", shape, "merge", [f"rounds={4 if path is None else 1}", *extra], path)
             except Exception as e:  # noqa: BLE001 - one variant failing is a row, not the end of the benchmark
                 r = {"engine": engine, "generation": shape, "error": f"{type(e).__name__}: {e}"[:300]}
             r["model"] = model

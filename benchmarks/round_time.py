@@ -16,6 +16,7 @@ use, ~2-7 min), a model vLLM's CPU kernels take as it is.
 from __future__ import annotations
 
 import argparse
+import statistics
 import json
 import os
 import tempfile
@@ -47,15 +48,15 @@ def one_run(engine: str, model: str, shape: str, lora: str, overrides: list[str]
         t0 = time.perf_counter()
         res = Experiment(cfg, tracking_uri=f"sqlite:///{tmp}/mlflow.db").run()
         wall = time.perf_counter() - t0
-    recs = res.records
+    recs = res.records[1:] if len(res.records) > 2 else res.records  # round 0 warms up (first passes, caches)
     trained = [r for r in recs if "train" in r.timings] or recs  # full rounds: measure + train + sync
     total = sum(r.timings["round"] for r in trained)
     share = {k: sum(r.timings.get(k, 0.0) for r in trained) / total for k in STAGES}
     share["orchestration"] = max(0.0, 1.0 - sum(share.values()))
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    mean = statistics.median  # a round disturbed by something else on the machine does not move the figure
     return {
         "engine": engine if engine == "hf" else f"vllm-{lora[:5]}", "model": model, "generation": shape,
-        "wall_s": round(wall, 1), "rounds": len(recs) - 1,
+        "wall_s": round(wall, 1), "rounds": len(res.records) - 1, "measured_rounds": [r.round for r in recs],
         "round_s": round(mean([r.timings["round"] for r in trained]), 3),
         "generate_s": round(mean([r.timings["generate"] for r in recs]), 3),
         "verify_s": round(mean([r.timings["verify"] for r in recs]), 3),
@@ -65,9 +66,9 @@ def one_run(engine: str, model: str, shape: str, lora: str, overrides: list[str]
         "train_forwarded_per_s": round(mean([r.train.get("tokens_forwarded", 0) / max(r.timings["train"], 1e-9)
                                              for r in trained if r.train]) if any(r.train for r in trained) else 0.0, 1),
         "share": {k: round(v, 3) for k, v in share.items()},
-        "U_s": [round(r.metrics["U_s"], 4) for r in recs],
-        "U_s_sampled": [round(r.metrics["U_s_sampled"], 4) for r in recs],
-        "heldout_acc": [round(r.metrics["heldout_acc"], 4) for r in recs],
+        "U_s": [round(r.metrics["U_s"], 4) for r in res.records],
+        "U_s_sampled": [round(r.metrics["U_s_sampled"], 4) for r in res.records],
+        "heldout_acc": [round(r.metrics["heldout_acc"], 4) for r in res.records],
     }
 
 

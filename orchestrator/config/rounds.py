@@ -25,4 +25,6 @@ class VerificationConfig(Section):
     threshold: Annotated[Num, Range(0.0, 1.0)] = Field(0.5, description="score sigma a pick must reach")
     batch_size: Annotated[int, Range(1)] = Field(512, description="queries per verification batch")
     uncertainty: Literal["scored", "sampled"] = Field(
-        "scored", description="scored: U by a teacher-forced pass; sampled: from the generation engine's logprobs")
+        "scored", description="scored: U by a teacher-forced pass (the HF engine in float32 computes the same numbers "
+                              "while sampling, so it reuses them and runs no second pass); sampled: from the "
+                              "generation engine's logprobs")
