@@ -66,6 +66,24 @@ class Measured:
     scored_by: dict[str, int]  # candidates each pool scored
 
 
+def _firsts(of: list[int]) -> list[int]:
+    """Position of the first candidate of each distinct one (`of[k]` numbers candidate k's distinct one)."""
+    firsts: list[int] = []
+    for k, j in enumerate(of):
+        if j == len(firsts):
+            firsts.append(k)
+    return firsts
+
+
+def _per_candidate(by: dict[str, int], of: list[int]) -> dict[str, int]:
+    """Candidates each pool scored, from the distinct ones it ran (`by`, in the order the pools' results came)."""
+    role_of = [role for role, k in by.items() for _ in range(k)]
+    out = dict.fromkeys(by, 0)
+    for j in of:
+        out[role_of[j]] += 1
+    return out
+
+
 class RoundRunner:
     """Runs the stages of a round on the pools; knows the stage order, not MLflow nor the run folder."""
 
@@ -109,16 +127,22 @@ class RoundRunner:
         pools measure U."""
         vc = self.cfg.verification
         make = self.workload.tf_query if vc.method == "tf" else self.workload.qe_query
-        items = [(make(p, s.text), p.prompt, s.token_ids) for p, row in zip(problems, samples) for s in row]
+        # a problem's identical candidates (same tokens) make the same query and the same U: each is verified once
+        # and its numbers shared (a row's numbers do not depend on its batch, so nothing changes but the work)
+        first: dict[tuple, int] = {}
+        of = [first.setdefault((i, tuple(s.token_ids)), len(first)) for i, row in enumerate(samples) for s in row]
+        flat = [(p, s) for p, row in zip(problems, samples) for s in row]
+        items = [(make(p, s.text), p.prompt, s.token_ids) for p, s in (flat[k] for k in _firsts(of))]
         scored = vc.uncertainty == "scored" and not self.sampled_is_scored()
         judge = self.pools.judge
         if judge is None:
             pairs, by = self._split("verify", items, version, (vc.method, scored, vc.batch_size))
-            return [s for s, _ in pairs], ([u for _, u in pairs] if scored else None), by
+            return [pairs[j][0] for j in of], ([pairs[j][1] for j in of] if scored else None), _per_candidate(by, of)
         calls = judge.submit_verify(items, version, vc.method, False, vc.batch_size)
         us, _ = self._split("uncertainty", [(p, ids) for _, p, ids in items], version, (vc.batch_size,)) \
             if scored else (None, {})
-        return [s for s, _ in judge.gather("verify", calls)], us, {judge.role: len(items)}
+        scores = judge.gather("verify", calls)
+        return [scores[j][0] for j in of], ([us[j] for j in of] if us is not None else None), {judge.role: len(of)}
 
     def sampled_is_scored(self) -> bool:
         """Whether the generation logprobs already are the teacher-forced U: the HF engine in float32 computes both
