@@ -3,7 +3,8 @@
 In one run: the machine's fp32 matmul peak (GFLOP/s, 1 thread and all threads), then per model (the shipped tiny
 model; SmolLM2-135M-Instruct when `make real-model` imported it) and per engine (HF; vLLM when installed), each in
 its own process with its own engine:
-- generation: tokens/s (prompt + sampled tokens of every candidate) and the share of the peak it reaches;
+- generation: tokens/s (each prompt once -- the work any engine must do: vLLM's prefix cache runs a prompt once
+  for its n candidates -- plus every sampled token) and the share of the peak it reaches;
 - verification (TF scores + teacher-forced U in one call): tokens computed, per candidate, tokens/s, share of peak.
   Tokens computed come from the engine's own counter (`verify_tokens.computed`: rows past a reused prefix) when it
   has one, else from the candidates (`verify_tokens_from_candidates`: every row whole -- the hook to replace);
@@ -129,7 +130,7 @@ def engine_stages(engine_name: str, model: str, prompts: int, n: int, threads: i
     finally:
         eng.shutdown()
     return {"engine": engine_name, "model": model, "threads": threads, "candidates": len(items),
-            "generate_s": gen_s, "generate_tokens": prompt_tokens * n + new_tokens, "new_tokens": new_tokens,
+            "generate_s": gen_s, "generate_tokens": prompt_tokens + new_tokens, "new_tokens": new_tokens,
             "verify_s": ver_s, "verify_tokens": computed, "verify_counter": counter is not None}
 
 
