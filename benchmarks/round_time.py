@@ -16,9 +16,9 @@ use, ~2-7 min), a model vLLM's CPU kernels take as it is.
 from __future__ import annotations
 
 import argparse
-import statistics
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -53,17 +53,17 @@ def one_run(engine: str, model: str, shape: str, lora: str, overrides: list[str]
     total = sum(r.timings["round"] for r in trained)
     share = {k: sum(r.timings.get(k, 0.0) for r in trained) / total for k in STAGES}
     share["orchestration"] = max(0.0, 1.0 - sum(share.values()))
-    mean = statistics.median  # a round disturbed by something else on the machine does not move the figure
+    mid = statistics.median  # a round disturbed by something else on the machine does not move the figure
     return {
         "engine": engine if engine == "hf" else f"vllm-{lora[:5]}", "model": model, "generation": shape,
         "wall_s": round(wall, 1), "rounds": len(res.records) - 1, "measured_rounds": [r.round for r in recs],
-        "round_s": round(mean([r.timings["round"] for r in trained]), 3),
-        "generate_s": round(mean([r.timings["generate"] for r in recs]), 3),
-        "verify_s": round(mean([r.timings["verify"] for r in recs]), 3),
-        "tokens_per_s": round(mean([r.metrics["tokens_per_s"] for r in recs])),
-        "train_tokens_per_s": round(mean([r.train["tokens"] / max(r.timings["train"], 1e-9) for r in trained
+        "round_s": round(mid([r.timings["round"] for r in trained]), 3),
+        "generate_s": round(mid([r.timings["generate"] for r in recs]), 3),
+        "verify_s": round(mid([r.timings["verify"] for r in recs]), 3),
+        "tokens_per_s": round(mid([r.metrics["tokens_per_s"] for r in recs])),
+        "train_tokens_per_s": round(mid([r.train["tokens"] / max(r.timings["train"], 1e-9) for r in trained
                                           if r.train]) if any(r.train for r in trained) else 0.0, 1),
-        "train_forwarded_per_s": round(mean([r.train.get("tokens_forwarded", 0) / max(r.timings["train"], 1e-9)
+        "train_forwarded_per_s": round(mid([r.train.get("tokens_forwarded", 0) / max(r.timings["train"], 1e-9)
                                              for r in trained if r.train]) if any(r.train for r in trained) else 0.0, 1),
         "share": {k: round(v, 3) for k, v in share.items()},
         "U_s": [round(r.metrics["U_s"], 4) for r in res.records],

@@ -66,13 +66,21 @@ class Measured:
     scored_by: dict[str, int]  # candidates each pool scored
 
 
-def _firsts(of: list[int]) -> list[int]:
-    """Position of the first candidate of each distinct one (`of[k]` numbers candidate k's distinct one)."""
-    firsts: list[int] = []
-    for k, j in enumerate(of):
-        if j == len(firsts):
-            firsts.append(k)
-    return firsts
+def distinct_items(problems: list[Problem], samples: list[list[Sample]], make) -> tuple[list[tuple], list[int]]:
+    """(query, prompt, response ids) once per distinct candidate of a problem, and of[k] = the item candidate k's
+    numbers come from: identical candidates (same tokens) make the same query and the same U, so each is verified
+    once and its numbers shared (a row's numbers do not depend on its batch: nothing changes but the work)."""
+    first: dict[tuple, int] = {}
+    items: list[tuple] = []
+    of: list[int] = []
+    for i, (p, row) in enumerate(zip(problems, samples)):
+        for s in row:
+            key = (i, tuple(s.token_ids))
+            if key not in first:
+                first[key] = len(items)
+                items.append((make(p, s.text), p.prompt, s.token_ids))
+            of.append(first[key])
+    return items, of
 
 
 def _per_candidate(by: dict[str, int], of: list[int]) -> dict[str, int]:
@@ -127,12 +135,7 @@ class RoundRunner:
         pools measure U."""
         vc = self.cfg.verification
         make = self.workload.tf_query if vc.method == "tf" else self.workload.qe_query
-        # a problem's identical candidates (same tokens) make the same query and the same U: each is verified once
-        # and its numbers shared (a row's numbers do not depend on its batch, so nothing changes but the work)
-        first: dict[tuple, int] = {}
-        of = [first.setdefault((i, tuple(s.token_ids)), len(first)) for i, row in enumerate(samples) for s in row]
-        flat = [(p, s) for p, row in zip(problems, samples) for s in row]
-        items = [(make(p, s.text), p.prompt, s.token_ids) for p, s in (flat[k] for k in _firsts(of))]
+        items, of = distinct_items(problems, samples, make)
         scored = vc.uncertainty == "scored" and not self.sampled_is_scored()
         judge = self.pools.judge
         if judge is None:

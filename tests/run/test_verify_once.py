@@ -1,17 +1,24 @@
-"""A problem's identical candidates are verified once (run/round.py): which candidate stands for which, and how
-many candidates each pool is credited with."""
-from orchestrator.run.round import _firsts, _per_candidate
+"""A problem's identical candidates are verified once (run/round.py): how many candidates each pool is credited
+with when its rows stand for several (the whole path: tests/run/test_determinism.py, tests/roles/test_colocate.py)."""
+from orchestrator.engines.base import Sample
+from orchestrator.run.round import _per_candidate, distinct_items
+from workloads.base import Problem
 
 
-def test_each_distinct_candidate_is_sent_once_and_every_candidate_maps_to_it():
-    # problem 0: candidates a, b, a, a; problem 1: a (same tokens as problem 0's a, but another problem), c, c, a
-    keys = [(0, "a"), (0, "b"), (0, "a"), (0, "a"), (1, "a"), (1, "c"), (1, "c"), (1, "a")]
-    first: dict = {}
-    of = [first.setdefault(k, len(first)) for k in keys]
-    assert of == [0, 1, 0, 0, 2, 3, 3, 2]
-    assert _firsts(of) == [0, 1, 4, 5]  # the candidates whose items are built and sent
-    scores = [0.9, 0.1, 0.7, 0.3]  # one per distinct candidate, in the order sent
-    assert [scores[j] for j in of] == [0.9, 0.1, 0.9, 0.9, 0.7, 0.3, 0.3, 0.7]
+def _sample(ids: list[int]) -> Sample:
+    return Sample(token_ids=ids, text=" ".join(map(str, ids)), logprobs=[-0.5] * len(ids), finished=True)
+
+
+def test_each_candidate_maps_to_an_item_equal_to_its_own_and_repeats_are_sent_once():
+    problems = [Problem(id="p0", prompt="1+1=", answer="2"), Problem(id="p1", prompt="2+2=", answer="4")]
+    # problem 0: a, b, a, a; problem 1: a (same tokens as problem 0's a, another problem), c, c, a
+    a, b, c = [5, 2], [7], [9, 9]
+    samples = [[_sample(x) for x in (a, b, a, a)], [_sample(x) for x in (a, c, c, a)]]
+    make = lambda p, text: f"{p.prompt} {text} correct?"  # noqa: E731 - stands for workload.tf_query
+    items, of = distinct_items(problems, samples, make)
+    assert len(items) == 4 and of == [0, 1, 0, 0, 2, 3, 3, 2]
+    flat = [(p, s) for p, row in zip(problems, samples) for s in row]
+    assert [items[j] for j in of] == [(make(p, s.text), p.prompt, s.token_ids) for p, s in flat]
 
 
 def test_pools_are_credited_with_the_candidates_their_rows_stand_for():
